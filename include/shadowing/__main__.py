@@ -1,0 +1,3 @@
+from shadowing.cli import main
+
+raise SystemExit(main())

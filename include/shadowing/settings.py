@@ -1,0 +1,41 @@
+"""Deployment settings read from the environment (cheap, no database: safe at DAG parse time).
+
+SHADOWING_REGION_PAIRS   "us-east-1=us-west-2,eu-west-1=eu-central-1": primary=shadow pairs
+SHADOWING_APP_CONFIGS    folder (or s3://bucket/prefix) with the application's configuration files
+SHADOWING_STATE_DIR      where the embedded deployment keeps its files (default ./.shadowing)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shadowing import PRIMARY_REGION, SHADOW_REGION
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INCLUDE_DIR = PROJECT_ROOT / "include"
+DEMO_APP_DIR = INCLUDE_DIR / "apps" / "shopfront"
+
+
+def region_pairs() -> dict[str, str]:
+    """Primary region → shadow region, in configuration order."""
+    raw = os.environ.get("SHADOWING_REGION_PAIRS", f"{PRIMARY_REGION}={SHADOW_REGION}")
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        primary, sep, shadow = item.partition("=")
+        if not sep or not primary.strip() or not shadow.strip():
+            raise ValueError(f"SHADOWING_REGION_PAIRS: expected primary=shadow, got {item!r}")
+        pairs[primary.strip()] = shadow.strip()
+    return pairs
+
+
+def primary_regions() -> list[str]:
+    return list(region_pairs())
+
+
+def app_configs_location() -> str:
+    return os.environ.get("SHADOWING_APP_CONFIGS", str(DEMO_APP_DIR))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("SHADOWING_STATE_DIR", PROJECT_ROOT / ".shadowing"))
