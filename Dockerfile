@@ -1,0 +1,10 @@
+# Production image: Airflow 3 with Shadowing's pinned requirements and package.
+FROM apache/airflow:3.3.2-python3.12
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
+USER airflow
+COPY --chown=airflow:0 requirements.txt /opt/shadowing/requirements.txt
+RUN pip install --no-cache-dir -r /opt/shadowing/requirements.txt
+COPY --chown=airflow:0 pyproject.toml README.md /opt/shadowing/
+COPY --chown=airflow:0 include /opt/shadowing/include
+RUN pip install --no-cache-dir --no-deps -e /opt/shadowing
