@@ -760,7 +760,7 @@ class Blueprint:
             if spec.kind == "compute" and spec.count > 0 and not spec.subnets:
                 raise _fail(f"services.{name}.subnets", "a launched service needs at least one subnet")
         groups: dict[str, set[int]] = {}
-        for name, spec in self.services.items():
+        for spec in self.services.values():
             if spec.group is not None:
                 groups.setdefault(spec.group, set()).add(spec.tier)
         for group, tier_set in sorted(groups.items()):
