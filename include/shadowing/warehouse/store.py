@@ -6,8 +6,6 @@ Every artefact row is kept, valid or not, so a failed validation is auditable; r
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shadowing.warehouse.codec import content_hash, utc
 from shadowing.warehouse.tables import capacity_fingerprints, dependency_graphs
 
 
@@ -30,16 +29,7 @@ class StoredArtifact:
     run_id: str | None
 
 
-def content_hash(payload: Any) -> str:
-    """Stable hash of a JSON-able payload (key order independent)."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_utc = utc
 
 
 def _save(engine: Engine, table: sa.Table, *, region: str, payload: dict[str, Any], valid: bool,
@@ -103,3 +93,52 @@ def save_graph(engine: Engine, *, region: str, graph: dict[str, Any], valid: boo
 
 def latest_valid_graph(engine: Engine, region: str) -> StoredArtifact | None:
     return _latest_valid(engine, dependency_graphs, region)
+
+
+# Blueprint versions, readiness, health, failover events/locks/audit live in their own modules; re-exported
+# here so every caller can import the whole store API from one place.
+from shadowing.warehouse.blueprints import (  # noqa: E402
+    BlueprintVersion,
+    UpsertOutcome,
+    blueprint_as_of,
+    blueprint_content_hash,
+    blueprint_history,
+    blueprint_regions,
+    blueprint_version,
+    current_blueprint,
+    upsert_blueprint_version,
+)
+from shadowing.warehouse.operations import (  # noqa: E402
+    AutoFailoverDecision,
+    FailoverEvent,
+    HealthObservation,
+    ReadinessCheck,
+    ReadinessReport,
+    acquire_failover_lock,
+    auto_failover_decisions,
+    failover_lock_holder,
+    finish_failover_event,
+    get_failover_event,
+    latest_readiness,
+    list_failover_events,
+    recent_health_observations,
+    record_auto_failover_decision,
+    record_failover_event,
+    record_failover_step,
+    record_health_observation,
+    record_readiness,
+    release_failover_lock,
+    update_failover_plan,
+)
+
+__all__ = [
+    "AutoFailoverDecision", "BlueprintVersion", "FailoverEvent", "HealthObservation", "ReadinessCheck",
+    "ReadinessReport", "StoredArtifact", "UpsertOutcome", "acquire_failover_lock", "auto_failover_decisions",
+    "blueprint_as_of", "blueprint_content_hash", "blueprint_history", "blueprint_regions", "blueprint_version",
+    "content_hash", "current_blueprint", "failover_lock_holder", "finish_failover_event", "get_artifact",
+    "get_failover_event", "latest_readiness", "latest_valid_fingerprint", "latest_valid_graph",
+    "list_failover_events", "recent_health_observations", "record_auto_failover_decision",
+    "record_failover_event", "record_failover_step", "record_health_observation", "record_readiness",
+    "release_failover_lock", "save_fingerprint", "save_graph", "update_failover_plan",
+    "upsert_blueprint_version",
+]
