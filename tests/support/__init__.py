@@ -1,0 +1,1 @@
+"""Test support code shared by integration tests (fault injection, small emulated shadows)."""
