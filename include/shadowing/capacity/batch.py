@@ -1,0 +1,203 @@
+"""Vectorised per-group statistics: one pass of numpy bincounts over millions of rows, no loop per point.
+
+A :class:`GroupBatch` holds, for ``n`` groups, the mergeable state of every statistic the fingerprint reports:
+count/mean/M2 (Chan et al. parallel moments), exact min/max, EWMA numerator/denominator at a reference time,
+hour-of-week peaks, and the quantile sketch as sparse (group, ordinal, count, decayed weight) bins sorted by
+(group, ordinal). Batches of disjoint data merge exactly (:func:`pool`), which gives both the pooled
+per-service distribution (instance batches → service) and the incremental fold (old window + new window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shadowing.metrics import sketch
+
+HOURS_PER_WEEK = 168
+# 1970-01-01 was a Thursday: shift so that hour-of-week 0 is Monday 00:00 UTC.
+_EPOCH_HOUR_OF_WEEK = 3 * 24
+# Dense (group × bucket) counting up to this many cells, sparse (np.unique) beyond.
+_DENSE_LIMIT = 40_000_000
+
+
+def hour_of_week(ts_seconds: np.ndarray) -> np.ndarray:
+    return ((ts_seconds // 3600 + _EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK).astype(np.int64)
+
+
+@dataclass
+class GroupBatch:
+    n_groups: int
+    count: np.ndarray  # float64 (n,)
+    mean: np.ndarray
+    m2: np.ndarray  # sum of squared deviations from the mean
+    minimum: np.ndarray
+    maximum: np.ndarray
+    ewma_num: np.ndarray  # Σ w·x with w = 2^((t − ref)/h_ewma)
+    ewma_den: np.ndarray  # Σ w
+    how_peak: np.ndarray  # (n, 168), -inf where no data
+    bin_group: np.ndarray  # int64, sorted by (group, ordinal)
+    bin_ord: np.ndarray  # int32
+    bin_count: np.ndarray  # float64 (integers)
+    bin_decayed: np.ndarray  # float64, weights 2^((t − ref)/h_decay)
+    reference_time: float  # seconds since epoch the decayed weights refer to
+
+    @property
+    def std(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, np.sqrt(np.maximum(self.m2, 0) / np.maximum(self.count, 1)), np.nan)
+
+    @property
+    def ewma(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.ewma_den > 0, self.ewma_num / self.ewma_den, np.nan)
+
+    def quantiles(self, qs: tuple[float, ...], *, decayed: bool = False) -> np.ndarray:
+        weights = self.bin_decayed if decayed else self.bin_count
+        return sketch.grouped_quantiles(self.bin_group, self.bin_ord, weights, self.n_groups, qs,
+                                        self.minimum, self.maximum, weighted=decayed)
+
+    def group_bins(self, g: int) -> slice:
+        lo, hi = np.searchsorted(self.bin_group, [g, g + 1])
+        return slice(int(lo), int(hi))
+
+
+def _decay(ts: np.ndarray, reference: float, half_life: float) -> np.ndarray:
+    return np.exp2((ts - reference) / half_life)
+
+
+def _bin_counts(groups: np.ndarray, ords: np.ndarray, n_groups: int, weight_sets: list[np.ndarray | None]
+                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Sparse (group, ordinal) → summed weights for each weight set (None = count), sorted by (group, ord)."""
+    omin, omax = int(ords.min()), int(ords.max())
+    span = omax - omin + 1
+    # Compact the ordinal space to the buckets that occur (a few hundred typically).
+    present = np.bincount(ords - omin, minlength=span) > 0
+    distinct = np.flatnonzero(present)
+    lookup = np.cumsum(present) - 1
+    width = distinct.size
+    compact = lookup[ords - omin]
+    if n_groups * width <= _DENSE_LIMIT:
+        key = groups.astype(np.int64) * width + compact
+        size = n_groups * width
+        sums = [np.bincount(key, weights=w, minlength=size).astype(np.float64) for w in weight_sets]
+        nonzero = np.flatnonzero(sums[0])
+        return (nonzero // width).astype(np.int64), (distinct[nonzero % width] + omin).astype(np.int32), \
+            [s[nonzero] for s in sums]
+    key = groups.astype(np.int64) * width + compact
+    uniq, inverse = np.unique(key, return_inverse=True)
+    sums = [np.bincount(inverse, weights=w, minlength=uniq.size).astype(np.float64) for w in weight_sets]
+    return (uniq // width).astype(np.int64), (distinct[uniq % width] + omin).astype(np.int32), sums
+
+
+def compute(groups: np.ndarray, n_groups: int, ts: np.ndarray, values: np.ndarray, *, reference_time: float,
+            ewma_half_life: float, decay_half_life: float, with_how: bool = True) -> GroupBatch:
+    """Statistics of ``values`` per group code (0 ≤ groups < n_groups); ``ts`` in epoch seconds (float64)."""
+    groups = np.asarray(groups, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    ts = np.asarray(ts, dtype=np.float64)
+    count = np.bincount(groups, minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(groups, weights=values, minlength=n_groups) / count
+    dev = values - mean[groups]
+    m2 = np.bincount(groups, weights=dev * dev, minlength=n_groups)
+    del dev
+    w_ewma = _decay(ts, reference_time, ewma_half_life)
+    ewma_num = np.bincount(groups, weights=w_ewma * values, minlength=n_groups)
+    ewma_den = np.bincount(groups, weights=w_ewma, minlength=n_groups)
+    del w_ewma
+    ords = sketch.ordinals(values)
+    w_decay = _decay(ts, reference_time, decay_half_life)
+    bin_group, bin_ord, (bin_count, bin_decayed) = _bin_counts(groups, ords, n_groups, [None, w_decay])
+    del w_decay
+    minimum, maximum = _extremes(groups, ords, values, n_groups, bin_group, bin_ord)
+    how_peak = np.full((n_groups, HOURS_PER_WEEK), -np.inf)
+    if with_how and values.size:
+        flat = how_peak.reshape(-1)
+        np.maximum.at(flat, groups * HOURS_PER_WEEK + hour_of_week(ts.astype(np.int64)), values)
+    return GroupBatch(n_groups, count, np.where(count > 0, mean, np.nan), m2, minimum, maximum, ewma_num,
+                      ewma_den, how_peak, bin_group, bin_ord, bin_count, bin_decayed, float(reference_time))
+
+
+def _extremes(groups: np.ndarray, ords: np.ndarray, values: np.ndarray, n_groups: int, bin_group: np.ndarray,
+              bin_ord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact min/max per group, reducing only the rows of each group's lowest/highest bucket."""
+    minimum = np.full(n_groups, np.inf)
+    maximum = np.full(n_groups, -np.inf)
+    if bin_group.size == 0:
+        return np.full(n_groups, np.nan), np.full(n_groups, np.nan)
+    starts = np.searchsorted(bin_group, np.arange(n_groups), side="left")
+    ends = np.searchsorted(bin_group, np.arange(n_groups), side="right")
+    has = ends > starts
+    low_ord = np.zeros(n_groups, dtype=np.int64)
+    high_ord = np.zeros(n_groups, dtype=np.int64)
+    low_ord[has] = bin_ord[starts[has]]
+    high_ord[has] = bin_ord[ends[has] - 1]
+    at_low = ords == low_ord[groups]
+    np.minimum.at(minimum, groups[at_low], values[at_low])
+    at_high = ords == high_ord[groups]
+    np.maximum.at(maximum, groups[at_high], values[at_high])
+    minimum[~has], maximum[~has] = np.nan, np.nan
+    return minimum, maximum
+
+
+def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatch | None = None,
+         other_mapping: np.ndarray | None = None) -> GroupBatch:
+    """Merge groups: group g of ``batch`` goes to ``mapping[g]`` (and likewise for ``other``).
+
+    Used to pool instances into their service and to fold an old window's state into a new one (both must
+    share ``reference_time``; see :func:`rebase`).
+    """
+    parts = [(batch, np.asarray(mapping, dtype=np.int64))]
+    if other is not None:
+        if abs(other.reference_time - batch.reference_time) > 1e-6:
+            raise ValueError("pool: batches must be rebased to the same reference time")
+        parts.append((other, np.asarray(other_mapping, dtype=np.int64)))
+    tgt = np.concatenate([m for _, m in parts])
+    cnt = np.concatenate([b.count for b, _ in parts])
+    mean_in = np.nan_to_num(np.concatenate([b.mean for b, _ in parts]))
+    m2_in = np.concatenate([b.m2 for b, _ in parts])
+    count = np.bincount(tgt, weights=cnt, minlength=n_out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(tgt, weights=cnt * mean_in, minlength=n_out) / count
+    delta = mean_in - np.nan_to_num(mean)[tgt]
+    m2 = np.bincount(tgt, weights=m2_in + cnt * delta * delta, minlength=n_out)
+    minimum = np.full(n_out, np.inf)
+    maximum = np.full(n_out, -np.inf)
+    how = np.full((n_out, HOURS_PER_WEEK), -np.inf)
+    for b, m in parts:
+        ok = b.count > 0
+        np.minimum.at(minimum, m[ok], b.minimum[ok])
+        np.maximum.at(maximum, m[ok], b.maximum[ok])
+        np.maximum.at(how, m, b.how_peak)
+    ewma_num = np.bincount(tgt, weights=np.concatenate([b.ewma_num for b, _ in parts]), minlength=n_out)
+    ewma_den = np.bincount(tgt, weights=np.concatenate([b.ewma_den for b, _ in parts]), minlength=n_out)
+    bg = np.concatenate([m[b.bin_group] for b, m in parts])
+    bo = np.concatenate([b.bin_ord for b, _ in parts])
+    if bg.size:
+        omin = int(bo.min())
+        width = int(bo.max()) - omin + 1
+        key = bg * width + (bo.astype(np.int64) - omin)
+        uniq, inverse = np.unique(key, return_inverse=True)
+        bc = np.bincount(inverse, weights=np.concatenate([b.bin_count for b, _ in parts]), minlength=uniq.size)
+        bd = np.bincount(inverse, weights=np.concatenate([b.bin_decayed for b, _ in parts]),
+                         minlength=uniq.size)
+        bin_group, bin_ord = uniq // width, (uniq % width + omin).astype(np.int32)
+    else:
+        bin_group, bin_ord = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        bc, bd = np.zeros(0), np.zeros(0)
+    empty = count == 0
+    minimum[empty], maximum[empty] = np.nan, np.nan
+    return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_num, ewma_den,
+                      how, bin_group, bin_ord, bc, bd, batch.reference_time)
+
+
+def rebase(batch: GroupBatch, reference_time: float, *, ewma_half_life: float, decay_half_life: float
+           ) -> GroupBatch:
+    """The same state with its decayed weights expressed relative to a later ``reference_time``."""
+    dt = reference_time - batch.reference_time
+    e, d = 2.0 ** (-dt / ewma_half_life), 2.0 ** (-dt / decay_half_life)
+    return GroupBatch(batch.n_groups, batch.count, batch.mean, batch.m2, batch.minimum, batch.maximum,
+                      batch.ewma_num * e, batch.ewma_den * e, batch.how_peak, batch.bin_group, batch.bin_ord,
+                      batch.bin_count, batch.bin_decayed * d, float(reference_time))

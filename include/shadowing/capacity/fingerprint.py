@@ -1,0 +1,402 @@
+"""The capacity fingerprint (DESIGN §3): build it from a tidy frame, or fold a new interval into the last one.
+
+Layout decisions (kept small: a few KB per service):
+
+* ``services.<name>.metrics.<metric>``: statistics over ALL values of that service and metric (pooled over
+  instances; the pooled sketch is the sum of the instance sketches), with the full mergeable state:
+  ``sketch`` (counts), ``decayed_sketch`` (weights decayed with ``decay_half_life_seconds``, float16),
+  ``hour_of_week_peak`` (168 values, 4 significant digits, null where no data) and ``ewma_weight``.
+* ``services.<name>.aggregate.<metric>``: the same for the service total, i.e. the time-aligned sum over
+  instances (instances' values averaged per ``step_seconds`` step first, then summed).
+* ``services.<name>.instances``: observed instance-count statistics per step, and ``by_id`` → instance →
+  metric → a compact entry (count, mean, std, ewma, min, max, p50–p99 and the count sketch, which is what
+  keeps per-instance percentiles foldable; no hour-of-week profile or decayed sketch per instance).
+* ``services.<name>.sizing``: see :mod:`shadowing.capacity.sizing`.
+
+``pNN`` are unweighted quantiles over everything folded so far (≤ 1 % relative error: see
+:mod:`shadowing.metrics.sketch`); ``decayed_pNN`` weight recent data more (half-life 24 h by default, as the
+Kubernetes VPA recommender). The window is half-open [start, end): points before ``end`` of the previous
+fingerprint are late and are reported, not double counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from shadowing.capacity import batch as gb
+from shadowing.capacity.sizing import SizingRule, recommend
+from shadowing.errors import InputError
+from shadowing.metrics import frame as tidy
+from shadowing.metrics.sketch import LogSketch
+
+SCHEMA_VERSION = 1
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+Q_NAMES = ("p50", "p90", "p95", "p99")
+_STEP_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
+_DENSE_CELLS = 120_000_000
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    ewma_half_life_seconds: float = 3600.0
+    decay_half_life_seconds: float = 86400.0
+    step_seconds: int | None = None  # aggregate alignment; inferred from the data when None
+    sizing: SizingRule = field(default_factory=SizingRule)
+
+    def as_dict(self, step: int) -> dict[str, Any]:
+        return {"ewma_half_life_seconds": self.ewma_half_life_seconds,
+                "decay_half_life_seconds": self.decay_half_life_seconds, "step_seconds": step}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def infer_step(cols: tidy.TidyColumns) -> int:
+    """Median spacing of consecutive samples of a series, snapped to a usual CloudWatch period."""
+    if len(cols) < 2:
+        return 60
+    sample = np.arange(len(cols)) if len(cols) <= 400_000 else np.linspace(0, len(cols) - 1, 400_000).astype(int)
+    series = cols.instance[sample].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[sample]
+    order = np.lexsort((cols.ts[sample], series))
+    s, t = series[order], cols.ts[sample][order]
+    dt = np.diff(t)[(np.diff(s) == 0)]
+    dt = dt[dt > 0]
+    if dt.size == 0:
+        return 60
+    median = float(np.median(dt))
+    return min(_STEP_CHOICES, key=lambda c: abs(math.log(c / median)))
+
+
+# --- the window's statistics --------------------------------------------------------------------------
+
+@dataclass
+class WindowState:
+    """Mergeable state of one window (or of everything folded so far), keyed by names."""
+
+    instance_keys: list[tuple[str, str, str]]  # (service, instance, metric)
+    instances: gb.GroupBatch
+    pool_keys: list[tuple[str, str]]  # (service, metric)
+    pooled: gb.GroupBatch
+    aggregate: gb.GroupBatch  # same keys as pooled
+    counts: dict[str, dict[str, float]]  # service → instance-count stats
+
+
+def _empty_batch(reference: float) -> gb.GroupBatch:
+    z = np.zeros(0)
+    return gb.GroupBatch(0, z, z, z, z, z, z, z, np.zeros((0, gb.HOURS_PER_WEEK)), np.zeros(0, np.int64),
+                         np.zeros(0, np.int32), z, z, reference)
+
+
+def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: ProfileParams
+                 ) -> tuple[WindowState, tidy.TidyColumns]:
+    """Statistics of one cleaned window (vectorised); also returns the columns after de-duplication."""
+    n_met = max(len(cols.metrics), 1)
+    raw_series = cols.instance.astype(np.int64) * n_met + cols.metric
+    t0 = math.floor(float(cols.ts.min()) / step)
+    t_idx = (np.floor(cols.ts / step) - t0).astype(np.int64)
+    n_t = int(t_idx.max()) + 1
+    used = np.bincount(raw_series, minlength=len(cols.instances) * n_met) > 0
+    lookup = np.cumsum(used) - 1
+    series = lookup[raw_series]
+    n_series = int(used.sum())
+    cell = series * n_t + t_idx
+    if n_series * n_t <= _DENSE_CELLS:
+        cell_count = np.bincount(cell, minlength=n_series * n_t)
+        crowded = cell_count[cell] > 1
+    else:
+        crowded = np.ones(len(cols), dtype=bool)
+    if crowded.any():
+        deduped = tidy.drop_duplicates(cols, crowded)
+        if len(deduped) != len(cols):
+            return window_state(deduped, end=end, step=step, params=params)
+    series_ids = np.flatnonzero(used)
+    inst_of, met_of = series_ids // n_met, series_ids % n_met
+    svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
+    svc_of_inst[cols.instance] = cols.service
+    svc_of_series = svc_of_inst[inst_of]
+    instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
+                     for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
+    kw = {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
+          "decay_half_life": params.decay_half_life_seconds}
+    inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
+
+    # Pools: (service, metric) pairs present.
+    raw_pool = svc_of_series * n_met + met_of
+    pool_used = np.bincount(raw_pool, minlength=len(cols.services) * n_met) > 0
+    pool_lookup = np.cumsum(pool_used) - 1
+    pool_of_series = pool_lookup[raw_pool]
+    pool_ids = np.flatnonzero(pool_used)
+    n_pool = int(pool_ids.size)
+    pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
+    pooled = gb.pool(inst_batch, pool_of_series, n_pool)
+    pool_of_row = pool_of_series[series]
+    np.maximum.at(pooled.how_peak.reshape(-1), pool_of_row * gb.HOURS_PER_WEEK
+                  + gb.hour_of_week(cols.ts.astype(np.int64)), cols.values)
+
+    # Aggregate: per step, each instance's mean, summed over instances.
+    if crowded.any():
+        uniq_cell, inverse = np.unique(cell, return_inverse=True)
+        cell_sum = np.bincount(inverse, weights=cols.values)
+        cell_n = np.bincount(inverse)
+        per_row = cols.values / cell_n[inverse]
+        del uniq_cell, cell_sum
+    else:
+        per_row = cols.values
+    agg_key = pool_of_row * n_t + t_idx
+    agg_sum = np.bincount(agg_key, weights=per_row, minlength=n_pool * n_t)
+    if crowded.any():
+        first_of_cell = np.zeros(len(cols), dtype=bool)
+        first_of_cell[np.unique(cell, return_index=True)[1]] = True
+        reporting = np.bincount(agg_key[first_of_cell], minlength=n_pool * n_t)
+    else:
+        reporting = np.bincount(agg_key, minlength=n_pool * n_t)
+    present = np.flatnonzero(reporting)
+    agg_group, agg_t = present // n_t, present % n_t
+    agg_ts = ((agg_t + t0) * step).astype(np.float64)
+    aggregate = gb.compute(agg_group, n_pool, agg_ts, agg_sum[present], with_how=True, **kw)
+
+    # Instances reporting per service and step: the most over the service's metrics.
+    counts: dict[str, dict[str, float]] = {}
+    rep = reporting.reshape(n_pool, n_t)
+    svc_of_pool = pool_ids // n_met
+    for s in np.unique(svc_of_pool).tolist():
+        per_step = rep[svc_of_pool == s].max(axis=0)
+        seen = per_step[per_step > 0].astype(np.float64)
+        distinct = len({k[1] for k in instance_keys if k[0] == cols.services[s]})
+        counts[cols.services[s]] = {"min": float(seen.min()), "max": float(seen.max()),
+                                    "mean": float(seen.mean()), "last": float(per_step[np.flatnonzero(
+                                        per_step)[-1]]), "steps": float(seen.size), "distinct": float(distinct)}
+    return WindowState(instance_keys, inst_batch, pool_keys, pooled, aggregate, counts), cols
+
+
+def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -> WindowState:
+    """Fold: ``old`` (rebased to the new reference time) + ``new``, matched by names."""
+    ref = new.instances.reference_time
+    kw = {"ewma_half_life": params.ewma_half_life_seconds, "decay_half_life": params.decay_half_life_seconds}
+
+    def union(a: list[Any], b: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        keys = list(dict.fromkeys([*a, *b]))
+        index = {k: i for i, k in enumerate(keys)}
+        return keys, np.array([index[k] for k in a], dtype=np.int64), np.array([index[k] for k in b],
+                                                                                   dtype=np.int64)
+
+    ik, ia, ib = union(old.instance_keys, new.instance_keys)
+    pk, pa, pb = union(old.pool_keys, new.pool_keys)
+    inst = gb.pool(gb.rebase(old.instances, ref, **kw), ia, len(ik), other=new.instances, other_mapping=ib)
+    pooled = gb.pool(gb.rebase(old.pooled, ref, **kw), pa, len(pk), other=new.pooled, other_mapping=pb)
+    agg = gb.pool(gb.rebase(old.aggregate, ref, **kw), pa, len(pk), other=new.aggregate, other_mapping=pb)
+    counts = dict(old.counts)
+    for svc, c in new.counts.items():
+        prev = counts.get(svc)
+        if prev is None:
+            counts[svc] = c
+            continue
+        steps = prev["steps"] + c["steps"]
+        distinct = len({k[1] for k in ik if k[0] == svc})
+        counts[svc] = {"min": min(prev["min"], c["min"]), "max": max(prev["max"], c["max"]),
+                       "mean": (prev["mean"] * prev["steps"] + c["mean"] * c["steps"]) / steps,
+                       "last": c["last"], "steps": steps, "distinct": float(distinct)}
+    return WindowState(ik, inst, pk, pooled, agg, counts)
+
+
+# --- JSON ---------------------------------------------------------------------------------------------
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _round_sig(values: np.ndarray, digits: int = 4) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values.tolist():
+        out.append(None if not math.isfinite(v) else float(f"{v:.{digits}g}"))
+    return out
+
+
+def _f16_weights(ords: np.ndarray, weights: np.ndarray) -> str:
+    return LogSketch(ords, weights).weights_to_compact()
+
+
+def _entries(b: gb.GroupBatch, *, full: bool) -> list[dict[str, Any]]:
+    qs = b.quantiles(QUANTILES)
+    dq = b.quantiles(QUANTILES, decayed=True) if full else None
+    std, ewma = b.std, b.ewma
+    starts = np.searchsorted(b.bin_group, np.arange(b.n_groups), side="left")
+    ends = np.searchsorted(b.bin_group, np.arange(b.n_groups), side="right")
+    out = []
+    for g in range(b.n_groups):
+        sl = slice(int(starts[g]), int(ends[g]))
+        e: dict[str, Any] = {"count": int(b.count[g]), "mean": _num(b.mean[g]), "std": _num(std[g]),
+                             "ewma": _num(ewma[g]), "min": _num(b.minimum[g]), "max": _num(b.maximum[g])}
+        e.update({n: _num(qs[g, j]) for j, n in enumerate(Q_NAMES)})
+        if full and dq is not None:
+            e.update({f"decayed_{n}": _num(dq[g, j]) for j, n in enumerate(Q_NAMES)})
+            e["hour_of_week_peak"] = _round_sig(b.how_peak[g])
+            e["decayed_sketch"] = _f16_weights(b.bin_ord[sl], b.bin_decayed[sl])
+        e["ewma_weight"] = _num(b.ewma_den[g])
+        e["sketch"] = LogSketch(b.bin_ord[sl], b.bin_count[sl]).to_compact()
+        out.append(e)
+    return out
+
+
+def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.GroupBatch:
+    n = len(entries)
+    if n == 0:
+        return _empty_batch(reference)
+
+    def col(name: str, default: float = math.nan) -> np.ndarray:
+        return np.array([default if e.get(name) is None else float(e[name]) for e in entries], dtype=np.float64)
+
+    count, mean, std = col("count", 0.0), col("mean"), col("std", 0.0)
+    ewma, weight = col("ewma", 0.0), col("ewma_weight", 0.0)
+    how = np.array([[(-np.inf if v is None else float(v)) for v in e.get("hour_of_week_peak") or
+                     [None] * gb.HOURS_PER_WEEK] for e in entries], dtype=np.float64)
+    groups, ords, counts, decayed = [], [], [], []
+    for g, e in enumerate(entries):
+        sk = LogSketch.from_compact(e["sketch"])
+        dw = np.zeros(sk.ords.size)
+        if e.get("decayed_sketch"):
+            ds = LogSketch.weights_from_compact(e["decayed_sketch"])
+            pos = np.searchsorted(sk.ords, ds.ords)
+            ok = (pos < sk.ords.size) & (sk.ords[np.minimum(pos, sk.ords.size - 1)] == ds.ords)
+            dw[pos[ok]] = ds.counts[ok]
+        groups.append(np.full(sk.ords.size, g, dtype=np.int64))
+        ords.append(sk.ords)
+        counts.append(sk.counts)
+        decayed.append(dw)
+    return gb.GroupBatch(n, count, mean, std * std * count, col("min"), col("max"), ewma * weight, weight, how,
+                         np.concatenate(groups), np.concatenate(ords).astype(np.int32), np.concatenate(counts),
+                         np.concatenate(decayed), reference)
+
+
+def state_from_fingerprint(fp: dict[str, Any]) -> WindowState:
+    ref = parse_iso(fp["window"]["end"])
+    ik, ie, pk, pe, ae = [], [], [], [], []
+    counts: dict[str, dict[str, float]] = {}
+    for svc, s in fp.get("services", {}).items():
+        for metric, e in (s.get("metrics") or {}).items():
+            pk.append((svc, metric))
+            pe.append(e)
+            ae.append((s.get("aggregate") or {}).get(metric) or {"count": 0, "sketch": LogSketch().to_compact()})
+        inst = s.get("instances") or {}
+        counts[svc] = {k: float(inst[k]) for k in ("min", "max", "mean", "last", "steps", "distinct") if k in inst}
+        for iid, metrics in (inst.get("by_id") or {}).items():
+            for metric, e in metrics.items():
+                ik.append((svc, iid, metric))
+                ie.append(e)
+    return WindowState(ik, _batch_from_entries(ie, ref), pk, _batch_from_entries(pe, ref),
+                       _batch_from_entries(ae, ref), counts)
+
+
+def render(state: WindowState, *, region: str | None, start: float, end: float, step: int,
+           params: ProfileParams, warnings: list[str], history_start: float, folds: int) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    pooled = _entries(state.pooled, full=True)
+    aggregate = _entries(state.aggregate, full=True)
+    for (svc, metric), p, a in zip(state.pool_keys, pooled, aggregate, strict=True):
+        s = services.setdefault(svc, {"instances": {}, "metrics": {}, "aggregate": {}})
+        s["metrics"][metric] = p
+        if a["count"]:
+            s["aggregate"][metric] = a
+    for (svc, iid, metric), e in zip(state.instance_keys, _entries(state.instances, full=False), strict=True):
+        by_id = services[svc]["instances"].setdefault("by_id", {})
+        by_id.setdefault(iid, {})[metric] = {k: v for k, v in e.items()}
+    rule = params.sizing
+    for svc, s in services.items():
+        c = state.counts.get(svc, {})
+        s["instances"] = {**{k: (int(v) if k in ("steps", "distinct") else v) for k, v in c.items()},
+                          "by_id": s["instances"].get("by_id", {})}
+        agg = s["aggregate"].get(rule.metric)
+        demand = None
+        if agg is not None:
+            sk = LogSketch.from_compact(agg["sketch"])
+            demand = sk.quantiles([rule.percentile], agg["min"], agg["max"])[0]
+        s["sizing"] = recommend(rule, demand_quantile=demand, history_seconds=end - history_start,
+                                observed_instances=c.get("max"))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "region": region,
+        "window": {"start": iso(start), "end": iso(end)},
+        "history_start": iso(history_start),
+        "generated_at": iso(datetime.now(UTC).timestamp()),
+        "folds": folds,
+        "params": {**params.as_dict(step), "quantile_relative_accuracy": 0.01},
+        "services": dict(sorted(services.items())),
+        "warnings": warnings,
+    }
+
+
+# --- entry points -------------------------------------------------------------------------------------
+
+def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tuple[float, float] | None = None,
+         region: str | None = None, params: ProfileParams | None = None, max_warnings: int = 50
+         ) -> dict[str, Any]:
+    """Fold a new interval of tidy data into ``previous`` (None: build from scratch) → a new fingerprint.
+
+    ``window`` is the half-open data interval [start, end) in epoch seconds; without it the window is the
+    data's span (end = last sample + one step).
+    """
+    params = params or ProfileParams()
+    if previous is not None:
+        p = previous.get("params") or {}
+        params = ProfileParams(p.get("ewma_half_life_seconds", params.ewma_half_life_seconds),
+                               p.get("decay_half_life_seconds", params.decay_half_life_seconds),
+                               p.get("step_seconds", params.step_seconds), params.sizing)
+    watermark = parse_iso(previous["window"]["end"]) if previous is not None else None
+    try:
+        cleaned = tidy.clean(cols, window=window, watermark=watermark)
+    except InputError:
+        if previous is None:
+            raise
+        cleaned = None
+    step = int(params.step_seconds or (infer_step(cleaned) if cleaned is not None else 60))
+    region = region or cols.region or (previous or {}).get("region")
+    if cleaned is None or not len(cleaned):
+        if previous is None or window is None:
+            raise InputError("no usable metric rows", source=cols.source)
+        # Nothing new: the previous state, decayed to the new window end.
+        end = window[1]
+        state = state_from_fingerprint(previous)
+        kw = {"ewma_half_life": params.ewma_half_life_seconds, "decay_half_life": params.decay_half_life_seconds}
+        state = WindowState(state.instance_keys, gb.rebase(state.instances, end, **kw), state.pool_keys,
+                            gb.rebase(state.pooled, end, **kw), gb.rebase(state.aggregate, end, **kw),
+                            state.counts)
+        warnings = [*cols.warnings, f"{cols.source}: no new metric rows in the window"]
+        return render(state, region=region, start=parse_iso(previous["window"]["start"]), end=end, step=step,
+                      params=params, warnings=warnings[:max_warnings],
+                      history_start=parse_iso(previous.get("history_start", previous["window"]["start"])),
+                      folds=int(previous.get("folds", 0)) + 1)
+    span_start, span_end = float(cleaned.ts.min()), float(cleaned.ts.max())
+    start = window[0] if window else math.floor(span_start / step) * step
+    end = window[1] if window else (math.floor(span_end / step) + 1) * step
+    state, cleaned = window_state(cleaned, end=end, step=step, params=params)
+    history_start = start
+    folds = 0
+    if previous is not None:
+        state = merge_states(state_from_fingerprint(previous), state, params=params)
+        start = parse_iso(previous["window"]["start"])
+        history_start = parse_iso(previous.get("history_start", previous["window"]["start"]))
+        folds = int(previous.get("folds", 0)) + 1
+    warnings = list(cleaned.warnings)
+    if len(warnings) > max_warnings:
+        warnings = [*warnings[:max_warnings], f"… {len(warnings) - max_warnings} more warning(s)"]
+    return render(state, region=region, start=start, end=end, step=step, params=params, warnings=warnings,
+                  history_start=history_start, folds=folds)
+
+
+def build(cols: tidy.TidyColumns, **kwargs: Any) -> dict[str, Any]:
+    """A fingerprint of ``cols`` from scratch (see :func:`fold`)."""
+    return fold(None, cols, **kwargs)
+
+
+def params_dict(params: ProfileParams) -> dict[str, Any]:
+    return asdict(params)

@@ -1,0 +1,391 @@
+"""The tidy metrics frame in columnar form, its readers and its cleaning rules.
+
+:class:`TidyColumns` is the tidy frame (DESIGN §3) as numpy arrays with dictionary-encoded text columns
+(integer codes + names), which is what the vectorised profiler needs; readers produce it straight from
+Parquet (pyarrow, only the needed columns), tidy CSV, raw CloudWatch-export CSV (``timestamp,value``, metric
+named by the file) and pandas frames.
+
+:func:`clean` applies the bad-input rules: rows that cannot be good (unparseable, NaN/inf, negative where the
+metric cannot be negative, utilisation outside 0–100, exact duplicates, clock skew beyond the window) are
+dropped and *reported* (series and row numbers) as warnings; unknown metric names are kept and profiled
+generically; an input with nothing usable left raises :class:`~shadowing.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shadowing.errors import InputError
+from shadowing.metrics.names import CANONICAL_METRICS, PERCENT_METRICS, TIDY_COLUMNS
+
+NON_NEGATIVE_METRICS = frozenset(CANONICAL_METRICS)
+_MAX_EXAMPLES = 5
+# Sample timestamps more than this beyond the window end (or now) are clock skew.
+CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
+
+
+@dataclass
+class TidyColumns:
+    """Columnar tidy frame: codes index the name lists; ``ts`` is epoch seconds (float64, UTC)."""
+
+    ts: np.ndarray
+    values: np.ndarray
+    service: np.ndarray
+    instance: np.ndarray
+    metric: np.ndarray
+    services: list[str]
+    instances: list[str]
+    metrics: list[str]
+    region: str | None = None
+    source: str = "frame"
+    # Original row number (1-based data line) of each row, kept for messages; None = position + 1.
+    rows: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def row_numbers(self, mask: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return (self.rows[idx] if self.rows is not None else idx + 1).astype(np.int64)
+
+    def take(self, mask: np.ndarray) -> TidyColumns:
+        rows = self.rows[mask] if self.rows is not None else np.flatnonzero(mask) + 1
+        return replace(self, ts=self.ts[mask], values=self.values[mask], service=self.service[mask],
+                       instance=self.instance[mask], metric=self.metric[mask], rows=rows)
+
+    @property
+    def span(self) -> tuple[float, float] | None:
+        if not len(self):
+            return None
+        return float(self.ts.min()), float(self.ts.max())
+
+
+def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
+    codes, uniques = pd.factorize(pd.Series(values, copy=False).fillna("unknown").astype(str), sort=False)
+    return codes.astype(np.int32), [str(u) for u in uniques]
+
+
+def from_pandas(df: pd.DataFrame, *, source: str = "frame", region: str | None = None) -> TidyColumns:
+    """A tidy pandas frame → columns (timestamps and values coerced; bad cells become NaN → reported)."""
+    missing = [c for c in ("timestamp", "metric", "value") if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}; expected {', '.join(TIDY_COLUMNS)}",
+                         source=source)
+    warnings: list[str] = []
+    n = len(df)
+    filled: dict[str, Any] = {}
+    for col in ("region", "service", "instance_id"):
+        if col in df.columns:
+            filled[col] = df[col]
+        else:
+            filled[col] = np.full(n, "unknown" if col != "region" else (region or "unknown"), dtype=object)
+            if col != "region":
+                warnings.append(f"{source}: no {col!r} column; rows attributed to 'unknown'")
+    ts = _epoch_seconds(df["timestamp"])
+    values = pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    regions = pd.unique(pd.Series(filled["region"]).dropna().astype(str))
+    svc, services = _codes(filled["service"])
+    inst, instances = _codes(pd.Series(filled["service"]).astype(str).str.cat(
+        pd.Series(filled["instance_id"]).astype(str), sep="\x1f"))
+    met, metrics = _codes(df["metric"])
+    cols = TidyColumns(ts, values, svc, inst, met, services, [i.split("\x1f", 1)[-1] for i in instances],
+                       metrics, region=region or (str(regions[0]) if len(regions) else None), source=source,
+                       warnings=warnings)
+    if len(regions) > 1:
+        cols.warnings.append(f"{source}: several regions in one input ({', '.join(map(str, regions))}); "
+                             f"profiled as {cols.region}")
+    return cols
+
+
+def _epoch_seconds(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    parsed = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+    out = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    out[parsed.isna().to_numpy()] = np.nan
+    return out
+
+
+def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
+    """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    wanted = [c for c in TIDY_COLUMNS if c in schema.names]
+    missing = [c for c in ("timestamp", "metric", "value") if c not in wanted]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
+    text = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
+    table = pq.read_table(path, columns=wanted, read_dictionary=text)
+
+    def codes(name: str) -> tuple[np.ndarray, list[str]]:
+        if name not in table.column_names:
+            return np.zeros(table.num_rows, dtype=np.int32), ["unknown"]
+        col = table.column(name)
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        # Chunks can carry different dictionaries; unify first so codes mean the same everywhere.
+        indices = col.indices.to_numpy(zero_copy_only=False)
+        names = [str(v) for v in col.dictionary.to_pylist()]
+        if col.null_count:
+            indices = np.where(col.is_null().to_numpy(zero_copy_only=False), len(names), indices)
+            names.append("unknown")
+        return indices.astype(np.int32), names
+
+    ts_col = table.column("timestamp")
+    if pa.types.is_timestamp(ts_col.type):
+        ts_ns = pc.cast(ts_col, pa.timestamp("ns", tz=ts_col.type.tz)).combine_chunks()
+        ts = ts_ns.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e9
+        if ts_ns.null_count:
+            ts[ts_ns.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    else:
+        ts = _epoch_seconds(ts_col.to_pandas())
+    value_col = table.column("value")
+    values = pc.cast(value_col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    values = np.asarray(values, dtype=np.float64)
+    svc, services = codes("service")
+    inst, instances = codes("instance_id")
+    met, metrics = codes("metric")
+    reg, regions = codes("region")
+    del table
+    # Instance ids are scoped by service: a code pair → a dense per-(service, instance) code.
+    pair = svc.astype(np.int64) * len(instances) + inst
+    used = np.bincount(pair, minlength=len(services) * len(instances)) > 0
+    pair_codes = (np.cumsum(used) - 1)[pair].astype(np.int32)
+    used_pairs = np.flatnonzero(used)
+    inst_names = [instances[p % len(instances)] for p in used_pairs]
+    cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
+                       region=region or (regions[int(np.bincount(reg).argmax())] if len(reg) else None),
+                       source=str(path))
+    if len(set(regions)) > 1 and region is None:
+        cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
+                             f"profiled as {cols.region}")
+    return cols
+
+
+def read_csv(path: Path, *, region: str | None = None) -> TidyColumns:
+    """Tidy CSV, or a raw CloudWatch export (``timestamp,value``: metric and instance named by the file)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    bad_rows: list[str] = []
+
+    def on_invalid(row: Any) -> str:
+        if len(bad_rows) < 1000:
+            bad_rows.append(f"line {row.number}: expected {row.expected_columns} fields, got "
+                            f"{row.actual_columns}" if row.number is not None else
+                            f"{row.actual_columns} fields: {row.text[:60]!r}")
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                               convert_options=pacsv.ConvertOptions(
+                                   column_types={c: pa.string() for c in TIDY_COLUMNS}))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"unreadable CSV: {exc}", source=str(path)) from exc
+    df = table.to_pandas()
+    # Keep original file line numbers (header is line 1) when rows were skipped by the parser.
+    if set(df.columns) >= {"timestamp", "value"} and "metric" not in df.columns:
+        cols = from_cloudwatch_export(df, path, region=region)
+    else:
+        cols = from_pandas(df, source=str(path), region=region)
+    # Messages name file lines (the header is line 1).
+    cols.rows = np.arange(len(cols)) + 2
+    if bad_rows:
+        cols.rows = _line_numbers(path, len(cols))
+        shown = "; ".join(bad_rows[:_MAX_EXAMPLES])
+        cols.warnings.append(f"{path}: {len(bad_rows)} malformed row(s) skipped ({shown})")
+    return cols
+
+
+def _line_numbers(path: Path, n: int) -> np.ndarray | None:
+    """File line numbers of the rows the parser kept, by re-counting fields per line (small files only)."""
+    if path.stat().st_size > 64 << 20:
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().count(",")
+            lines = [i for i, line in enumerate(fh, start=2) if line.strip() and line.count(",") == header]
+    except OSError:
+        return None
+    return np.asarray(lines[:n], dtype=np.int64) if len(lines) >= n else None
+
+
+# NAB / CloudWatch export file names → canonical metric names (checked in order).
+_EXPORT_METRICS = (
+    (re.compile(r"cpu_?utili[sz]ation|cpuutilization|request_latency_system_failure", re.I), "cpu_utilization"),
+    (re.compile(r"network_?in", re.I), "network_in_bytes"),
+    (re.compile(r"network_?out", re.I), "network_out_bytes"),
+    (re.compile(r"disk_?write_?bytes", re.I), "disk_write_bytes"),
+    (re.compile(r"disk_?read_?bytes", re.I), "disk_read_bytes"),
+    (re.compile(r"mem(ory)?_?(used_?percent|utili[sz]ation)", re.I), "memory_utilization"),
+    (re.compile(r"request_?count", re.I), "request_count"),
+)
+
+
+def export_identity(path: Path) -> tuple[str, str, str]:
+    """(service, instance, metric) for a raw export file, from its name (e.g. ec2_cpu_utilization_24ae8d)."""
+    stem = path.stem
+    metric = next((name for pattern, name in _EXPORT_METRICS if pattern.search(stem)), None)
+    service = stem.split("_", 1)[0].lower() or "unknown"
+    if metric is None:
+        # Unknown metric: profiled generically under the file's name, never dropped.
+        return service, stem, re.sub(r"[^a-z0-9_]+", "_", stem.lower())
+    instance = stem.rsplit("_", 1)[-1] if "_" in stem else stem
+    return service, instance, metric
+
+
+def from_cloudwatch_export(df: pd.DataFrame, path: Path, *, region: str | None = None) -> TidyColumns:
+    service, instance, metric = export_identity(path)
+    frame = pd.DataFrame({"timestamp": df["timestamp"], "value": df["value"], "metric": metric,
+                          "service": service, "instance_id": instance, "region": region or "unknown"})
+    return from_pandas(frame, source=str(path), region=region)
+
+
+def read_metrics(path: Path | str, *, region: str | None = None) -> TidyColumns:
+    """Any supported source: Parquet/CSV tidy frame, a raw export CSV, or a folder of them (concatenated)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".csv", ".parquet", ".pq"})
+        if not files:
+            raise InputError("no .csv or .parquet metric files", source=str(path))
+        return concat([read_metrics(p, region=region) for p in files], source=str(path))
+    if not path.exists():
+        raise InputError("no such file", source=str(path))
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        try:
+            return read_parquet(path, region=region)
+        except InputError:
+            raise
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise InputError(f"unreadable Parquet: {exc}", source=str(path)) from exc
+    return read_csv(path, region=region)
+
+
+def concat(parts: Sequence[TidyColumns], *, source: str) -> TidyColumns:
+    """Concatenate column sets, re-coding names into shared dictionaries."""
+    def merged(attr_codes: str, attr_names: str, key: Any = None) -> tuple[np.ndarray, list[str]]:
+        names: dict[Any, int] = {}
+        out = []
+        for part in parts:
+            local = getattr(part, attr_names)
+            keys = local if key is None else key(part)
+            remap = np.array([names.setdefault(k, len(names)) for k in keys], dtype=np.int32)
+            out.append(remap[getattr(part, attr_codes)] if len(remap) else getattr(part, attr_codes))
+        ordered = sorted(names, key=names.__getitem__)
+        return np.concatenate(out), [k if key is None else k[1] for k in ordered]
+
+    svc, services = merged("service", "services")
+    inst, instances = merged("instance", "instances",
+                             key=lambda p: _instance_keys(p))
+    met, metrics = merged("metric", "metrics")
+    rows = np.concatenate([p.rows if p.rows is not None else np.arange(len(p)) + 1 for p in parts])
+    region = next((p.region for p in parts if p.region and p.region != "unknown"), parts[0].region)
+    return TidyColumns(np.concatenate([p.ts for p in parts]), np.concatenate([p.values for p in parts]), svc,
+                       inst, met, services, instances, metrics, region=region, source=source, rows=rows,
+                       warnings=[w for p in parts for w in p.warnings])
+
+
+def _instance_keys(part: TidyColumns) -> list[tuple[str, str]]:
+    # An instance code belongs to one service; find it from the first row using that code.
+    first = np.full(len(part.instances), -1, dtype=np.int64)
+    order = np.arange(len(part))[::-1]
+    first[part.instance[order]] = order
+    return [(part.services[part.service[i]] if i >= 0 else "unknown", name)
+            for i, name in zip(first.tolist(), part.instances, strict=True)]
+
+
+def _describe(cols: TidyColumns, mask: np.ndarray, what: str) -> str:
+    """"N row(s) <what> in series a/b/c (rows 3, 7, …)" for the rows flagged by mask."""
+    idx = np.flatnonzero(mask)
+    series = sorted({f"{cols.services[cols.service[i]]}/{cols.instances[cols.instance[i]]}/"
+                     f"{cols.metrics[cols.metric[i]]}" for i in idx[:200].tolist()})
+    rows = cols.row_numbers(mask)[:_MAX_EXAMPLES].tolist()
+    more = "…" if idx.size > _MAX_EXAMPLES else ""
+    return (f"{cols.source}: {idx.size} row(s) {what} in series {', '.join(series[:_MAX_EXAMPLES])}"
+            f"{' and others' if len(series) > _MAX_EXAMPLES else ''} (rows {', '.join(map(str, rows))}{more})")
+
+
+def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: float | None = None,
+          watermark: float | None = None) -> TidyColumns:
+    """Drop and report rows that cannot be good; keep everything else. See the module docstring.
+
+    ``window`` (start, end) keeps rows with start ≤ ts < end; ``watermark`` drops late rows at or before an
+    already folded window end; rows later than end (or ``now``) + tolerance are reported as clock skew.
+    """
+    warnings = list(cols.warnings)
+    bad = np.zeros(len(cols), dtype=bool)
+
+    def flag(mask: np.ndarray, what: str) -> None:
+        nonlocal bad
+        mask = mask & ~bad
+        if mask.any():
+            warnings.append(_describe(cols, mask, what))
+            bad |= mask
+
+    flag(~np.isfinite(cols.ts), "with an unparseable timestamp dropped")
+    flag(np.isnan(cols.values), "with a missing or non-numeric value dropped")
+    flag(np.isinf(cols.values), "with an infinite value dropped")
+    metric_names = np.array(cols.metrics, dtype=object)
+    if len(cols.metrics):
+        non_negative = np.isin(metric_names, list(NON_NEGATIVE_METRICS))[cols.metric]
+        flag(non_negative & (cols.values < 0), "with a negative value (impossible for this metric) dropped")
+        percent = np.isin(metric_names, list(PERCENT_METRICS))[cols.metric]
+        flag(percent & (cols.values > 100), "with utilisation above 100 % dropped")
+    limit = None
+    if window is not None:
+        flag(cols.ts < window[0], "before the window start dropped")
+        limit = window[1]
+        flag((cols.ts >= window[1]) & (cols.ts <= window[1] + CLOCK_SKEW_TOLERANCE_SECONDS),
+             "at or after the window end dropped (next window)")
+    elif now is not None:
+        limit = now
+    if limit is not None:
+        flag(cols.ts > limit + CLOCK_SKEW_TOLERANCE_SECONDS,
+             "dated in the future (clock skew) dropped")
+    if watermark is not None:
+        flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
+    unknown = sorted(set(cols.metrics) - set(CANONICAL_METRICS))
+    if unknown:
+        used = np.bincount(cols.metric[~bad], minlength=len(cols.metrics)) > 0
+        listed = [m for m in unknown if used[cols.metrics.index(m)]]
+        if listed:
+            warnings.append(f"{cols.source}: unknown metric name(s) {', '.join(listed)} profiled generically")
+    out = cols.take(~bad) if bad.any() else cols
+    out.warnings = warnings
+    if not len(out):
+        raise InputError("no usable metric rows" + (f" ({'; '.join(warnings[:3])})" if warnings else ""),
+                         source=cols.source)
+    return out
+
+
+def drop_duplicates(cols: TidyColumns, candidates: np.ndarray | None = None) -> TidyColumns:
+    """Exact duplicates (same series and timestamp): keep the last row, report the others.
+
+    ``candidates`` (a row mask) narrows the exact check to rows that may collide — the profiler knows them
+    from its per-(series, step) counts, which keeps this off the hot path of clean inputs.
+    """
+    idx = np.arange(len(cols)) if candidates is None else np.flatnonzero(candidates)
+    if idx.size < 2:
+        return cols
+    series = cols.instance[idx].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[idx]
+    exact = pd.DataFrame({"s": series, "t": cols.ts[idx]}).duplicated(keep="last").to_numpy()
+    if not exact.any():
+        return cols
+    dup = np.zeros(len(cols), dtype=bool)
+    dup[idx[exact]] = True
+    message = _describe(cols, dup, "duplicating a timestamp of the same series dropped (last one kept)")
+    out = cols.take(~dup)
+    out.warnings = [*cols.warnings, message]
+    return out
