@@ -208,8 +208,8 @@ class ServiceBlueprint:
     group: str | None
     """Id of the dependency cycle (strongly connected component) this service belongs to, launched together
     with its other members in the same tier; None when the service is in no cycle."""
-    ami: AmiMapping
-    """Machine image in primary and shadow."""
+    ami: AmiMapping | None
+    """Machine image in primary and shadow; None for managed data stores (no instances of ours)."""
     instance_type: str
     """EC2 instance type (as in the primary; ``db.*`` classes for managed databases)."""
     count: int
@@ -220,8 +220,8 @@ class ServiceBlueprint:
     """Security group ids (or names before pre-staging) attached to the service's instances."""
     ports: list[int]
     """Ports the service listens on (callee side of every dependency edge into it)."""
-    launch_template: LaunchTemplateRef
-    """The pre-staged launch template."""
+    launch_template: LaunchTemplateRef | None
+    """The pre-staged launch template; None for managed data stores."""
     env_overrides: dict[str, str]
     """Environment variables rewritten for the shadow (endpoints and region pointing at the shadow)."""
     target_group: TargetGroupRef | None
@@ -234,10 +234,12 @@ class ServiceBlueprint:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "tier": self.tier, "group": self.group, "ami": self.ami.to_dict(),
+            "name": self.name, "tier": self.tier, "group": self.group,
+            "ami": None if self.ami is None else self.ami.to_dict(),
             "instance_type": self.instance_type, "count": self.count, "subnets": sorted(self.subnets),
             "security_groups": sorted(self.security_groups), "ports": sorted(set(self.ports)),
-            "launch_template": self.launch_template.to_dict(), "env_overrides": dict(sorted(self.env_overrides.items())),
+            "launch_template": None if self.launch_template is None else self.launch_template.to_dict(),
+            "env_overrides": dict(sorted(self.env_overrides.items())),
             "target_group": None if self.target_group is None else self.target_group.to_dict(),
             "tags": dict(sorted(self.tags.items())), "kind": self.kind,
         }
@@ -256,18 +258,23 @@ class ServiceBlueprint:
         if group is not None and (not isinstance(group, str) or not group):
             raise _fail(f"{path}.group", "expected a cycle group id (string) or null")
         target_group = data.get("target_group")
+        ami, template = data.get("ami"), data.get("launch_template")
+        if kind == "compute" and ami is None:
+            raise _fail(f"{path}.ami", "is required for a compute service")
+        if kind == "compute" and template is None:
+            raise _fail(f"{path}.launch_template", "is required for a compute service")
         return cls(
             name=name,
             tier=_int(data, "tier", path, minimum=0),  # type: ignore[arg-type]
             group=group,
-            ami=AmiMapping.from_dict(_get(data, "ami", path, Mapping), f"{path}.ami"),
+            ami=None if ami is None else AmiMapping.from_dict(ami, f"{path}.ami"),
             instance_type=_str(data, "instance_type", path),  # type: ignore[arg-type]
             count=_int(data, "count", path, minimum=0),  # type: ignore[arg-type]
             subnets=_str_list(data, "subnets", path),
             security_groups=_str_list(data, "security_groups", path, optional=True),
             ports=list(ports),
-            launch_template=LaunchTemplateRef.from_dict(_get(data, "launch_template", path, Mapping),
-                                                        f"{path}.launch_template"),
+            launch_template=None if template is None else LaunchTemplateRef.from_dict(template,
+                                                                                      f"{path}.launch_template"),
             env_overrides=_str_map(data, "env_overrides", path),
             target_group=None if target_group is None else TargetGroupRef.from_dict(target_group,
                                                                                      f"{path}.target_group"),
