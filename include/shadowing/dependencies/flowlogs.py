@@ -154,10 +154,10 @@ def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
                              line=1, field=required)
     include = [f for f in fields if f in NEEDED]
     types = {f: INT_FIELDS.get(f, DICT_STR) for f in include}
-    bad_rows: list[int] = []
+    bad_rows: list[str] = []
 
     def invalid(row: Any) -> str:
-        bad_rows.append(row.number)
+        bad_rows.append(row.text)
         return "skip"
 
     stream = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
@@ -172,8 +172,10 @@ def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
         raise InputError(_explain(exc, data, fields, skip, line_numbers), source=label,
                          line=_bad_line(exc, data, fields, skip, line_numbers)) from exc
     if bad_rows:
-        row = bad_rows[0]
-        line = line_numbers[row - 1] if line_numbers and row - 1 < len(line_numbers) else row + skip
+        raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+        lines = [x.strip() for x in raw.splitlines()]
+        row = lines.index(bad_rows[0].strip().encode()) if bad_rows[0].strip().encode() in lines else None
+        line = None if row is None else (line_numbers[row] if line_numbers and row < len(line_numbers) else row + 1)
         raise InputError(f"expected {len(fields)} space-separated fields ({len(bad_rows)} bad line(s))",
                          source=label, line=line)
     return table
@@ -191,11 +193,17 @@ def _guess_default(data: Any, label: str) -> list[str]:
 
 
 def _bad_line(exc: Exception, data: Any, fields: list[str], skip: int, line_numbers: list[int]) -> int | None:
-    match = re.search(r"In CSV column #(\d+): Row #(\d+)", str(exc))
+    """The file line holding the value pyarrow refused (error path only: a plain scan is fine)."""
+    match = re.search(r"In CSV column #(\d+).*?invalid value '([^']*)'", str(exc))
     if not match:
         return None
-    row = int(match.group(2))
-    return line_numbers[row - 1] if line_numbers and row - 1 < len(line_numbers) else row + skip - 1 + 1
+    column, value = int(match.group(1)), match.group(2)
+    raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+    for row, line in enumerate(raw.splitlines()[skip:]):
+        tokens = line.decode("utf-8", "replace").split()
+        if len(tokens) > column and tokens[column] == value:
+            return line_numbers[row] if line_numbers and row < len(line_numbers) else row + skip + 1
+    return None
 
 
 def _explain(exc: Exception, data: Any, fields: list[str], skip: int, line_numbers: list[int]) -> str:
@@ -392,6 +400,3 @@ def _orient_and_aggregate(frame: pd.DataFrame, names: list[str], n_services: int
             extra={"strength": strength, "windows": windows, "bytes": total, "port": port_value}))
     return references
 
-
-def flow_strength_reason(windows: int, nbytes: int, options: FlowOptions) -> str:
-    return f"{windows} window(s) (min {options.min_windows}), {nbytes} bytes (min {options.min_bytes})"

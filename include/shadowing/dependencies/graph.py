@@ -77,6 +77,8 @@ def build_graph(findings: ConfigFindings | None, observations: Observations | No
     unresolved: list[dict[str, Any]] = []
     for ref in [*findings.references, *observations.references]:
         caller, callee = catalog.resolve(ref.caller) or ref.caller, catalog.resolve(ref.target)
+        if callee is None and ref.kind == "flow":  # both ends of a mapped flow are inventory services
+            callee = catalog.add(ref.target, source="flow logs").name
         if callee is None:
             unresolved.append({"source": caller, "target": ref.target, "port": ref.port, "detail": ref.detail})
             continue
