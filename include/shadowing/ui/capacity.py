@@ -32,9 +32,13 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return round(value, max(0, digits - 1 - int(math.floor(math.log10(abs(value))))))
 
 
+def _rule(sizing: Mapping[str, Any]) -> Mapping[str, Any]:
+    rule = sizing.get("rule")
+    return rule if isinstance(rule, Mapping) else {}
+
+
 def _sizing_metric(sizing: Mapping[str, Any], stats_by_metric: Mapping[str, Any]) -> str | None:
-    for key in ("metric", "driver_metric", "basis_metric"):
-        name = sizing.get(key)
+    for name in (_rule(sizing).get("metric"), sizing.get("metric")):
         if isinstance(name, str) and name in stats_by_metric:
             return name
     for name in PREFERRED_METRICS:
@@ -56,7 +60,15 @@ def _recommended_instances(sizing: Mapping[str, Any]) -> int | None:
 
 
 def _capacity_line(sizing: Mapping[str, Any], metric: str, instances: int | None) -> float | None:
-    """The sized shadow capacity in the metric's units (what the chart draws the observed values against)."""
+    """The sized shadow capacity in the metric's units (what the chart draws the observed values against).
+
+    With the sizing rule of :mod:`shadowing.capacity.sizing` that is what the recommended instances can carry
+    (instances × the rule's target utilisation per instance); ``sizing.capacity`` is the demand plus margin the
+    count was derived from, used only when no instance count is known.
+    """
+    target = _num(_rule(sizing).get("target_utilization"))
+    if instances is not None and target is not None:
+        return instances * target
     for key in ("capacity", "shadow_capacity", "recommended_capacity"):
         value = _num(sizing.get(key))
         if value is not None:
@@ -65,6 +77,25 @@ def _capacity_line(sizing: Mapping[str, Any], metric: str, instances: int | None
         # A utilisation metric summed over instances: each sized instance brings 100 points of headroom.
         return instances * 100.0
     return None
+
+
+def describe_rule(sizing: Mapping[str, Any]) -> str | None:
+    """One line explaining the recommendation (the rule's parameters travel with every sizing block)."""
+    rule = sizing.get("rule")
+    if isinstance(rule, str):
+        return rule
+    if not isinstance(rule, Mapping):
+        return None if sizing.get("reason") is None else str(sizing["reason"])
+    parts = [str(rule.get("name") or "rule")]
+    if _num(rule.get("percentile")) is not None:
+        parts.append(f"p{_round(float(rule['percentile']) * 100, 4):g} of demand")
+    if _num(rule.get("margin")) is not None:
+        parts.append(f"+{float(rule['margin']) * 100:g}% margin")
+    if _num(sizing.get("confidence")) is not None and float(sizing["confidence"]) != 1.0:
+        parts.append(f"×{float(sizing['confidence']):.2f} short-history")
+    if _num(rule.get("target_utilization")) is not None:
+        parts.append(f"{float(rule['target_utilization']):g} per instance")
+    return ", ".join(parts)
 
 
 def service_chart(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,7 +119,6 @@ def service_chart(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
     profile_raw = stats.get("hour_of_week_peak")
     profile = ([_round(_num(v)) for v in profile_raw] if isinstance(profile_raw, list) and len(profile_raw) == 168
                else None)
-    rule = sizing.get("rule")
     return {
         "service": name,
         "metric": metric,
@@ -102,7 +132,7 @@ def service_chart(name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         "recommended_instances": instances,
         "observed_instances": {k: _round(_num(observed.get(k))) for k in ("min", "p50", "max", "mean")
                                if _num(observed.get(k)) is not None},
-        "rule": rule if isinstance(rule, str) else (None if rule is None else str(rule)),
+        "rule": describe_rule(sizing),
         "hour_of_week": profile,
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shadowing.capacity.sizing import SizingRule, recommend
 from shadowing.metrics.names import CANONICAL_METRICS
 from shadowing.warehouse.blueprints import upsert_blueprint_version
 from shadowing.warehouse.store import save_fingerprint, save_graph
@@ -57,12 +58,12 @@ def fingerprint(region: str, services: list[str], rng: random.Random, end: datet
                   CANONICAL_METRICS}
         metrics = {m: _stats(rng, lvl) for m, lvl in levels.items()}
         aggregate = {m: _stats(rng, lvl * count) for m, lvl in levels.items()}
-        needed = max(1, int(aggregate["cpu_utilization"]["p99"] / 70 + 0.999))
         payload["services"][name] = {
             "instances": {"min": count, "max": count, "mean": float(count), "p50": float(count)},
             "metrics": metrics, "aggregate": aggregate,
-            "sizing": {"metric": "cpu_utilization", "recommended_instances": needed,
-                       "rule": f"ceil(p99 aggregate cpu / 70%) = {needed}"}}
+            "sizing": recommend(SizingRule(), demand_quantile=aggregate["cpu_utilization"]["p99"],
+                                history_seconds=rng.choice([7 * 86400.0, 2 * 86400.0]),
+                                observed_instances=float(count))}
     return payload
 
 
