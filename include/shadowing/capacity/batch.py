@@ -34,8 +34,8 @@ class GroupBatch:
     m2: np.ndarray  # sum of squared deviations from the mean
     minimum: np.ndarray
     maximum: np.ndarray
-    ewma_num: np.ndarray  # Σ w·x with w = 2^((t − ref)/h_ewma)
-    ewma_den: np.ndarray  # Σ w
+    ewma_value: np.ndarray  # Σ w·x / Σ w with w = 2^((t − ref)/h_ewma)
+    ewma_log2w: np.ndarray  # log2(Σ w): kept in log form so that long-silent series do not underflow
     how_peak: np.ndarray  # (n, 168), -inf where no data
     bin_group: np.ndarray  # int64, sorted by (group, ordinal)
     bin_ord: np.ndarray  # int32
@@ -50,8 +50,7 @@ class GroupBatch:
 
     @property
     def ewma(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.ewma_den > 0, self.ewma_num / self.ewma_den, np.nan)
+        return self.ewma_value
 
     def quantiles(self, qs: tuple[float, ...], *, decayed: bool = False) -> np.ndarray:
         weights = self.bin_decayed if decayed else self.bin_count
@@ -103,10 +102,7 @@ def compute(groups: np.ndarray, n_groups: int, ts: np.ndarray, values: np.ndarra
     dev = values - mean[groups]
     m2 = np.bincount(groups, weights=dev * dev, minlength=n_groups)
     del dev
-    w_ewma = _decay(ts, reference_time, ewma_half_life)
-    ewma_num = np.bincount(groups, weights=w_ewma * values, minlength=n_groups)
-    ewma_den = np.bincount(groups, weights=w_ewma, minlength=n_groups)
-    del w_ewma
+    ewma_value, ewma_log2w = _ewma(groups, n_groups, ts, values, reference_time, ewma_half_life)
     ords = sketch.ordinals(values)
     w_decay = _decay(ts, reference_time, decay_half_life)
     bin_group, bin_ord, (bin_count, bin_decayed) = _bin_counts(groups, ords, n_groups, [None, w_decay])
@@ -116,8 +112,47 @@ def compute(groups: np.ndarray, n_groups: int, ts: np.ndarray, values: np.ndarra
     if with_how and values.size:
         flat = how_peak.reshape(-1)
         np.maximum.at(flat, groups * HOURS_PER_WEEK + hour_of_week(ts.astype(np.int64)), values)
-    return GroupBatch(n_groups, count, np.where(count > 0, mean, np.nan), m2, minimum, maximum, ewma_num,
-                      ewma_den, how_peak, bin_group, bin_ord, bin_count, bin_decayed, float(reference_time))
+    return GroupBatch(n_groups, count, np.where(count > 0, mean, np.nan), m2, minimum, maximum, ewma_value,
+                      ewma_log2w, how_peak, bin_group, bin_ord, bin_count, bin_decayed, float(reference_time))
+
+
+def _ewma(groups: np.ndarray, n_groups: int, ts: np.ndarray, values: np.ndarray, reference: float,
+          half_life: float) -> tuple[np.ndarray, np.ndarray]:
+    """Time-decayed mean and log2 of its total weight, per group (weights relative to ``reference``)."""
+    w = _decay(ts, reference, half_life)
+    num = np.bincount(groups, weights=w * values, minlength=n_groups)
+    den = np.bincount(groups, weights=w, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = num / den
+        log2w = np.log2(den)
+    # Groups silent for many half-lives underflow: redo only their rows relative to their own last sample.
+    tiny = (den < 1e-250) & (np.bincount(groups, minlength=n_groups) > 0)
+    if tiny.any():
+        rows = tiny[groups]
+        g, t, v = groups[rows], ts[rows], values[rows]
+        last = np.full(n_groups, -np.inf)
+        np.maximum.at(last, g, t)
+        w = _decay(t, last[g], half_life)
+        num2 = np.bincount(g, weights=w * v, minlength=n_groups)
+        den2 = np.bincount(g, weights=w, minlength=n_groups)
+        value[tiny] = num2[tiny] / den2[tiny]
+        log2w[tiny] = np.log2(den2[tiny]) + (last[tiny] - reference) / half_life
+    empty = np.bincount(groups, minlength=n_groups) == 0
+    value[empty], log2w[empty] = np.nan, -np.inf
+    return value, log2w
+
+
+def _combine_ewma(targets: np.ndarray, values: np.ndarray, log2w: np.ndarray, n_out: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(log2w) & np.isfinite(values)
+    t, v, lw = targets[ok], values[ok], log2w[ok]
+    top = np.full(n_out, -np.inf)
+    np.maximum.at(top, t, lw)
+    w = np.exp2(lw - top[t])
+    den = np.bincount(t, weights=w, minlength=n_out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.bincount(t, weights=w * v, minlength=n_out) / den
+        return np.where(den > 0, value, np.nan), np.where(den > 0, top + np.log2(den), -np.inf)
 
 
 def _extremes(groups: np.ndarray, ords: np.ndarray, values: np.ndarray, n_groups: int, bin_group: np.ndarray,
@@ -171,8 +206,8 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
         np.minimum.at(minimum, m[ok], b.minimum[ok])
         np.maximum.at(maximum, m[ok], b.maximum[ok])
         np.maximum.at(how, m, b.how_peak)
-    ewma_num = np.bincount(tgt, weights=np.concatenate([b.ewma_num for b, _ in parts]), minlength=n_out)
-    ewma_den = np.bincount(tgt, weights=np.concatenate([b.ewma_den for b, _ in parts]), minlength=n_out)
+    ewma_value, ewma_log2w = _combine_ewma(tgt, np.concatenate([b.ewma_value for b, _ in parts]),
+                                           np.concatenate([b.ewma_log2w for b, _ in parts]), n_out)
     bg = np.concatenate([m[b.bin_group] for b, m in parts])
     bo = np.concatenate([b.bin_ord for b, _ in parts])
     if bg.size:
@@ -189,7 +224,7 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
         bc, bd = np.zeros(0), np.zeros(0)
     empty = count == 0
     minimum[empty], maximum[empty] = np.nan, np.nan
-    return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_num, ewma_den,
+    return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_value, ewma_log2w,
                       how, bin_group, bin_ord, bc, bd, batch.reference_time)
 
 
@@ -197,7 +232,7 @@ def rebase(batch: GroupBatch, reference_time: float, *, ewma_half_life: float, d
            ) -> GroupBatch:
     """The same state with its decayed weights expressed relative to a later ``reference_time``."""
     dt = reference_time - batch.reference_time
-    e, d = 2.0 ** (-dt / ewma_half_life), 2.0 ** (-dt / decay_half_life)
+    d = 2.0 ** (-dt / decay_half_life)
     return GroupBatch(batch.n_groups, batch.count, batch.mean, batch.m2, batch.minimum, batch.maximum,
-                      batch.ewma_num * e, batch.ewma_den * e, batch.how_peak, batch.bin_group, batch.bin_ord,
+                      batch.ewma_value, batch.ewma_log2w - dt / ewma_half_life, batch.how_peak, batch.bin_group, batch.bin_ord,
                       batch.bin_count, batch.bin_decayed * d, float(reference_time))

@@ -5,7 +5,7 @@ Layout decisions (kept small: a few KB per service):
 * ``services.<name>.metrics.<metric>``: statistics over ALL values of that service and metric (pooled over
   instances; the pooled sketch is the sum of the instance sketches), with the full mergeable state:
   ``sketch`` (counts), ``decayed_sketch`` (weights decayed with ``decay_half_life_seconds``, float16),
-  ``hour_of_week_peak`` (168 values, 4 significant digits, null where no data) and ``ewma_weight``.
+  ``hour_of_week_peak`` (168 values, 4 significant digits, null where no data) and ``ewma_log2_weight``.
 * ``services.<name>.aggregate.<metric>``: the same for the service total, i.e. the time-aligned sum over
   instances (instances' values averaged per ``step_seconds`` step first, then summed).
 * ``services.<name>.instances``: observed instance-count statistics per step, and ``by_id`` → instance →
@@ -242,7 +242,7 @@ def _entries(b: gb.GroupBatch, *, full: bool) -> list[dict[str, Any]]:
             e.update({f"decayed_{n}": _num(dq[g, j]) for j, n in enumerate(Q_NAMES)})
             e["hour_of_week_peak"] = _round_sig(b.how_peak[g])
             e["decayed_sketch"] = _f16_weights(b.bin_ord[sl], b.bin_decayed[sl])
-        e["ewma_weight"] = _num(b.ewma_den[g])
+        e["ewma_log2_weight"] = _num(b.ewma_log2w[g])
         e["sketch"] = LogSketch(b.bin_ord[sl], b.bin_count[sl]).to_compact()
         out.append(e)
     return out
@@ -257,7 +257,7 @@ def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.G
         return np.array([default if e.get(name) is None else float(e[name]) for e in entries], dtype=np.float64)
 
     count, mean, std = col("count", 0.0), col("mean"), col("std", 0.0)
-    ewma, weight = col("ewma", 0.0), col("ewma_weight", 0.0)
+    ewma, log2w = col("ewma"), col("ewma_log2_weight", -math.inf)
     how = np.array([[(-np.inf if v is None else float(v)) for v in e.get("hour_of_week_peak") or
                      [None] * gb.HOURS_PER_WEEK] for e in entries], dtype=np.float64)
     groups, ords, counts, decayed = [], [], [], []
@@ -273,7 +273,7 @@ def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.G
         ords.append(sk.ords)
         counts.append(sk.counts)
         decayed.append(dw)
-    return gb.GroupBatch(n, count, mean, std * std * count, col("min"), col("max"), ewma * weight, weight, how,
+    return gb.GroupBatch(n, count, mean, std * std * count, col("min"), col("max"), ewma, log2w, how,
                          np.concatenate(groups), np.concatenate(ords).astype(np.int32), np.concatenate(counts),
                          np.concatenate(decayed), reference)
 

@@ -21,7 +21,7 @@ from typing import Any
 @dataclass(frozen=True)
 class SizingRule:
     metric: str = "cpu_utilization"
-    percentile: float = 0.99
+    percentile: float = 0.995
     margin: float = 0.10
     target_utilization: float = 100.0
     short_history_boost: float = 0.5
