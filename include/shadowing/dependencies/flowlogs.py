@@ -16,7 +16,6 @@ addresses outside the time-ranged inventory are excluded (counted in the stats).
 from __future__ import annotations
 
 import io
-import mmap
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,10 +100,8 @@ def _sniff(path: Path) -> tuple[list[str] | None, int, bool]:
             break
         if line.strip() and not line.lstrip().startswith("#"):
             break
-    messy = False
-    if size:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            messy = mapped.find(b"\n#") >= 0 or mapped.find(b"\n\n") >= 0 or mapped[:1] in (b"#", b"\n")
+    # Comments further down are rare: the fast reader skips them, and any surprise falls back to line filtering.
+    messy = any(line.lstrip().startswith("#") for line in head[skip:skip + 50]) or not size
     return fields, skip, messy
 
 
@@ -157,18 +154,21 @@ def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
     bad_rows: list[str] = []
 
     def invalid(row: Any) -> str:
-        bad_rows.append(row.text)
+        if not row.text.lstrip().startswith("#"):
+            bad_rows.append(row.text)
         return "skip"
 
     stream = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
     try:
         table = pacsv.read_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=1 << 22),
             parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include,
                                                  null_values=["-"], strings_can_be_null=True))
     except pa.ArrowInvalid as exc:
+        if not messy and not isinstance(source, bytes):  # maybe a comment with as many fields: filter lines
+            return read_flow_log(Path(data).read_bytes(), fields, label)
         raise InputError(_explain(exc, data, fields, skip, line_numbers), source=label,
                          line=_bad_line(exc, data, fields, skip, line_numbers)) from exc
     if bad_rows:

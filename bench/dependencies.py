@@ -1,0 +1,111 @@
+"""Dependency mapping benchmark: our mapper end to end vs DuckDB read + group-by on the same flow-log file.
+
+    .venv/bin/python bench/dependencies.py [--records 1000000 10000000] [--version 5] [--keep DIR]
+
+Flow records come from the demo world's generator (shadowing.world.traffic: true call graph + noise) written
+as v5 text with a header line (or default v2). Each contender runs in its own subprocess, so wall time and
+peak RSS (ru_maxrss of that process) are measured separately:
+  mapper  = `python -m shadowing deps --flow-logs F --inventory I --out G` (parse, IP→service through the
+            time-ranged inventory, orientation, dedup, thresholds, graph, JSON)
+  duckdb  = read_csv(F) + GROUP BY srcaddr, dstaddr, dstport (count, sum(bytes)), fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNNER = r"""
+import json, sys, time
+t0 = time.perf_counter()
+kind, flows, inventory, out = sys.argv[1:5]
+if kind == "mapper":
+    from shadowing.cli import main
+    code = main(["deps", "--flow-logs", flows, "--inventory", inventory, "--out", out])
+    assert code == 0, code
+    graph = json.load(open(out))
+    result = {"edges": len(graph["edges"])}
+else:
+    import duckdb
+    con = duckdb.connect()
+    rows = con.execute(
+        "SELECT srcaddr, dstaddr, dstport, count(*) AS n, sum(TRY_CAST(bytes AS BIGINT)) AS b "
+        "FROM read_csv(?, delim=' ', header=true, all_varchar=true) GROUP BY srcaddr, dstaddr, dstport",
+        [flows]).fetchall()
+    result = {"groups": len(rows)}
+result["seconds"] = time.perf_counter() - t0
+result["peak_mb"] = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+print(json.dumps(result))
+"""
+
+
+def generate(records: int, folder: Path, version: int) -> tuple[Path, Path, list[tuple[str, str]]]:
+    from shadowing.world.app import build_app
+    from shadowing.world.inventory import synthetic_inventory, write_inventory_csv
+    from shadowing.world.traffic import generate_flow_records, write_flow_logs
+
+    app = build_app()
+    start = datetime(2025, 1, 6, tzinfo=UTC)
+    probe_end = start + timedelta(hours=6)
+    probe = generate_flow_records(app, synthetic_inventory(app, start, probe_end, seed=7), start, probe_end,
+                                  seed=7)
+    per_hour = len(probe) / 6
+    flows_per_edge = max(1, int(records / (per_hour * 48)) + 1)  # two days of traffic, more parallel flows
+    hours = max(1, int(records / (per_hour * flows_per_edge)) + 1)
+    end = start + timedelta(hours=hours)
+    inventory = synthetic_inventory(app, start, end, seed=7)
+    frame = generate_flow_records(app, inventory, start, end, seed=7, flows_per_edge=flows_per_edge)
+    frame = frame.iloc[:records]
+    flows = write_flow_logs(frame, folder / f"flows-{records}-v{version}.log", version=version,
+                            header=True)
+    inv = write_inventory_csv(inventory, folder / f"inventory-{records}.csv")
+    return flows, inv, [(e.caller, e.callee) for e in app.edges]
+
+
+def measure(kind: str, flows: Path, inventory: Path, out: Path) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(flows), str(inventory), str(out)],
+                          check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--version", type=int, choices=[2, 5], default=5)
+    parser.add_argument("--keep", type=Path, help="keep generated files in this folder")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-deps-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"{'records':>10} {'MB':>7} {'mapper s':>9} {'duckdb s':>9} {'ratio':>6} {'mapper MB':>10} "
+          f"{'duckdb MB':>10} {'P':>5} {'R':>5}")
+    for records in args.records:
+        t0 = time.perf_counter()
+        flows, inventory, truth = generate(records, folder, args.version)
+        gen = time.perf_counter() - t0
+        out = folder / f"graph-{records}.json"
+        duck = measure("duckdb", flows, inventory, out)  # DuckDB first: it warms the page cache for both
+        ours = measure("mapper", flows, inventory, out)
+        graph = json.loads(out.read_text())
+        found = {(e["source"], e["target"]) for e in graph["edges"]}
+        precision = len(found & set(truth)) / max(1, len(found))
+        recall = len(found & set(truth)) / max(1, len(truth))
+        size_mb = flows.stat().st_size / 2**20
+        print(f"{records:>10} {size_mb:>7.0f} {ours['seconds']:>9.2f} {duck['seconds']:>9.2f} "
+              f"{duck['seconds'] / ours['seconds']:>5.2f}x {ours['peak_mb']:>10.0f} {duck['peak_mb']:>10.0f} "
+              f"{precision:>5.2f} {recall:>5.2f}   (generated in {gen:.0f}s; duckdb groups {duck['groups']})",
+              flush=True)
+        if not args.keep:
+            flows.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
