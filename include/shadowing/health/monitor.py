@@ -1,0 +1,71 @@
+"""One monitor pass over a primary region: observe, judge (N-of-M), decide, record. Airflow-free."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
+from shadowing.health.policy import HealthPolicy, decide, judge
+from shadowing.warehouse.operations import (
+    auto_failover_decisions,
+    failover_lock_holder,
+    recent_health_observations,
+    record_auto_failover_decision,
+    record_health_observation,
+)
+
+log = logging.getLogger(__name__)
+
+
+def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: HealthPolicy, auto_failover: bool,
+                  probes: Sequence[str] = (), failover_dagrun_running: bool = False, run_id: str | None = None,
+                  now: datetime | None = None, checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Observe ``region``, judge it over the stored history and decide; everything is recorded.
+
+    Returns {region, healthy, verdict, action, reason, detected_at, failing, considered}. ``action`` is
+    ``trigger`` only when the region is judged failed, auto-failover is on, no failover of it is running
+    (lock table or a running DAG run) and the last trigger is older than the cooldown."""
+    now = now or datetime.now(UTC)
+    if checks is None:
+        checks = alarm_checks(cloudwatch, region) + (probe_checks(probes) if probes else [])
+    healthy = overall_healthy(checks)
+    history = recent_health_observations(engine, region, policy.window - 1)
+    verdict = judge([healthy] + [o.healthy for o in history], policy)
+    holder = failover_lock_holder(engine, region)
+    running = failover_dagrun_running or holder is not None
+    kind = "trigger" if auto_failover else "alert"
+    previous = auto_failover_decisions(engine, region, decision=kind, limit=1)
+    decision = decide(verdict, auto_failover=auto_failover, failover_running=running,
+                      last_action_at=previous[0].decided_at if previous else None, now=now, policy=policy)
+    # detection time: the oldest failing check of the current window (recovery time counts from there)
+    failing_times = [now] if not healthy else []
+    failing_times += [o.observed_at for o in history if not o.healthy]
+    detected_at = min(failing_times) if verdict.failed and failing_times else None
+    record_health_observation(engine, primary_region=region, healthy=healthy, checks=checks,
+                              verdict="failed" if verdict.failed else ("degraded" if verdict.failing else "healthy"),
+                              action=decision.action, detail=decision.reason, run_id=run_id, observed_at=now)
+    if verdict.failed:
+        record_auto_failover_decision(
+            engine, primary_region=region, decision=decision.action, reason=decision.reason,
+            auto_failover=auto_failover, failover_id=holder, run_id=run_id, decided_at=now,
+            detail={"policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
+                    "detected_at": detected_at.isoformat() if detected_at else None,
+                    "failover_dagrun_running": failover_dagrun_running})
+    level = logging.WARNING if verdict.failed else logging.INFO
+    log.log(level, "%s: %s → %s (%s)", region, "healthy" if healthy else "UNHEALTHY", decision.action,
+            decision.reason)
+    return {"region": region, "healthy": healthy, "verdict": "failed" if verdict.failed else "ok",
+            "action": decision.action, "reason": decision.reason,
+            "detected_at": detected_at.isoformat() if detected_at else None,
+            "failing": verdict.failing, "considered": verdict.considered}
+
+
+def failover_conf(assessment: dict[str, Any]) -> dict[str, Any]:
+    """The ``regional_failover`` run conf for a triggering assessment."""
+    return {"primary_region": assessment["region"], "mode": "live", "trigger": "sensor",
+            "detected_at": assessment["detected_at"], "triggered_by": "primary_health_monitor"}
