@@ -49,9 +49,8 @@ def _fingerprint(args: argparse.Namespace) -> int:
     cols = read_metrics(args.metrics, region=args.region)
     fingerprint = fold(previous, cols, region=args.region, params=ProfileParams(step_seconds=args.step_seconds))
     if args.validate:
-        from shadowing.quality.fingerprint import validate_fingerprint
-
         from shadowing.capacity.fingerprint import parse_iso
+        from shadowing.quality.fingerprint import validate_fingerprint
 
         # A file is validated against its own span: freshness relative to the end of its window.
         validate_fingerprint(fingerprint, now=parse_iso(fingerprint["window"]["end"]))

@@ -158,7 +158,6 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     inst, instances = codes("instance_id")
     met, metrics = codes("metric")
     reg, regions = codes("region")
-    del table
     # Instance ids are scoped by service: a code pair → a dense per-(service, instance) code.
     pair = svc.astype(np.int64) * len(instances) + inst
     used = np.bincount(pair, minlength=len(services) * len(instances)) > 0
@@ -343,6 +342,8 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
         flag(non_negative & (cols.values < 0), "with a negative value (impossible for this metric) dropped")
         percent = np.isin(metric_names, list(PERCENT_METRICS))[cols.metric]
         flag(percent & (cols.values > 100), "with utilisation above 100 % dropped")
+    if watermark is not None:
+        flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
     limit = None
     if window is not None:
         flag(cols.ts < window[0], "before the window start dropped")
@@ -354,8 +355,6 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
     if limit is not None:
         flag(cols.ts > limit + CLOCK_SKEW_TOLERANCE_SECONDS,
              "dated in the future (clock skew) dropped")
-    if watermark is not None:
-        flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
     unknown = sorted(set(cols.metrics) - set(CANONICAL_METRICS))
     if unknown:
         used = np.bincount(cols.metric[~bad], minlength=len(cols.metrics)) > 0

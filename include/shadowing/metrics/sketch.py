@@ -107,7 +107,14 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
             i_lo = np.searchsorted(cum, base[present] + r_lo, side="right")
             i_hi = np.searchsorted(cum, base[present] + r_hi, side="right")
             i_lo, i_hi = np.minimum(i_lo, last_bin), np.minimum(i_hi, last_bin)
-            value = reps[i_lo] + (rank - r_lo) * (reps[i_hi] - reps[i_lo])
+            v_lo, v_hi = reps[i_lo], reps[i_hi]
+            # The extreme order statistics are known exactly when min/max are given.
+            if lo is not None:
+                v_lo = np.where(r_lo == 0, lo[present], v_lo)
+            if hi is not None:
+                v_hi = np.where(r_hi == n - 1, hi[present], v_hi)
+                v_lo = np.where(r_lo == n - 1, hi[present], v_lo)
+            value = v_lo + (rank - r_lo) * (v_hi - v_lo)
         if lo is not None:
             value = np.maximum(value, lo[present])
         if hi is not None:

@@ -1,0 +1,163 @@
+"""Fingerprint: pooled/aggregate statistics against exact numpy, fold == recompute, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shadowing.capacity.fingerprint import build, fold
+from shadowing.errors import InputError
+from shadowing.metrics import frame as tidy
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "metrics"
+START = datetime(2025, 1, 6, tzinfo=UTC)
+STATS = ("count", "mean", "std", "ewma", "min", "max", "p50", "p90", "p95", "p99")
+
+
+def synthetic(hours: int = 12, instances: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(START, periods=hours * 60, freq="60s")
+    parts = []
+    for i in range(instances):
+        for metric, scale in (("cpu_utilization", 30.0), ("network_in_bytes", 1e6), ("queue_depth", 5.0)):
+            values = rng.gamma(2.0, scale / 2, ts.size)
+            if metric == "cpu_utilization":
+                values = np.minimum(values, 100.0)
+            parts.append(pd.DataFrame({"timestamp": ts, "region": "us-east-1", "service": "api",
+                                       "instance_id": f"i-{i}", "metric": metric, "value": values}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def test_pooled_and_aggregate_statistics_match_exact_numpy() -> None:
+    df = synthetic()
+    fp = build(tidy.from_pandas(df))
+    api = fp["services"]["api"]
+    assert set(api["metrics"]) == {"cpu_utilization", "network_in_bytes", "queue_depth"}  # unknown kept
+    for metric, entry in api["metrics"].items():
+        values = df.loc[df.metric == metric, "value"].to_numpy()
+        assert entry["count"] == values.size
+        assert entry["mean"] == pytest.approx(values.mean(), rel=1e-9)
+        assert entry["std"] == pytest.approx(values.std(), rel=1e-9)
+        assert entry["max"] == values.max() and entry["min"] == values.min()
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)):
+            assert rel(entry[name], float(np.quantile(values, q))) <= 0.01
+        assert len(entry["hour_of_week_peak"]) == 168
+        assert len(json.dumps(entry)) <= 4096
+    total = df[df.metric == "cpu_utilization"].groupby("timestamp")["value"].sum().to_numpy()
+    agg = api["aggregate"]["cpu_utilization"]
+    assert agg["count"] == total.size and agg["max"] == pytest.approx(total.max())
+    assert rel(agg["p99"], float(np.quantile(total, 0.99))) <= 0.01
+    assert api["instances"]["max"] == 3 and api["instances"]["distinct"] == 3
+    assert api["sizing"]["instances"] >= 1 and api["sizing"]["rule"]["percentile"] > 0
+    assert set(api["instances"]["by_id"]) == {"i-0", "i-1", "i-2"}
+    assert fp["window"] == {"start": "2025-01-06T00:00:00Z", "end": "2025-01-06T12:00:00Z"}
+
+
+def test_fold_equals_recompute() -> None:
+    df = synthetic(hours=30)
+    full = build(tidy.from_pandas(df))
+    cut = START.timestamp() + 20 * 3600
+    first = df[df.timestamp < pd.Timestamp(cut, unit="s", tz="UTC")]
+    second = df[df.timestamp >= pd.Timestamp(cut, unit="s", tz="UTC")]
+    fp = build(tidy.from_pandas(first), window=(START.timestamp(), cut))
+    fp = json.loads(json.dumps(fp))  # through JSON, as stored in the warehouse
+    folded = fold(fp, tidy.from_pandas(second), window=(cut, START.timestamp() + 30 * 3600))
+    for part in ("metrics", "aggregate"):
+        for metric, want in full["services"]["api"][part].items():
+            got = folded["services"]["api"][part][metric]
+            for s in (*STATS, "decayed_p50", "decayed_p95"):
+                assert got[s] == pytest.approx(want[s], rel=1e-6), (part, metric, s)
+            assert got["sketch"] == want["sketch"]
+    inst = folded["services"]["api"]["instances"]["by_id"]["i-1"]["cpu_utilization"]
+    want = full["services"]["api"]["instances"]["by_id"]["i-1"]["cpu_utilization"]
+    assert inst["p95"] == pytest.approx(want["p95"]) and inst["count"] == want["count"]
+    assert folded["window"] == full["window"] and folded["folds"] == 1
+
+
+def test_fold_drops_late_points_and_keeps_previous_when_nothing_new() -> None:
+    df = synthetic(hours=2)
+    end = START.timestamp() + 3600
+    fp = build(tidy.from_pandas(df[df.timestamp < pd.Timestamp(end, unit="s", tz="UTC")]),
+               window=(START.timestamp(), end))
+    folded = fold(fp, tidy.from_pandas(df), window=(end, end + 3600))
+    assert any("late" in w for w in folded["warnings"])
+    assert folded["services"]["api"]["metrics"]["cpu_utilization"]["count"] == 2 * 3600 // 60 * 3
+    empty = fold(folded, tidy.from_pandas(df.iloc[:0]), window=(end + 3600, end + 7200))
+    assert empty["services"]["api"]["metrics"]["cpu_utilization"]["count"] == 2 * 60 * 3
+    assert any("no new metric rows" in w for w in empty["warnings"])
+
+
+def test_bad_input_is_reported_not_fatal(tmp_path: Path) -> None:
+    df = synthetic(hours=1, instances=2).astype({"value": object})
+    df.loc[3, "value"] = float("nan")
+    df.loc[4, "value"] = float("inf")
+    df.loc[5, "value"] = 150.0  # cpu above 100 %
+    df.loc[df.metric == "network_in_bytes", "value"] = df.loc[df.metric == "network_in_bytes", "value"]
+    df.loc[200, "value"] = -3.0  # negative bytes
+    df.loc[7, "value"] = "oops"
+    dup = df.iloc[[10, 11]]
+    shuffled = pd.concat([df, dup]).sample(frac=1.0, random_state=1)
+    path = tmp_path / "tidy.csv"
+    shuffled.to_csv(path, index=False)
+    with open(path, "a") as fh:
+        fh.write("2025-01-06T00:00:00Z,us-east-1,api\n")  # malformed row
+        fh.write("not-a-date,us-east-1,api,i-0,cpu_utilization,5\n")
+    fp = build(tidy.read_metrics(path))
+    text = "\n".join(fp["warnings"])
+    for needle in ("malformed", "unparseable timestamp", "non-numeric", "infinite", "above 100", "negative",
+                   "duplicating", "unknown metric"):
+        assert needle in text, needle
+    assert "api/i-0/cpu_utilization" in text or "api/i-1/cpu_utilization" in text
+    good = len(df) - 6 + 0  # nan, inf, 150, -3, "oops" dropped; duplicates add nothing
+    pooled = fp["services"]["api"]["metrics"]
+    assert sum(e["count"] for e in pooled.values()) == good + 1  # NaN/inf/150/-3/oops = 5 rows
+
+
+def test_nothing_usable_raises_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,region,service,instance_id,metric,value\nx,r,s,i,cpu_utilization,abc\n")
+    with pytest.raises(InputError, match="no usable metric rows"):
+        build(tidy.read_metrics(path))
+    with pytest.raises(InputError, match="missing column"):
+        build(tidy.from_pandas(pd.DataFrame({"value": [1.0]})))
+
+
+def test_parquet_and_raw_export_sources(tmp_path: Path) -> None:
+    df = synthetic(hours=1)
+    df.to_parquet(tmp_path / "m.parquet")
+    fp = build(tidy.read_metrics(tmp_path / "m.parquet"))
+    assert fp["region"] == "us-east-1" and fp["services"]["api"]["metrics"]["cpu_utilization"]["count"] == 180
+    raw = build(tidy.read_metrics(FIXTURES))
+    assert set(raw["services"]["ec2"]["metrics"]) == {"cpu_utilization", "network_in_bytes", "disk_write_bytes"}
+    assert any("duplicating" in w for w in raw["warnings"])
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    df = synthetic(hours=2)
+    src = tmp_path / "m.csv"
+    df.to_csv(src, index=False)
+    out = tmp_path / "fp.json"
+    run = subprocess.run([sys.executable, "-m", "shadowing", "fingerprint", "--metrics", str(src), "--out",
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    fp = json.loads(out.read_text())
+    assert fp["schema_version"] == 1 and "api" in fp["services"]
+    bad = subprocess.run([sys.executable, "-m", "shadowing", "fingerprint", "--metrics",
+                          str(tmp_path / "missing.csv"), "--out", str(out)], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+    bt = subprocess.run([sys.executable, "-m", "shadowing", "capacity", "backtest", "--metrics", str(FIXTURES)],
+                        capture_output=True, text=True, timeout=120)
+    assert bt.returncode == 0, bt.stderr
+    assert "arc-max24h" in bt.stdout and "vpa-p90+15%" in bt.stdout and "shadowing" in bt.stdout
