@@ -1,0 +1,65 @@
+"""
+### Regional failback
+
+The reverse of `regional_failover`, once the primary region's health has **held** for `hold_seconds`
+(health observations written by `primary_health_monitor`): traffic back to the primary (Route 53 PRIMARY
+records on the primary's targets again), replication direction reversed (planned and triggered: the promoted
+shadow database feeds a new replica in the primary), the shadow's **launched** capacity removed (instances
+tagged `shadowing:role=launched` of that failover; pre-staged parts are kept), and the steps recorded on the
+failover's event. Manual only; type the primary region in *confirm_region*.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import TriggerRule, dag, task
+
+from shadowing.orchestration import failover as fo
+from shadowing.orchestration.assets import FAILOVER_EVENTS
+from shadowing.orchestration.defaults import FAILOVER_DEFAULT_ARGS
+
+
+@dag(
+    dag_id="regional_failback",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args=FAILOVER_DEFAULT_ARGS,
+    params=fo.failback_params(),
+    tags=["shadowing", "failover"],
+    doc_md=__doc__,
+)
+def regional_failback() -> None:
+    @task
+    def select_failover(**context) -> dict:  # type: ignore[no-untyped-def]
+        return fo.failback_select(context)
+
+    @task
+    def check_primary_health(state: dict) -> dict:
+        return fo.failback_step("health", state)
+
+    @task
+    def restore_traffic(state: dict) -> dict:
+        return fo.failback_step("traffic", state)
+
+    @task
+    def reverse_replication(state: dict) -> dict:
+        return fo.failback_step("replication", state)
+
+    @task
+    def remove_launched_capacity(state: dict) -> dict:
+        return fo.failback_step("capacity", state)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[FAILOVER_EVENTS])
+    def release_lock(**context) -> dict:  # type: ignore[no-untyped-def]
+        return fo.failback_release(context)
+
+    state = select_failover()
+    health = check_primary_health(state)
+    traffic = restore_traffic(state)
+    replication = reverse_replication(state)
+    capacity = remove_launched_capacity(state)
+    health >> traffic >> replication >> capacity
+    capacity >> release_lock()
+
+
+regional_failback()

@@ -1,0 +1,115 @@
+"""Failback: once the primary has been healthy long enough, move traffic home, reverse replication, remove
+the shadow's launched capacity (ROLE=launched instances of that failover; pre-staged parts stay).
+
+The failback's timeline is recorded as ``failback_*`` steps on the failover's own event row (one row per
+failover, its whole life in one place).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shadowing.errors import InputError, ShadowingError
+from shadowing.failover import launcher, network, replication, traffic
+from shadowing.failover.steps import FailoverEnv, FailoverState, load_blueprint, recorded_step
+from shadowing.warehouse import operations as ops
+
+log = logging.getLogger(__name__)
+
+
+class PrimaryNotHealthy(ShadowingError):
+    """The primary's health has not held long enough for a failback."""
+
+
+@dataclass(frozen=True)
+class HealthHold:
+    held: bool
+    healthy_since: datetime | None
+    detail: str
+
+
+def health_hold(observations: list[ops.HealthObservation], hold: timedelta, now: datetime) -> HealthHold:
+    """Has the primary been healthy for at least ``hold``? Observations newest first.
+
+    The healthy streak is the run of healthy observations since the last unhealthy one; it must start at least
+    ``hold`` before ``now`` (no observation at all, or a gap, counts as not yet held)."""
+    if not observations:
+        return HealthHold(False, None, "no health observations of the primary")
+    if not observations[0].healthy:
+        return HealthHold(False, None, f"primary unhealthy at {observations[0].observed_at.isoformat()}")
+    since = observations[0].observed_at
+    complete = False
+    for obs in observations:
+        if not obs.healthy:
+            complete = True
+            break
+        since = obs.observed_at
+    held_for = now - since
+    # Without an earlier unhealthy observation we only know the streak began at or before the oldest one read.
+    if held_for >= hold:
+        return HealthHold(True, since, f"healthy since {since.isoformat()} ({held_for.total_seconds():.0f}s)")
+    why = "" if complete else " (oldest observation read)"
+    return HealthHold(False, since, f"healthy only for {held_for.total_seconds():.0f}s of "
+                                    f"{hold.total_seconds():.0f}s{why}")
+
+
+def select_failover(env: FailoverEnv, primary_region: str, failover_id: str | None) -> ops.FailoverEvent:
+    """The failover to fail back: the one named, else the latest succeeded live failover of the primary."""
+    if failover_id:
+        event = ops.get_failover_event(env.engine, failover_id)
+        if event is None or event.primary_region != primary_region:
+            raise InputError(f"no failover {failover_id!r} of {primary_region}", field="failover_id")
+        return event
+    for event in ops.list_failover_events(env.engine, primary_region):
+        if event.mode == "live" and event.outcome == "succeeded":
+            return event
+    raise InputError(f"{primary_region} has no succeeded live failover to fail back", field="failover_id")
+
+
+def state_of(event: ops.FailoverEvent) -> FailoverState:
+    return FailoverState(failover_id=event.failover_id, primary_region=event.primary_region,
+                         shadow_region=event.shadow_region, mode=event.mode, trigger=event.trigger,
+                         capacity_percent=int((event.plan or {}).get("capacity_percent", 100)),
+                         blueprint_version=int(event.blueprint_version or 0), blueprint_id=int(event.blueprint_id or 0),
+                         dag_run_id=event.dag_run_id, detected_at=None)
+
+
+def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: float,
+                         now: datetime | None = None) -> dict[str, Any]:
+    with recorded_step(env, state, "failback_health") as detail:
+        result = health_hold(ops.recent_health_observations(env.engine, state.primary_region, 500),
+                             timedelta(seconds=hold_seconds), now or datetime.now(UTC))
+        detail.update({"held": result.held, "detail": result.detail})
+        if not result.held:
+            raise PrimaryNotHealthy(f"{state.primary_region}: {result.detail}")
+    return detail
+
+
+def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    blueprint = load_blueprint(env, state)
+    with recorded_step(env, state, "failback_traffic") as detail:
+        detail.update(traffic.restore_primary(env.clients.get("route53", state.shadow_region), blueprint,
+                                              failover_id=state.failover_id))
+    return detail
+
+
+def reverse_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    blueprint = load_blueprint(env, state)
+    with recorded_step(env, state, "failback_replication") as detail:
+        detail["plan"] = replication.replication_plan(blueprint, reverse=True)
+        detail["steps"] = replication.trigger_replication(env.clients, blueprint, reverse=True)
+    return detail
+
+
+def remove_launched_capacity(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    blueprint = load_blueprint(env, state)
+    ec2 = env.ec2(state.shadow_region)
+    with recorded_step(env, state, "failback_capacity") as detail:
+        ids = {i["InstanceId"] for i in launcher.describe_tagged(ec2, state.failover_id, role="launched")}
+        detail["deregistered"] = network.deregister_launched(env.clients.get("elbv2", state.shadow_region),
+                                                             blueprint, ids)
+        detail["terminated"] = len(launcher.terminate_launched(ec2, state.failover_id, timeout=env.launch_timeout))
+    return detail

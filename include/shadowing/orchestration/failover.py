@@ -1,0 +1,176 @@
+"""Airflow glue of the failover DAGs: Params for the trigger form, connections → FailoverEnv, task bodies.
+
+Task bodies stay a few lines: they turn the Airflow context into a :class:`FailoverRequest` /
+:class:`FailoverState` and call :mod:`shadowing.failover.steps` (the same functions the CLI runs directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Param
+
+from shadowing import settings
+from shadowing.orchestration.defaults import AWS_CONN_ID
+
+if TYPE_CHECKING:
+    from shadowing.failover.steps import FailoverEnv
+
+log = logging.getLogger(__name__)
+FAILBACK_HOLD_SECONDS = 900
+
+
+def _primaries() -> list[str]:
+    try:
+        return settings.primary_regions()
+    except ValueError:  # a bad SHADOWING_REGION_PAIRS must not break DAG parsing; prepare reports it
+        return ["us-east-1"]
+
+
+def failover_params() -> dict[str, Param]:
+    primaries = _primaries()
+    return {
+        "primary_region": Param(primaries[0], type="string", enum=primaries, title="Primary region",
+                                description="The region that failed (or that this dry run / drill is about)."),
+        "shadow_region": Param(None, type=["null", "string"], title="Shadow region",
+                               description="Leave empty to use the blueprint's shadow region."),
+        "mode": Param("dry_run", type="string", enum=["dry_run", "drill", "live"], title="Mode",
+                      values_display={"dry_run": "Dry run: plan only, no change",
+                                      "drill": "Drill: launch under drill tags, verify, tear down",
+                                      "live": "LIVE: launch, move production traffic, replicate"},
+                      description="dry_run changes nothing; drill never touches production traffic; "
+                                  "live does everything."),
+        "capacity_percent": Param(100, type="integer", minimum=1, maximum=200, title="Capacity (%)",
+                                  description="Share of the blueprint's instance counts to launch."),
+        "blueprint_version": Param(None, type=["null", "integer"], minimum=1, title="Blueprint version",
+                                   description="Leave empty for the current version (pinned at the start)."),
+        "reason": Param("", type="string", title="Reason", description="Why (recorded with the event)."),
+        "confirm_region": Param("", type="string", title="Confirm region (live only)",
+                                description="A manual LIVE failover requires typing the primary region's "
+                                            "name here."),
+        "trigger": Param("manual", type="string", enum=["manual", "sensor"], title="Trigger",
+                         description="manual (UI/API) or sensor (the health monitor)."),
+        "detected_at": Param(None, type=["null", "string"], title="Detected at",
+                             description="ISO-8601 time the outage was detected (recovery time is measured "
+                                         "from it; else from the trigger)."),
+    }
+
+
+def failback_params() -> dict[str, Param]:
+    primaries = _primaries()
+    return {
+        "primary_region": Param(primaries[0], type="string", enum=primaries, title="Primary region",
+                                description="The recovered primary region traffic returns to."),
+        "failover_id": Param(None, type=["null", "string"], title="Failover id",
+                             description="The failover to undo; empty = the latest succeeded live one."),
+        "hold_seconds": Param(FAILBACK_HOLD_SECONDS, type="integer", minimum=0, title="Health hold (s)",
+                              description="How long the primary must have been healthy (health observations)."),
+        "confirm_region": Param("", type="string", title="Confirm region",
+                                description="Type the primary region's name to confirm the failback."),
+    }
+
+
+def env() -> FailoverEnv:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    from shadowing.failover.clients import FailoverClients
+    from shadowing.failover.steps import FailoverEnv
+    from shadowing.orchestration.clients import warehouse_engine
+
+    def make(service: str, region: str, config: Any) -> Any:
+        hook = AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type=service, region_name=region, config=config)
+        return hook.get_client_type(region_name=region, config=config)
+
+    return FailoverEnv(clients=FailoverClients(make), engine=warehouse_engine())
+
+
+def _run_id(context: Any) -> str:
+    return str(context["dag_run"].run_id)
+
+
+def prepare(context: Any) -> dict[str, Any]:
+    from shadowing.failover.identity import failover_id
+    from shadowing.failover.steps import FailoverRequest, prepare
+
+    params = context["params"]
+    run_id = _run_id(context)
+    request = FailoverRequest(
+        primary_region=params["primary_region"], mode=params["mode"], shadow_region=params.get("shadow_region"),
+        capacity_percent=int(params.get("capacity_percent") or 100),
+        blueprint_version=params.get("blueprint_version"), reason=params.get("reason") or "",
+        confirm_region=params.get("confirm_region") or "", trigger=params.get("trigger") or "manual",
+        detected_at=params.get("detected_at") or _trigger_time(context),
+        triggered_by=getattr(context["dag_run"], "triggering_user_name", None))
+    state = prepare(env(), request, failover_id=failover_id(context["dag"].dag_id, run_id), dag_run_id=run_id,
+                    allowed_primaries=_primaries())
+    return state.to_dict()
+
+
+def _trigger_time(context: Any) -> str | None:
+    """Without a detection time, recovery is measured from when the run was triggered (queued)."""
+    run = context["dag_run"]
+    stamp = getattr(run, "queued_at", None) or getattr(run, "run_after", None) or getattr(run, "start_date", None)
+    return stamp.isoformat() if stamp is not None else None
+
+
+def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
+    from shadowing.failover import steps
+    from shadowing.failover.steps import FailoverState
+
+    functions = {"preflight": steps.run_preflight, "launch": steps.launch, "network": steps.configure_network,
+                 "traffic": steps.redirect_traffic, "replication": steps.trigger_replication,
+                 "verify": steps.verify_failover, "teardown": steps.teardown_drill, "finalize": steps.finalize}
+    return functions[step](env(), FailoverState.from_dict(state))
+
+
+def finalize(context: Any) -> dict[str, Any]:
+    state = context["ti"].xcom_pull(task_ids="prepare")
+    if not state:
+        raise RuntimeError("prepare did not complete: no failover event to close")
+    return run_step("finalize", state)
+
+
+# ─────────────────────────────────────────── failback ───────────────────────────────────────────
+
+def failback_select(context: Any) -> dict[str, Any]:
+    from shadowing.errors import InputError
+    from shadowing.failover.failback import select_failover, state_of
+    from shadowing.failover.steps import FailoverLocked
+    from shadowing.warehouse import operations as ops
+
+    params = context["params"]
+    primary = params["primary_region"]
+    if (params.get("confirm_region") or "").strip() != primary:
+        raise InputError(f"type the primary region ({primary}) to confirm the failback", field="confirm_region")
+    environment = env()
+    state = state_of(select_failover(environment, primary, params.get("failover_id")))
+    lock_id = f"{state.failover_id}/failback"
+    if not ops.acquire_failover_lock(environment.engine, primary, lock_id, mode="live"):
+        raise FailoverLocked(f"{ops.failover_lock_holder(environment.engine, primary)} holds {primary}'s lock")
+    data = state.to_dict()
+    data["extra"] = {"lock_id": lock_id, "hold_seconds": int(params.get("hold_seconds") or 0)}
+    return data
+
+
+def failback_step(step: str, data: dict[str, Any]) -> dict[str, Any]:
+    from shadowing.failover import failback
+    from shadowing.failover.steps import FailoverState
+
+    state = FailoverState.from_dict(data)
+    environment = env()
+    if step == "health":
+        return failback.check_primary_health(environment, state, float(state.extra.get("hold_seconds", 0)))
+    functions = {"traffic": failback.restore_traffic, "replication": failback.reverse_replication,
+                 "capacity": failback.remove_launched_capacity}
+    return functions[step](environment, state)
+
+
+def failback_release(context: Any) -> dict[str, Any]:
+    from shadowing.warehouse import operations as ops
+
+    data = context["ti"].xcom_pull(task_ids="select_failover")
+    if not data:
+        return {"released": False}
+    released = ops.release_failover_lock(env().engine, data["primary_region"], data["extra"]["lock_id"])
+    return {"released": released, "failover_id": data["failover_id"]}
