@@ -147,8 +147,14 @@ _BACKENDS: tuple[tuple[Kind, int, str], ...] = (("database", 5432, "postgres"), 
 
 def generated_app(services: int, seed: int = 0, instances_per_service: int = 2) -> App:
     """A layered random DAG of ``services`` services (edges go to deeper layers) plus one back edge (a cycle)."""
-    if services < 4:
-        raise ValueError("a generated application needs at least 4 services")
+    if services < 1:
+        raise ValueError("a generated application needs at least 1 service")
+    if services < 4:  # too small for layers: a chain whose first two services call each other
+        small = tuple(Service(f"svc-{i:04d}", 8080, "edge" if i == 0 else "service", "t3.medium",
+                              instances_per_service, 1.0) for i in range(services))
+        chain = [(f"svc-{i:04d}", f"svc-{i + 1:04d}") for i in range(services - 1)]
+        back = [("svc-0001", "svc-0000")] if services >= 2 else []
+        return App(name=f"gen{services}", services=small, edges=tuple(Edge(a, b) for a, b in chain + back))
     rnd = random.Random(seed)
     width = max(2, round(services ** 0.5))
     names = [f"svc-{i:04d}" for i in range(services)]
