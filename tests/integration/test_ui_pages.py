@@ -16,7 +16,7 @@ from shadowing.warehouse import open_warehouse
 @pytest.fixture
 def client(warehouse_url: str, tmp_path: Path) -> TestClient:
     engine = open_warehouse(warehouse_url)
-    populate(engine, regions=3, services=30, versions=3, failovers=2)
+    populate(engine, regions=3, services=30, versions=3, failovers=2, seed=7)
     app = create_app(lambda: engine, region_pairs=lambda: {"us-east-1": "us-west-2", "eu-north-9": "eu-west-1"},
                      data_docs_dir=lambda: None)
     return TestClient(app)

@@ -109,11 +109,12 @@ def blueprint(region: str, services: list[str], tiers: list[list[str]], rng: ran
 
 
 def populate(engine: Engine, *, regions: int = 20, services: int = 200, versions: int = 4, failovers: int = 3,
-             seed: int = 7, now: datetime | None = None) -> list[str]:
-    """Write synthetic content for ``regions`` primary regions; returns their names."""
+             seed: int = 7, now: datetime | None = None, names: list[str] | None = None) -> list[str]:
+    """Write synthetic content for ``regions`` primary regions (or exactly ``names``); returns their names."""
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
-    names = REGIONS[:regions] if regions <= len(REGIONS) else [f"xx-test-{i}" for i in range(regions)]
+    if names is None:
+        names = REGIONS[:regions] if regions <= len(REGIONS) else [f"xx-test-{i}" for i in range(regions)]
     service_names = [("db" if i % 17 == 0 else "svc") + f"-{i:03d}" for i in range(services)]
     for region in names:
         fp_id = save_fingerprint(engine, region=region, fingerprint=fingerprint(region, service_names, rng, now),
