@@ -98,13 +98,30 @@ def validate_plan(engine: Engine, plan: Mapping[str, Any], *, run_id: str) -> Bl
     try:
         if plan.get("payload") is None:
             raise InputError("no blueprint could be built", field="payload")
-        return Blueprint.from_dict(plan["payload"])
+        blueprint = Blueprint.from_dict(plan["payload"])
+        _guard_against_collapse(engine, plan)
+        return blueprint
     except InputError as exc:
         checks = _checks(plan.get("issues") or []) + [ReadinessCheck("blueprint_valid", "blueprint", False, str(exc))]
         record_readiness(engine, primary_region=plan["primary_region"], shadow_region=plan["shadow_region"],
                          run_id=run_id, checks=checks)
         raise ValidationFailed(f"blueprint for {plan['primary_region']} failed validation: {exc}",
                                [str(exc)]) from exc
+
+
+def _guard_against_collapse(engine: Engine, plan: Mapping[str, Any]) -> None:
+    """A primary that is failing (instances gone) must not overwrite the last good blueprint with a hollow one:
+    when more than half of the current version's services no longer run, the refresh is rejected."""
+    current = current_blueprint(engine, plan["primary_region"])
+    if current is None:
+        return
+    before = set(current.payload.get("services") or {})
+    running = set(plan.get("live") or {})
+    lost = sorted(before - running)
+    if before and len(lost) * 2 > len(before):
+        raise InputError(f"{len(lost)} of the {len(before)} services of blueprint v{current.version} are not running "
+                         f"in the primary (outage or broken inventory?): keeping v{current.version}",
+                         field="services")
 
 
 def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any]) -> Blueprint:
