@@ -70,9 +70,12 @@ class WorldClients:
     def connect(cls, endpoint_url: str | None, region: str = "us-east-1") -> WorldClients:
         target = AwsTarget(endpoint_url=endpoint_url)
         probe(target, region)
-        mk = lambda svc: target.client(svc, region, RETRY_CONFIG)  # noqa: E731
+        session = target.session(region)  # one session: its model loaders are shared by all clients
+
+        def mk(svc: str, config: Config = RETRY_CONFIG) -> Any:
+            return session.client(svc, endpoint_url=target.endpoint_url, config=config)
         # bulk PutMetricData: botocore's client-side validation costs as much as the request itself
-        cloudwatch = target.client("cloudwatch", region, RETRY_CONFIG.merge(Config(parameter_validation=False)))
+        cloudwatch = mk("cloudwatch", RETRY_CONFIG.merge(Config(parameter_validation=False)))
         return cls(mk("ec2"), mk("elbv2"), mk("route53"), cloudwatch, mk("logs"), mk("rds"), mk("s3"),
                    mk("ssm"), region)
 
