@@ -24,7 +24,12 @@ def window(context: dict[str, Any]) -> tuple[datetime, datetime]:
 def build_region_graph(region: str, configs_location: str, start: datetime, end: datetime,
                        half_life_hours: float = 24.0, min_windows: int = 2) -> dict[str, Any]:
     """Extract (configs, EC2 inventory, CloudWatch Logs) and build the graph, decaying the last valid one in."""
-    from shadowing.dependencies.aws_sources import ec2_inventory, fetch_log_lines, flow_log_fields, load_configs
+    from shadowing.dependencies.aws_sources import (
+        ec2_inventory,
+        fetch_log_lines,
+        flow_log_fields,
+        load_configs,
+    )
     from shadowing.dependencies.flowlogs import FlowOptions, read_flow_log
     from shadowing.dependencies.graph import GraphOptions
     from shadowing.dependencies.mapper import map_sources
