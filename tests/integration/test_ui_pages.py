@@ -30,6 +30,7 @@ def test_region_list_and_detail(client: TestClient) -> None:
     assert east["blueprint_version"] == 3 and east["shadow_region"] == "us-west-2"
     assert east["ready"] is False and east["failing_checks"] == 3  # svc-007, db-017, svc-027 lack a shadow AMI
     assert east["health"]["healthy"] is True and east["last_failover"]["outcome"] == "succeeded"
+    assert east["last_failover"]["mode"] == "dry_run"  # the newest by start time, not by row id
     assert by_name["eu-north-9"]["blueprint_version"] is None  # configured, nothing refreshed yet
 
     detail = client.get("/api/regions/us-east-1").json()

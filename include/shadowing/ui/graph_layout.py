@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-COLUMN_WIDTH = 190
+COLUMN_WIDTH = 220
 ROW_HEIGHT = 30
 MAX_ROWS = 40
 MARGIN = 24

@@ -108,9 +108,11 @@ def region_list(engine: Engine, configured: Mapping[str, str] | None = None,
                                 .where(ho.c.id.in_(last_health))).mappings():
             entry(row["primary_region"])["health"] = {"verdict": row["verdict"], "healthy": bool(row["healthy"]),
                                                       "observed_at": _iso(row["observed_at"])}
-        last_failover = sa.select(sa.func.max(fe.c.id)).group_by(fe.c.primary_region)
-        for row in conn.execute(sa.select(fe.c.primary_region, fe.c.mode, fe.c.outcome, fe.c.started_at,
-                                          fe.c.recovery_seconds).where(fe.c.id.in_(last_failover))).mappings():
+        ranked = sa.select(fe.c.primary_region, fe.c.mode, fe.c.outcome, fe.c.started_at, fe.c.recovery_seconds,
+                           sa.func.row_number().over(partition_by=fe.c.primary_region,
+                                                     order_by=(fe.c.started_at.desc(), fe.c.id.desc())
+                                                     ).label("rank")).subquery()
+        for row in conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).mappings():
             entry(row["primary_region"])["last_failover"] = {
                 "mode": row["mode"], "outcome": row["outcome"], "started_at": _iso(row["started_at"]),
                 "recovery_seconds": row["recovery_seconds"]}
