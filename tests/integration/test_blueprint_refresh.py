@@ -166,7 +166,7 @@ def test_shadow_blueprints_dag(world: App, aws_conn_env: str, warehouse_conn_env
     save_graph(engine, region=PRIMARY, graph=graph_of(world), valid=True)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "shadow_blueprints.py"), include_examples=False)
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "shadow_blueprints.py"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag("shadow_blueprints")
     run = dag.test()

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: HealthPolicy, auto_failover: bool,
                   probes: Sequence[str] = (), failover_dagrun_running: bool = False, run_id: str | None = None,
-                  now: datetime | None = None, checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  now: datetime | None = None, checks: list[dict[str, Any]] | None = None,
+                  trigger_run_id: str | None = None) -> dict[str, Any]:
     """Observe ``region``, judge it over the stored history and decide; everything is recorded.
 
     Returns {region, healthy, verdict, action, reason, detected_at, failing, considered}. ``action`` is
@@ -53,7 +54,7 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
         record_auto_failover_decision(
             engine, primary_region=region, decision=decision.action, reason=decision.reason,
             auto_failover=auto_failover, failover_id=holder, run_id=run_id, decided_at=now,
-            detail={"policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
+            detail={"trigger_run_id": trigger_run_id if decision.action == "trigger" else None,"policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
                     "detected_at": detected_at.isoformat() if detected_at else None,
                     "failover_dagrun_running": failover_dagrun_running})
     level = logging.WARNING if verdict.failed else logging.INFO
@@ -62,7 +63,15 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     return {"region": region, "healthy": healthy, "verdict": "failed" if verdict.failed else "ok",
             "action": decision.action, "reason": decision.reason,
             "detected_at": detected_at.isoformat() if detected_at else None,
-            "failing": verdict.failing, "considered": verdict.considered}
+            "failing": verdict.failing, "considered": verdict.considered,
+            "trigger_run_id": trigger_run_id if decision.action == "trigger" else None}
+
+
+def triggered_run_ids(engine: Engine, region: str, limit: int = 5) -> list[str]:
+    """Run ids of the last failovers the monitor triggered for ``region`` (to ask whether one still runs)."""
+    return [d.detail["trigger_run_id"] for d in auto_failover_decisions(engine, region, decision="trigger",
+                                                                         limit=limit)
+            if d.detail.get("trigger_run_id")]
 
 
 def failover_conf(assessment: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""
+### primary_health_monitor
+
+Every minute, per primary region (mapped): read the region-health CloudWatch alarm(s)
+(`shadowing-region-health-<region>`) and the optional HTTP probes (Variable `shadowing_health_probes`,
+`{region: [url, …]}`), store the observation, and judge the region over the stored history: **failed after
+N of the last M checks failed** (Params `failures_required` / `window`, else Variable `shadowing_health_policy`,
+else 3 of 5), with a **cooldown** (`cooldown_minutes`, default 30) so nothing flaps.
+
+When a region is judged failed and auto-failover is on for it (Variable `shadowing_auto_failover`,
+`{"us-east-1": true}`; off by default), `regional_failover` is triggered with conf
+`{primary_region, mode: "live", trigger: "sensor", detected_at}` — never while a failover of that region is
+running (failover lock table or a queued/running run the monitor triggered) and never within the cooldown.
+With auto-failover off the decision is recorded and the `alert` task fails (its `on_failure_callback` is
+where paging goes). Every decision is audited in `auto_failover_audit`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, get_current_context, task
+
+from shadowing.orchestration.defaults import DEFAULT_ARGS
+from shadowing.settings import primary_regions
+
+
+@dag(
+    dag_id="primary_health_monitor",
+    schedule=timedelta(minutes=1),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    default_args={**DEFAULT_ARGS, "retries": 1, "retry_delay": timedelta(seconds=5)},
+    tags=["shadowing", "health"],
+    params={
+        "failures_required": Param(None, type=["null", "integer"], minimum=1,
+                                   description="N: failing checks that fail a region (empty: Variable/3)"),
+        "window": Param(None, type=["null", "integer"], minimum=1,
+                        description="M: checks considered (empty: Variable/5)"),
+        "cooldown_minutes": Param(None, type=["null", "number"], minimum=0,
+                                  description="no new trigger/alert within this time (empty: Variable/30)"),
+    },
+)
+def primary_health_monitor() -> None:
+    @task
+    def assess(region: str) -> dict:
+        from shadowing.orchestration.health import assess as assess_region
+
+        return assess_region(region, get_current_context())
+
+    @task
+    def failover_requests(assessments: list[dict]) -> list[dict]:
+        from shadowing.orchestration.health import trigger_kwargs
+
+        return trigger_kwargs(list(assessments))
+
+    def _on_alert_failure(context) -> None:  # type: ignore[no-untyped-def]
+        from shadowing.orchestration.health import on_alert_failure
+
+        on_alert_failure(context)
+
+    @task(on_failure_callback=_on_alert_failure)
+    def alert(assessments: list[dict]) -> list[str]:
+        from airflow.exceptions import AirflowFailException
+
+        from shadowing.orchestration.health import alert_summary
+
+        failed = alert_summary(list(assessments))
+        if failed:
+            raise AirflowFailException("; ".join(failed))
+        return failed
+
+    assessments = assess.expand(region=primary_regions())
+    TriggerDagRunOperator.partial(
+        task_id="trigger_failover", trigger_dag_id="regional_failover", wait_for_completion=False,
+        skip_when_already_exists=True,
+    ).expand_kwargs(failover_requests(assessments))
+    alert(assessments)
+
+
+primary_health_monitor()

@@ -1,0 +1,74 @@
+"""Airflow-aware steps of the primary_health_monitor DAG: Variables/Params → policy, clients, trigger kwargs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FAILOVER_DAG_ID = "regional_failover"
+AUTO_FAILOVER_VARIABLE = "shadowing_auto_failover"  # {"us-east-1": true}; off when missing
+POLICY_VARIABLE = "shadowing_health_policy"  # {"failures_required": 3, "window": 5, "cooldown_minutes": 30}
+PROBES_VARIABLE = "shadowing_health_probes"  # {"us-east-1": ["https://…/healthz"]}
+
+
+def _variable(name: str) -> Any:
+    from airflow.sdk import Variable
+
+    try:
+        return Variable.get(name, default=None, deserialize_json=True)
+    except (ValueError, TypeError) as exc:  # malformed JSON: the safe reading (off / defaults), loudly
+        log.error("Variable %s is not valid JSON (%s): ignored", name, exc)
+        return None
+
+
+def policy_from(params: dict[str, Any]) -> Any:
+    """Params (when set) override the Variable, which overrides the defaults."""
+    from shadowing.health.policy import HealthPolicy
+
+    merged = dict(_variable(POLICY_VARIABLE) or {})
+    merged.update({k: params[k] for k in ("failures_required", "window", "cooldown_minutes")
+                   if params.get(k) is not None})
+    return HealthPolicy.from_mapping(merged)
+
+
+def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
+    from shadowing.health.monitor import assess_region, triggered_run_ids
+    from shadowing.health.policy import auto_failover_enabled
+    from shadowing.orchestration.clients import aws_client, warehouse_engine
+
+    engine = warehouse_engine()
+    policy = policy_from(context["params"])
+    auto = auto_failover_enabled(_variable(AUTO_FAILOVER_VARIABLE), region)
+    probes = list((_variable(PROBES_VARIABLE) or {}).get(region) or [])
+    previous = triggered_run_ids(engine, region)
+    running = bool(previous) and context["ti"].get_dr_count(
+        dag_id=FAILOVER_DAG_ID, run_ids=previous, states=["queued", "running"]) > 0
+    now = datetime.now(UTC)
+    return assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
+                         probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
+                         trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}")
+
+
+def trigger_kwargs(assessments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TriggerDagRunOperator kwargs for every region whose decision is ``trigger``."""
+    from shadowing.health.monitor import failover_conf
+
+    out = [{"conf": failover_conf(a), "trigger_run_id": a["trigger_run_id"]}
+           for a in assessments if a["action"] == "trigger"]
+    for item in out:
+        log.warning("triggering %s for %s (run %s)", FAILOVER_DAG_ID, item["conf"]["primary_region"],
+                    item["trigger_run_id"])
+    return out
+
+
+def alert_summary(assessments: list[dict[str, Any]]) -> list[str]:
+    return [f"{a['region']}: judged FAILED ({a['reason']})" for a in assessments if a["action"] == "alert"]
+
+
+def on_alert_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback of the alert task: the hook where paging goes (log at ERROR here)."""
+    exc = context.get("exception")
+    log.error("SHADOWING ALERT: primary region failure without auto-failover: %s", exc)
