@@ -36,6 +36,7 @@ if kind == "mapper":
 else:
     import duckdb
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     rows = con.execute(
         "SELECT srcaddr, dstaddr, dstport, count(*) AS n, sum(TRY_CAST(bytes AS BIGINT)) AS b "
         "FROM read_csv(?, delim=' ', header=true, all_varchar=true) GROUP BY srcaddr, dstaddr, dstport",
@@ -73,7 +74,7 @@ def generate(records: int, folder: Path, version: int) -> tuple[Path, Path, list
 def measure(kind: str, flows: Path, inventory: Path, out: Path) -> dict[str, float]:
     done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(flows), str(inventory), str(out)],
                           check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
 
 
 def main() -> int:
