@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,13 +31,32 @@ def _is_primary(tags: dict[str, str]) -> bool:
     return tags.get(T.ROLE, "primary") not in _NOT_PRIMARY
 
 
-def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+def paginate_all(client: Any, operation: str, key: str, *, page_size: int | None = None,
+                 **kwargs: Any) -> list[dict[str, Any]]:
     if client.can_paginate(operation):
         items: list[dict[str, Any]] = []
+        if page_size:
+            kwargs["PaginationConfig"] = {"PageSize": page_size}
         for page in client.get_paginator(operation).paginate(**kwargs):
             items.extend(page.get(key, []))
         return items
     return list(getattr(client, operation)(**kwargs).get(key, []))
+
+
+def list_launch_templates(ec2: Any, filters: list[dict[str, Any]] | None = None,
+                          names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Launch templates, by name chunks when the names are known.
+
+    moto 5.2 truncates DescribeLaunchTemplates at MaxResults (default 15) and returns no NextToken, so pages
+    are asked at the API's maximum (200) and, when the names are known, per chunk of names."""
+    if names:
+        found: list[dict[str, Any]] = []
+        unique = sorted(set(names))
+        for start in range(0, len(unique), 200):
+            found += paginate_all(ec2, "describe_launch_templates", "LaunchTemplates", page_size=200, Filters=[
+                *(filters or []), {"Name": "launch-template-name", "Values": unique[start:start + 200]}])
+        return found
+    return paginate_all(ec2, "describe_launch_templates", "LaunchTemplates", page_size=200, Filters=filters or [])
 
 
 def parse_user_data_env(user_data_b64: str | None) -> dict[str, str]:
@@ -60,11 +80,11 @@ def parse_user_data_env(user_data_b64: str | None) -> dict[str, str]:
 
 def read_ec2(ec2: Any) -> dict[str, Any]:
     vpcs = [{"id": v["VpcId"], "cidr": v["CidrBlock"], "tags": T.from_aws(v.get("Tags"))}
-            for v in _pages(ec2, "describe_vpcs", "Vpcs")]
+            for v in paginate_all(ec2, "describe_vpcs", "Vpcs")]
     subnets = [{"id": s["SubnetId"], "az": s["AvailabilityZone"], "cidr": s["CidrBlock"], "vpc_id": s["VpcId"],
-                "tags": T.from_aws(s.get("Tags"))} for s in _pages(ec2, "describe_subnets", "Subnets")]
+                "tags": T.from_aws(s.get("Tags"))} for s in paginate_all(ec2, "describe_subnets", "Subnets")]
     groups = []
-    for g in _pages(ec2, "describe_security_groups", "SecurityGroups"):
+    for g in paginate_all(ec2, "describe_security_groups", "SecurityGroups"):
         tags = T.from_aws(g.get("Tags"))
         ingress = []
         for perm in g.get("IpPermissions", []):
@@ -75,7 +95,7 @@ def read_ec2(ec2: Any) -> dict[str, Any]:
         groups.append({"id": g["GroupId"], "name": g["GroupName"], "vpc_id": g.get("VpcId"), "tags": tags,
                        "ingress": sorted(ingress, key=lambda r: (str(r["from_port"]), r["protocol"]))})
     instances = []
-    for reservation in _pages(ec2, "describe_instances", "Reservations",
+    for reservation in paginate_all(ec2, "describe_instances", "Reservations",
                               Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]):
         for inst in reservation.get("Instances", []):
             tags = T.from_aws(inst.get("Tags"))
@@ -86,19 +106,23 @@ def read_ec2(ec2: Any) -> dict[str, Any]:
                 "private_ip": inst.get("PrivateIpAddress"), "tags": tags,
                 "launch_template": tags.get("aws:ec2launchtemplate:id"),
             })
-    templates = []
-    for lt in _pages(ec2, "describe_launch_templates", "LaunchTemplates"):
-        tags = T.from_aws(lt.get("Tags"))
+    listed = [lt for lt in list_launch_templates(ec2) if _is_primary(T.from_aws(lt.get("Tags")))]
+
+    def template(lt: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {}
         try:
             versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"],
-                                                             Versions=["$Latest"])["LaunchTemplateVersions"]
+                                                             Versions=["$Default"])["LaunchTemplateVersions"]
             data = versions[0].get("LaunchTemplateData", {}) if versions else {}
         except ClientError as exc:
             log.warning("launch template %s: %s", lt["LaunchTemplateId"], exc)
-        templates.append({"id": lt["LaunchTemplateId"], "name": lt["LaunchTemplateName"], "tags": tags,
-                          "image_id": data.get("ImageId"), "instance_type": data.get("InstanceType"),
-                          "env": parse_user_data_env(data.get("UserData"))})
+        return {"id": lt["LaunchTemplateId"], "name": lt["LaunchTemplateName"], "tags": T.from_aws(lt.get("Tags")),
+                "image_id": data.get("ImageId"), "instance_type": data.get("InstanceType"),
+                "env": parse_user_data_env(data.get("UserData"))}
+
+    # one call per template: overlap the round trips (boto3 clients are thread-safe)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        templates = list(pool.map(template, listed))
     amis = sorted({i["ami"] for i in instances if i["ami"]} | {t["image_id"] for t in templates if t["image_id"]})
     images = describe_images(ec2, amis)
     return {"vpcs": sorted(vpcs, key=lambda v: v["id"]), "subnets": sorted(subnets, key=lambda s: s["id"]),
@@ -111,17 +135,9 @@ def describe_images(ec2: Any, image_ids: list[str]) -> dict[str, dict[str, Any]]
     """AMI id → {name, state, tags}; ids the region does not know are simply absent."""
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(image_ids), 100):
-        chunk = image_ids[start:start + 100]
-        try:
-            images = ec2.describe_images(ImageIds=chunk)["Images"]
-        except ClientError:  # one unknown id fails the whole call: ask one by one
-            images = []
-            for image_id in chunk:
-                try:
-                    images.extend(ec2.describe_images(ImageIds=[image_id])["Images"])
-                except ClientError:
-                    continue
-        for img in images:
+        # an image-id filter, unlike ImageIds=, does not fail the whole call on one unknown id
+        for img in ec2.describe_images(Filters=[{"Name": "image-id", "Values": image_ids[start:start + 100]}])[
+                "Images"]:
             found[img["ImageId"]] = {"name": img.get("Name"), "state": img.get("State", "available"),
                                      "tags": T.from_aws(img.get("Tags"))}
     return dict(sorted(found.items()))
@@ -130,13 +146,13 @@ def describe_images(ec2: Any, image_ids: list[str]) -> dict[str, dict[str, Any]]
 def read_elbv2(elbv2: Any) -> dict[str, Any]:
     lbs = []
     groups = []
-    for tg in _pages(elbv2, "describe_target_groups", "TargetGroups"):
+    for tg in paginate_all(elbv2, "describe_target_groups", "TargetGroups"):
         groups.append({"arn": tg["TargetGroupArn"], "name": tg["TargetGroupName"], "port": tg.get("Port"),
                        "protocol": tg.get("Protocol", "HTTP"), "health_check_path": tg.get("HealthCheckPath") or "/",
                        "vpc_id": tg.get("VpcId"), "load_balancers": sorted(tg.get("LoadBalancerArns", []))})
     arns = [g["arn"] for g in groups]
     tags_by_arn: dict[str, dict[str, str]] = {}
-    raw_lbs = _pages(elbv2, "describe_load_balancers", "LoadBalancers")
+    raw_lbs = paginate_all(elbv2, "describe_load_balancers", "LoadBalancers")
     all_arns = arns + [lb["LoadBalancerArn"] for lb in raw_lbs]
     for start in range(0, len(all_arns), 20):
         for desc in elbv2.describe_tags(ResourceArns=all_arns[start:start + 20]).get("TagDescriptions", []):
@@ -147,7 +163,7 @@ def read_elbv2(elbv2: Any) -> dict[str, Any]:
         listeners = [{"port": li["Port"], "protocol": li.get("Protocol", "HTTP"),
                       "target_groups": sorted(a.get("TargetGroupArn", "") for a in li.get("DefaultActions", [])
                                               if a.get("TargetGroupArn"))}
-                     for li in _pages(elbv2, "describe_listeners", "Listeners", LoadBalancerArn=lb["LoadBalancerArn"])]
+                     for li in paginate_all(elbv2, "describe_listeners", "Listeners", LoadBalancerArn=lb["LoadBalancerArn"])]
         lbs.append({"arn": lb["LoadBalancerArn"], "name": lb["LoadBalancerName"], "dns_name": lb.get("DNSName"),
                     "scheme": lb.get("Scheme", "internet-facing"), "vpc_id": lb.get("VpcId"),
                     "tags": tags_by_arn.get(lb["LoadBalancerArn"], {}),
@@ -158,11 +174,11 @@ def read_elbv2(elbv2: Any) -> dict[str, Any]:
 
 def read_route53(route53: Any) -> list[dict[str, Any]]:
     zones = []
-    for zone in _pages(route53, "list_hosted_zones", "HostedZones"):
+    for zone in paginate_all(route53, "list_hosted_zones", "HostedZones"):
         if zone.get("Config", {}).get("PrivateZone"):
             continue
         records = []
-        for rr in _pages(route53, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone["Id"]):
+        for rr in paginate_all(route53, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone["Id"]):
             if rr["Type"] in {"SOA", "NS"}:
                 continue
             records.append({"name": rr["Name"], "type": rr["Type"], "set_identifier": rr.get("SetIdentifier"),
@@ -176,7 +192,7 @@ def read_route53(route53: Any) -> list[dict[str, Any]]:
 
 def read_rds(rds: Any) -> dict[str, Any]:
     instances = []
-    for db in _pages(rds, "describe_db_instances", "DBInstances"):
+    for db in paginate_all(rds, "describe_db_instances", "DBInstances"):
         tags = T.from_aws(db.get("TagList"))
         instances.append({"identifier": db["DBInstanceIdentifier"], "arn": db["DBInstanceArn"],
                           "engine": db.get("Engine"), "instance_class": db.get("DBInstanceClass"),
@@ -187,7 +203,7 @@ def read_rds(rds: Any) -> dict[str, Any]:
                           "status": db.get("DBInstanceStatus"), "tags": tags})
     clusters = []
     try:
-        for cl in _pages(rds, "describe_db_clusters", "DBClusters"):
+        for cl in paginate_all(rds, "describe_db_clusters", "DBClusters"):
             clusters.append({"identifier": cl["DBClusterIdentifier"], "arn": cl["DBClusterArn"],
                              "engine": cl.get("Engine"), "endpoint": cl.get("Endpoint"),
                              "tags": T.from_aws(cl.get("TagList"))})

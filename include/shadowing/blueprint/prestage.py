@@ -18,12 +18,14 @@ from botocore.exceptions import ClientError
 
 from shadowing.aws import tags as T
 from shadowing.blueprint.builder import prestaged_name
-from shadowing.blueprint.inventory import ClientFactory, describe_images
+from shadowing.blueprint.inventory import ClientFactory, list_launch_templates, paginate_all
 from shadowing.blueprint.model import Blueprint
+from shadowing.warehouse.codec import content_hash
 
 log = logging.getLogger(__name__)
 
 SOURCE_AMI = "shadowing:source-ami"  # on an AMI copy: the primary AMI it was copied from
+TEMPLATE_HASH = "shadowing:template-hash"  # on a launch template: hash of the data its default version holds
 
 
 def prestage_tags(primary_region: str, **extra: str) -> dict[str, str]:
@@ -40,30 +42,34 @@ def _prestaged_filters(primary_region: str) -> list[dict[str, Any]]:
 
 
 def find_prestaged(clients: ClientFactory, shadow_region: str, primary_region: str,
-                   primary_images: Mapping[str, Mapping[str, Any]] | list[str]) -> dict[str, Any]:
-    """The shadow's pre-staged state for ``primary_region``: ids by CIDR/service/name, AMI copies, replicas."""
+                   primary_images: Mapping[str, Mapping[str, Any]] | list[str],
+                   services: list[str] | None = None) -> dict[str, Any]:
+    """The shadow's pre-staged state for ``primary_region``: ids by CIDR/service/name, AMI copies, replicas.
+    ``services``: the services whose launch templates to look up by name (all pre-staged ones when None)."""
     ec2 = clients("ec2", shadow_region)
     filters = _prestaged_filters(primary_region)
     state: dict[str, Any] = {"vpc": None, "subnets": {}, "security_groups": {}, "launch_templates": {},
-                             "ami_copies": {}, "replicas": {}, "azs": []}
+                             "ami_copies": {}, "replicas": {}, "azs": [], "ingress": {}, "template_hashes": {}}
     try:
         state["azs"] = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
                               if z.get("State", "available") == "available")
     except ClientError as exc:
         log.warning("describe_availability_zones in %s: %s", shadow_region, exc)
-    vpcs = sorted(ec2.describe_vpcs(Filters=filters)["Vpcs"], key=lambda v: v["VpcId"])
+    vpcs = sorted(paginate_all(ec2, "describe_vpcs", "Vpcs", Filters=filters), key=lambda v: v["VpcId"])
     if vpcs:
         state["vpc"] = {"id": vpcs[0]["VpcId"], "cidr": vpcs[0]["CidrBlock"]}
-        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}, *filters])[
-                "Subnets"]:
+        in_vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}, *filters]
+        for s in paginate_all(ec2, "describe_subnets", "Subnets", Filters=in_vpc):
             state["subnets"][s["CidrBlock"]] = {"id": s["SubnetId"], "az": s["AvailabilityZone"]}
-        for g in ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]},
-                                                       *filters])["SecurityGroups"]:
+        for g in paginate_all(ec2, "describe_security_groups", "SecurityGroups", Filters=in_vpc):
             service = T.from_aws(g.get("Tags")).get(T.SERVICE)
             if service:
                 state["security_groups"][service] = g["GroupId"]
-    for lt in ec2.describe_launch_templates(Filters=filters).get("LaunchTemplates", []):
+                state["ingress"][g["GroupId"]] = sorted(_rules_of(g))
+    names = [prestaged_name(primary_region, s) for s in services] if services is not None else None
+    for lt in list_launch_templates(ec2, filters, names):
         state["launch_templates"][lt["LaunchTemplateName"]] = lt["LaunchTemplateId"]
+        state["template_hashes"][lt["LaunchTemplateName"]] = T.from_aws(lt.get("Tags")).get(TEMPLATE_HASH)
     images = dict(primary_images) if isinstance(primary_images, Mapping) else {a: {} for a in primary_images}
     state["ami_copies"] = _ami_copies(ec2, primary_region, images)
     state["replicas"] = _replicas(clients, shadow_region, primary_region)
@@ -74,15 +80,16 @@ def _ami_copies(ec2: Any, primary_region: str, images: Mapping[str, Mapping[str,
     """primary AMI → AMI usable in the shadow: the same id when the image is regional-agnostic (found in the
     shadow), else a tracked copy (``shadowing:source-ami`` tag), else an image with the same name."""
     copies: dict[str, str] = {}
-    for img in ec2.describe_images(Owners=["self"], Filters=_prestaged_filters(primary_region)).get("Images", []):
+    for img in paginate_all(ec2, "describe_images", "Images", Owners=["self"], Filters=_prestaged_filters(primary_region)):
         source = T.from_aws(img.get("Tags")).get(SOURCE_AMI)
         if source and img.get("State", "available") == "available":
             copies.setdefault(source, img["ImageId"])
     missing = [a for a in images if a not in copies]
-    found_same_id = describe_images(ec2, missing) if missing else {}
-    for ami in missing:
-        if ami in found_same_id and found_same_id[ami].get("state", "available") == "available":
-            copies[ami] = ami
+    for start in range(0, len(missing), 100):  # an image-id filter, unlike ImageIds, ignores unknown ids
+        for img in ec2.describe_images(Filters=[{"Name": "image-id", "Values": missing[start:start + 100]}]).get(
+                "Images", []):
+            if img.get("State", "available") == "available":
+                copies[img["ImageId"]] = img["ImageId"]
     names = {meta.get("name"): ami for ami, meta in images.items() if ami not in copies and meta.get("name")}
     if names:
         for img in ec2.describe_images(Filters=[{"Name": "name", "Values": sorted(names)}]).get("Images", []):
@@ -125,7 +132,7 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
     primary, shadow = blueprint.primary_region, blueprint.shadow_region
     ec2 = clients("ec2", shadow)
     report = PrestageReport()
-    state = find_prestaged(clients, shadow, primary, primary_images)
+    state = find_prestaged(clients, shadow, primary, primary_images, sorted(blueprint.services))
     base_tags = prestage_tags(primary)
 
     # VPC
@@ -161,7 +168,8 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
         report.created.append(f"security-group {gid} {service}")
     vpc_cidr = blueprint.networking.vpc.cidr
     for service, spec in sorted(blueprint.networking.security_groups.items()):
-        _sync_ingress(ec2, group_ids[service], service, spec.ingress, group_ids, vpc_cidr, report)
+        current = {tuple(r) for r in state["ingress"].get(group_ids[service], [])}
+        _sync_ingress(ec2, group_ids[service], service, spec.ingress, group_ids, vpc_cidr, current, report)
 
     # AMI copies
     copies = dict(state["ami_copies"])
@@ -187,19 +195,20 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
             report.skipped.append(f"launch-template {svc.launch_template.name}: no AMI in {shadow}")
             continue
         data = _template_data(svc, image, group_ids.get(name))
+        digest = content_hash(data)
         existing = state["launch_templates"].get(svc.launch_template.name)
         if existing is None:
             lt = ec2.create_launch_template(
                 LaunchTemplateName=svc.launch_template.name, LaunchTemplateData=data,
-                TagSpecifications=_tag_spec("launch-template", {**base_tags, T.SERVICE: name}))
+                TagSpecifications=_tag_spec("launch-template", {**base_tags, T.SERVICE: name, TEMPLATE_HASH: digest}))
             report.created.append(f"launch-template {lt['LaunchTemplate']['LaunchTemplateId']} {name}")
             continue
-        current = ec2.describe_launch_template_versions(LaunchTemplateId=existing, Versions=["$Latest"])[
-            "LaunchTemplateVersions"][0]["LaunchTemplateData"]
-        if _template_key(current) != _template_key(data):
+        # the data hash is kept as a tag, so staying in step costs one listing, not a call per template
+        if state["template_hashes"].get(svc.launch_template.name) != digest:
             version = ec2.create_launch_template_version(LaunchTemplateId=existing, LaunchTemplateData=data)
             number = str(version["LaunchTemplateVersion"]["VersionNumber"])
             ec2.modify_launch_template(LaunchTemplateId=existing, DefaultVersion=number)
+            ec2.create_tags(Resources=[existing], Tags=T.to_aws({TEMPLATE_HASH: digest}))
             report.updated.append(f"launch-template {existing} {name} v{number}")
 
     # Cross-region read replicas (moto 5.2 supports creating them from the primary's ARN)
@@ -233,26 +242,24 @@ def _template_data(svc: Any, image: str, group_id: str | None) -> dict[str, Any]
     return data
 
 
-def _template_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (data.get("ImageId"), data.get("InstanceType"), data.get("UserData"),
-            tuple(sorted(data.get("SecurityGroupIds") or [])))
-
-
-def _sync_ingress(ec2: Any, group_id: str, service: str, rules: list[Any], group_ids: Mapping[str, str],
-                  vpc_cidr: str, report: PrestageReport) -> None:
-    """Make the group's ingress exactly the blueprint's rules (least privilege: extras are revoked)."""
-    wanted: set[tuple[str, int, str]] = set()  # (protocol, port, source group id | cidr)
-    for rule in rules:
-        source = group_ids.get(rule.from_service) if rule.from_service in group_ids else vpc_cidr
-        wanted.add((rule.protocol, rule.port, source))
+def _rules_of(group: Mapping[str, Any]) -> set[tuple[str, int, str]]:
     current: set[tuple[str, int, str]] = set()
-    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     for perm in group.get("IpPermissions", []):
         port = perm.get("FromPort")
         for pair in perm.get("UserIdGroupPairs", []):
             current.add((perm.get("IpProtocol", "tcp"), port, pair["GroupId"]))
         for rng in perm.get("IpRanges", []):
             current.add((perm.get("IpProtocol", "tcp"), port, rng["CidrIp"]))
+    return current
+
+
+def _sync_ingress(ec2: Any, group_id: str, service: str, rules: list[Any], group_ids: Mapping[str, str],
+                  vpc_cidr: str, current: set[tuple[Any, ...]], report: PrestageReport) -> None:
+    """Make the group's ingress exactly the blueprint's rules (least privilege: extras are revoked)."""
+    wanted: set[tuple[str, int, str]] = set()  # (protocol, port, source group id | cidr)
+    for rule in rules:
+        source = group_ids.get(rule.from_service) if rule.from_service in group_ids else vpc_cidr
+        wanted.add((rule.protocol, rule.port, source))
     add, remove = sorted(wanted - current), sorted(current - wanted)
     if add:
         ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[_permission(*r) for r in add])

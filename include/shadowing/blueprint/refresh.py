@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shadowing.aws import tags as T
 from shadowing.blueprint.builder import BuildInputs, build_blueprint
 from shadowing.blueprint.diff import diff_blueprints
 from shadowing.blueprint.inventory import ClientFactory, read_inventory
@@ -73,7 +74,9 @@ def build_plan(engine: Engine, clients: ClientFactory, primary_region: str, shad
     issues.append(check_freshness("graph", _age_anchor(graph), now, max_age))
     inventory = read_inventory(clients, primary_region)
     t_inventory = time.perf_counter()
-    state = find_prestaged(clients, shadow_region, primary_region, inventory["images"])
+    services = sorted({(i.get("tags") or {}).get(T.SERVICE) for i in inventory["instances"]} - {None}
+                      | set(((fingerprint.payload if fingerprint else {}) or {}).get("services") or {}))
+    state = find_prestaged(clients, shadow_region, primary_region, inventory["images"], services)
     result = build_blueprint(BuildInputs(
         primary_region=primary_region, shadow_region=shadow_region,
         fingerprint=fingerprint.payload if fingerprint else None, graph=graph.payload if graph else None,
@@ -164,7 +167,8 @@ def prestage_plan(clients: ClientFactory, plan: Mapping[str, Any], *, with_repli
     """Pre-stage the validated plan, then resolve the real ids into it. Returns the updated plan."""
     blueprint = Blueprint.from_dict(plan["payload"])
     report = prestage(clients, blueprint, plan.get("images") or {}, with_replicas=with_replicas)
-    state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region, plan.get("images") or {})
+    state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region, plan.get("images") or {},
+                           sorted(blueprint.services))
     resolved = resolve_prestaged(blueprint, state)
     resolved.check_consistency()
     return {**plan, "payload": resolved.to_dict(), "prestage": report.to_dict(), "state": state}
@@ -198,7 +202,8 @@ def readiness_for_plan(engine: Engine, clients: ClientFactory, plan: Mapping[str
         checks += check_drift(blueprint, plan.get("live") or {})
         state = plan.get("state")
         if state is None:
-            state = find_prestaged(clients, plan["shadow_region"], primary, plan.get("images") or {})
+            state = find_prestaged(clients, plan["shadow_region"], primary, plan.get("images") or {},
+                                   sorted(blueprint.get("services") or {}))
         checks += check_prestaged(blueprint, state)
         version = version or current.version
     elif plan.get("payload") is not None:
