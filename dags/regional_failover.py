@@ -85,12 +85,15 @@ def regional_failover() -> None:
     traffic = redirect_traffic(state)
     replication = trigger_replication(state)
     verified = verify(state)
-    preflight(state) >> launched >> network >> traffic >> replication >> verified
+    preflight_done = preflight(state)
+    preflight_done >> launched >> network >> traffic >> replication >> verified
     teardown = teardown_drill(state).as_teardown(setups=[state, launched])
     verified >> teardown
     closed = finalize()
     teardown >> closed
-    [state, launched, network, traffic, replication, verified, closed] >> watcher()
+    # Not directly downstream of the setups (Airflow requires ALL_SUCCESS there); ONE_FAILED also fires on
+    # upstream_failed, so a failed prepare/launch still reaches it through the next step.
+    [preflight_done, network, traffic, replication, verified, closed] >> watcher()
 
 
 regional_failover()
