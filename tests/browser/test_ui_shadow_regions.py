@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,18 @@ class Airflow:
 
     def __init__(self, url: str, user: str, password: str) -> None:
         self.url, self.user, self.password = url, user, password
-        self.token = self._request("POST", "/auth/token", {"username": user, "password": password},
-                                   auth=False)["access_token"]
+        # The API server shares two cores with the scheduler and the DAG processor parsing every DAG at start-up:
+        # give it time, and retry, rather than fail on the first slow answer.
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                self.token = self._request("POST", "/auth/token", {"username": user, "password": password},
+                                           auth=False)["access_token"]
+                break
+            except (TimeoutError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
 
     def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
         headers = {"Content-Type": "application/json"}
@@ -60,7 +71,7 @@ class Airflow:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url + path, method=method, headers=headers,
                                      data=None if body is None else json.dumps(body).encode())
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=90) as resp:
             return json.loads(resp.read() or b"null")
 
     def get(self, path: str) -> Any:
