@@ -55,7 +55,7 @@ def shadow_blueprints() -> None:
         context = get_current_context()
         return build_plan(pair, context["run_id"], float(context["params"]["max_age_hours"]))
 
-    @task(retries=0)
+    @task(retries=1)  # a validation failure is deterministic; the retry only covers a warehouse hiccup
     def validate(plan: dict) -> dict:
         from shadowing.orchestration.blueprints import validate as validate_plan
 

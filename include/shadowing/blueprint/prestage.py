@@ -20,12 +20,10 @@ from shadowing.aws import tags as T
 from shadowing.blueprint.builder import prestaged_name
 from shadowing.blueprint.inventory import ClientFactory, list_launch_templates, paginate_all
 from shadowing.blueprint.model import Blueprint
-from shadowing.warehouse.codec import content_hash
 
 log = logging.getLogger(__name__)
 
 SOURCE_AMI = "shadowing:source-ami"  # on an AMI copy: the primary AMI it was copied from
-TEMPLATE_HASH = "shadowing:template-hash"  # on a launch template: hash of the data its default version holds
 
 
 def prestage_tags(primary_region: str, **extra: str) -> dict[str, str]:
@@ -49,7 +47,7 @@ def find_prestaged(clients: ClientFactory, shadow_region: str, primary_region: s
     ec2 = clients("ec2", shadow_region)
     filters = _prestaged_filters(primary_region)
     state: dict[str, Any] = {"vpc": None, "subnets": {}, "security_groups": {}, "launch_templates": {},
-                             "ami_copies": {}, "replicas": {}, "azs": [], "ingress": {}, "template_hashes": {}}
+                             "ami_copies": {}, "replicas": {}, "azs": [], "ingress": {}, "template_keys": {}}
     try:
         state["azs"] = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
                               if z.get("State", "available") == "available")
@@ -69,7 +67,13 @@ def find_prestaged(clients: ClientFactory, shadow_region: str, primary_region: s
     names = [prestaged_name(primary_region, s) for s in services] if services is not None else None
     for lt in list_launch_templates(ec2, filters, names):
         state["launch_templates"][lt["LaunchTemplateName"]] = lt["LaunchTemplateId"]
-        state["template_hashes"][lt["LaunchTemplateName"]] = T.from_aws(lt.get("Tags")).get(TEMPLATE_HASH)
+    if state["launch_templates"]:
+        # every template's default version in one call (no per-template round trip to stay in step)
+        for version in paginate_all(ec2, "describe_launch_template_versions", "LaunchTemplateVersions",
+                                    page_size=200, Versions=["$Default"]):
+            if version["LaunchTemplateName"] in state["launch_templates"]:
+                state["template_keys"][version["LaunchTemplateName"]] = template_key(
+                    version.get("LaunchTemplateData") or {})
     images = dict(primary_images) if isinstance(primary_images, Mapping) else {a: {} for a in primary_images}
     state["ami_copies"] = _ami_copies(ec2, primary_region, images)
     state["replicas"] = _replicas(clients, shadow_region, primary_region)
@@ -127,12 +131,14 @@ class PrestageReport:
 
 
 def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mapping[str, Mapping[str, Any]],
-             *, with_replicas: bool = True) -> PrestageReport:
-    """Create what is missing in the shadow and bring drifted pieces back in step. Idempotent."""
+             *, with_replicas: bool = True, state: Mapping[str, Any] | None = None) -> PrestageReport:
+    """Create what is missing in the shadow and bring drifted pieces back in step. Idempotent.
+    ``state``: the shadow's pre-staged state when the caller has just read it (else it is read here)."""
     primary, shadow = blueprint.primary_region, blueprint.shadow_region
     ec2 = clients("ec2", shadow)
     report = PrestageReport()
-    state = find_prestaged(clients, shadow, primary, primary_images, sorted(blueprint.services))
+    if state is None:
+        state = find_prestaged(clients, shadow, primary, primary_images, sorted(blueprint.services))
     base_tags = prestage_tags(primary)
 
     # VPC
@@ -195,20 +201,17 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
             report.skipped.append(f"launch-template {svc.launch_template.name}: no AMI in {shadow}")
             continue
         data = _template_data(svc, image, group_ids.get(name))
-        digest = content_hash(data)
         existing = state["launch_templates"].get(svc.launch_template.name)
         if existing is None:
             lt = ec2.create_launch_template(
                 LaunchTemplateName=svc.launch_template.name, LaunchTemplateData=data,
-                TagSpecifications=_tag_spec("launch-template", {**base_tags, T.SERVICE: name, TEMPLATE_HASH: digest}))
+                TagSpecifications=_tag_spec("launch-template", {**base_tags, T.SERVICE: name}))
             report.created.append(f"launch-template {lt['LaunchTemplate']['LaunchTemplateId']} {name}")
             continue
-        # the data hash is kept as a tag, so staying in step costs one listing, not a call per template
-        if state["template_hashes"].get(svc.launch_template.name) != digest:
+        if state["template_keys"].get(svc.launch_template.name) != template_key(data):
             version = ec2.create_launch_template_version(LaunchTemplateId=existing, LaunchTemplateData=data)
             number = str(version["LaunchTemplateVersion"]["VersionNumber"])
             ec2.modify_launch_template(LaunchTemplateId=existing, DefaultVersion=number)
-            ec2.create_tags(Resources=[existing], Tags=T.to_aws({TEMPLATE_HASH: digest}))
             report.updated.append(f"launch-template {existing} {name} v{number}")
 
     # Cross-region read replicas (moto 5.2 supports creating them from the primary's ARN)
@@ -251,6 +254,14 @@ def _rules_of(group: Mapping[str, Any]) -> set[tuple[str, int, str]]:
         for rng in perm.get("IpRanges", []):
             current.add((perm.get("IpProtocol", "tcp"), port, rng["CidrIp"]))
     return current
+
+
+def template_key(data: Mapping[str, Any]) -> list[Any]:
+    """What makes two launch-template datas the same for us (JSON-able, order-free)."""
+    tags = sorted((t["Key"], t["Value"]) for spec in data.get("TagSpecifications") or []
+                  for t in spec.get("Tags") or [])
+    return [data.get("ImageId"), data.get("InstanceType"), data.get("UserData"),
+            sorted(data.get("SecurityGroupIds") or []), [list(t) for t in tags]]
 
 
 def _sync_ingress(ec2: Any, group_id: str, service: str, rules: list[Any], group_ids: Mapping[str, str],

@@ -84,7 +84,7 @@ def build_plan(engine: Engine, clients: ClientFactory, primary_region: str, shad
         graph_id=graph.id if graph else None, run_id=run_id))
     issues.extend(result.issues)
     return {"primary_region": primary_region, "shadow_region": shadow_region, "payload": result.payload,
-            "issues": [c.to_dict() for c in issues], "images": inventory["images"],
+            "issues": [c.to_dict() for c in issues], "images": inventory["images"], "state": state,
             "live": live_summary(inventory),
             "seconds": {"inventory": round(t_inventory - started, 3), "build": round(time.perf_counter() - started, 3)}}
 
@@ -166,9 +166,12 @@ def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any]) -> Bluepri
 def prestage_plan(clients: ClientFactory, plan: Mapping[str, Any], *, with_replicas: bool = True) -> dict[str, Any]:
     """Pre-stage the validated plan, then resolve the real ids into it. Returns the updated plan."""
     blueprint = Blueprint.from_dict(plan["payload"])
-    report = prestage(clients, blueprint, plan.get("images") or {}, with_replicas=with_replicas)
-    state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region, plan.get("images") or {},
-                           sorted(blueprint.services))
+    report = prestage(clients, blueprint, plan.get("images") or {}, with_replicas=with_replicas,
+                      state=plan.get("state"))
+    state = plan.get("state")
+    if state is None or report.created or report.updated:  # read back the ids of what was just made
+        state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region,
+                               plan.get("images") or {}, sorted(blueprint.services))
     resolved = resolve_prestaged(blueprint, state)
     resolved.check_consistency()
     return {**plan, "payload": resolved.to_dict(), "prestage": report.to_dict(), "state": state}
