@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -177,6 +182,27 @@ def test_export_and_truth_from_the_seeded_world(world, moto_endpoint: str, tmp_p
     running = Counter(T.from_aws(i["Tags"])[T.SERVICE] for i in _instances(c.ec2))
     services = json.loads((tmp_path / "t.json").read_text())["services"]
     assert {n: s["instances"] for n, s in services.items() if not s["managed"]} == dict(running)
+
+
+def test_publish_loop_exits_cleanly_on_sigterm(world, moto_endpoint: str) -> None:
+    c, _ = world
+    before = load_state(c.ssm).live_published_until
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "include")}
+    proc = subprocess.Popen([sys.executable, "-m", "shadowing", "world", "publish", "--endpoint-url", moto_endpoint,
+                             "--interval", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if b"published" in (proc.stderr.peek() if hasattr(proc.stderr, "peek") else b""):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"published" in proc.stderr.read()
+    assert load_state(c.ssm).live_published_until >= before
 
 
 def test_reseed_is_idempotent_and_repairs_a_half_seeded_world(seeded) -> None:

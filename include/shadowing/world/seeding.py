@@ -205,11 +205,14 @@ class Seeder:
             out[s.name] = str(have[name])
         return out
 
-    def world_instances(self, states: Iterable[str] = _LIVE) -> list[dict[str, Any]]:
+    def world_instances(self, states: Iterable[str] = _LIVE, services: list[str] | None = None) -> list[dict[str, Any]]:
         out = []
+        filters = [{"Name": f"tag:{T.WORLD}", "Values": [self.world]},
+                   {"Name": "instance-state-name", "Values": list(states)}]
+        if services is not None:
+            filters.append({"Name": f"tag:{T.SERVICE}", "Values": services})
         paginator = self.c.ec2.get_paginator("describe_instances")
-        for page in paginator.paginate(Filters=[{"Name": f"tag:{T.WORLD}", "Values": [self.world]},
-                                                {"Name": "instance-state-name", "Values": list(states)}]):
+        for page in paginator.paginate(Filters=filters):
             for res in page["Reservations"]:
                 out.extend(res["Instances"])
         return out
@@ -360,7 +363,7 @@ class Seeder:
             self.report.created["load_balancer"] += 1
         arn = lb["LoadBalancerArn"]
         existing_tgs = {t["TargetGroupName"]: t for t in self.c.elbv2.describe_target_groups().get("TargetGroups", [])}
-        running = self.world_instances(("pending", "running"))
+        running = self.world_instances(("pending", "running"), [s.name for s in self.app.edge_services()])
         tg_arns = []
         for s in self.app.edge_services():
             tname = f"{self.world[:18]}-{s.name[:12]}"[:32].rstrip("-")
@@ -643,18 +646,20 @@ def put_region_health(clients: WorldClients, healthy: bool, at: datetime) -> Non
 # -------------------------------------------------------------------- entry point
 def seed_world(clients: WorldClients, *, services: int | None = None, instances_per_service: int | None = None,
                seed: int = 0, history_days: float | None = None, secondary_history_days: float | None = None,
-               history_step: int = 300, flow_minutes: int = 60,
+               history_step: int = 300, flow_minutes: int | None = None,
                now: datetime | None = None, progress: Callable[[str], None] | None = None) -> SeedReport:
     """Seed (or repair) the emulated primary region; returns what was created and how long each step took.
 
     Metric history: moto stores ~10 000 datums/s, so by default the sizing metrics (CPU, memory, network) get
     ``history_days`` (7 for the default world) at 5-minute resolution and the others ``secondary_history_days``
-    (1); worlds of more than 100 instances default to 6 h / 1 h so that 200 × 5 seeds in about a minute.
+    (1); worlds of more than 100 instances default to 2 h / 1 h of history and 5 minutes of logs (instead
+    of 60) so that 200 × 5 seeds in minutes, not hours — benchmarks needing volume use the synthetic generators.
     """
     app = build_app(services, seed, instances_per_service)
     n_instances = sum(s.instances for s in app.compute_services())
     big = n_instances > 100
-    history_days = history_days if history_days is not None else (0.25 if big else 7.0)
+    history_days = history_days if history_days is not None else (2 / 24 if big else 7.0)
+    flow_minutes = flow_minutes if flow_minutes is not None else (5 if big else 60)
     secondary_history_days = (secondary_history_days if secondary_history_days is not None
                               else min(history_days, 1 / 24 if big else 1.0))
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
