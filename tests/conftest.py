@@ -38,6 +38,8 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["SHADOWING_STATE_DIR"] = str(_SESSION_DIR / "state")
 sys.path.insert(0, str(ROOT / "include"))
 
+pytest_plugins = ["tests.support.aws_recorder"]  # records AWS actions vs include/iam (issue 8)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
