@@ -85,6 +85,21 @@ def _spec(resource: str, tags: dict[str, str]) -> list[dict[str, Any]]:
     return [{"ResourceType": resource, "Tags": T.to_aws(tags)}]
 
 
+ORDINALS = "shadowing:ordinals"  # "0,3,6": ordinals of one run_instances call, indexed by AmiLaunchIndex
+
+
+def instance_ordinal(inst: dict[str, Any]) -> int | None:
+    """The instance's ordinal within its service: its own tag, or from its launch call's ordinal list."""
+    tg = T.from_aws(inst.get("Tags"))
+    if ORDINAL in tg:
+        return int(tg[ORDINAL])
+    if ORDINALS in tg:
+        ords = [int(x) for x in tg[ORDINALS].split(",")]
+        idx = int(inst.get("AmiLaunchIndex", 0))
+        return ords[idx] if idx < len(ords) else None
+    return None
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -238,8 +253,9 @@ class Seeder:
             svc = tg.get(T.SERVICE)
             if svc is None:
                 continue
-            if ORDINAL in tg:
-                by_key[(svc, int(tg[ORDINAL]))] = inst
+            ordinal = instance_ordinal(inst)
+            if ordinal is not None:
+                by_key[(svc, ordinal)] = inst
             elif inst["State"]["Name"] in _LIVE:
                 untagged[svc].append(inst)  # launched by a run that died before tagging: adopt it
         to_tag: list[tuple[str, dict[str, str]]] = []
@@ -256,14 +272,17 @@ class Seeder:
             for o in missing:
                 per_subnet[o % 3].append(o)
             for az, ords in per_subnet.items():
+                # one call per service and AZ; the ordinals ride on the launch tags (no per-instance call)
                 resp = self.c.ec2.run_instances(
                     MinCount=len(ords), MaxCount=len(ords), SubnetId=subnets[az],
                     LaunchTemplate={"LaunchTemplateId": templates[s.name]},
-                    TagSpecifications=_spec("instance", _tags(self.world, s.name)))
+                    TagSpecifications=_spec("instance", _tags(
+                        self.world, s.name, **{ORDINALS: ",".join(map(str, ords)), VALID_FROM: hist,
+                                               ENDPOINT_KIND: "instance"})))
                 self.report.created["instance"] += len(resp["Instances"])
-                for o, inst in zip(ords, resp["Instances"], strict=False):
+                for inst in resp["Instances"]:
+                    o = ords[int(inst.get("AmiLaunchIndex", 0))]
                     by_key[(s.name, o)] = inst
-                    to_tag.append((inst["InstanceId"], self._instance_tags(s.name, o, hist, inst)))
         self._tag_many(to_tag)
         if victim is None or reuser is None:
             return
@@ -511,7 +530,8 @@ def inventory_from_aws(clients: WorldClients, state: WorldState, app: App) -> In
         for res in page["Reservations"]:
             for inst in res["Instances"]:
                 tg = T.from_aws(inst.get("Tags"))
-                if ORDINAL not in tg or tg.get(T.SERVICE) not in order:
+                ordinal = instance_ordinal(inst)
+                if ordinal is None or tg.get(T.SERVICE) not in order:
                     continue
                 ip = tg.get("shadowing:private-ip") or inst.get("PrivateIpAddress")
                 eni = tg.get("shadowing:eni") or (inst.get("NetworkInterfaces") or [{}])[0].get("NetworkInterfaceId")
@@ -519,7 +539,7 @@ def inventory_from_aws(clients: WorldClients, state: WorldState, app: App) -> In
                     continue
                 subnet = inst.get("SubnetId", "")
                 vt = tg.get(VALID_TO)
-                eps.append(((1, order[tg[T.SERVICE]], int(tg[ORDINAL])), Endpoint(
+                eps.append(((1, order[tg[T.SERVICE]], ordinal), Endpoint(
                     ip, tg[T.SERVICE], inst["InstanceId"], eni, subnet, subnet_az.get(subnet, 0),
                     parse_iso(tg.get(VALID_FROM, state.history_start)), parse_iso(vt) if vt else None)))
     for eni in clients.ec2.describe_network_interfaces(Filters=[
