@@ -1,39 +1,53 @@
-"""Capacity profiler: every few minutes, per primary region, fold CloudWatch metrics into the fingerprint.
+"""
+### capacity_profiler
 
-Each mapped task reads only its data interval, folds it into the region's last valid fingerprint, validates
-it with Great Expectations and stores it in the warehouse table `capacity_fingerprints`. The Asset
-CAPACITY_FINGERPRINTS is published only when the fingerprint is valid; a failed validation is stored for
-audit and the previous valid fingerprint stays current. Schedule: env SHADOWING_CAPACITY_SCHEDULE
-(default every 5 minutes).
+Every few minutes, per primary region (mapped): read the CloudWatch metrics of the region's instances (tagged
+`shadowing:service`) since the region's last valid fingerprint, fold them into it (the first run reads
+`bootstrap_hours` of history), validate the result with Great Expectations and store it in the warehouse table
+`capacity_fingerprints`. The Asset `CAPACITY_FINGERPRINTS` is published only when the fingerprint is valid; a
+failed validation (e.g. a service whose utilisation reads above 100 %) is stored for audit, fails the task
+naming the service and metric, and the previous valid fingerprint stays current.
+Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (default every 5 minutes).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from shadowing.orchestration.assets import CAPACITY_FINGERPRINTS
 from shadowing.orchestration.defaults import DEFAULT_ARGS
 from shadowing.settings import primary_regions
 
 
-@dag(schedule=os.environ.get("SHADOWING_CAPACITY_SCHEDULE", "*/5 * * * *"), catchup=False,
-     default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["shadowing", "capacity"], max_active_runs=1)
+@dag(schedule=os.environ.get("SHADOWING_CAPACITY_SCHEDULE", "*/5 * * * *"), start_date=datetime(2025, 1, 1),
+     catchup=False, default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["shadowing", "capacity"], max_active_runs=1,
+     params={
+         "period_seconds": Param(60, type="integer", minimum=1, description="CloudWatch period of the samples"),
+         "bootstrap_hours": Param(168.0, type="number", exclusiveMinimum=0,
+                                  description="history read by the first run of a region"),
+         "max_gap_hours": Param(168.0, type="number", exclusiveMinimum=0,
+                                description="longest gap since the last valid fingerprint that is caught up"),
+     })
 def capacity_profiler() -> None:
-    @task
-    def regions() -> list[str]:
-        return primary_regions()
-
     @task(outlets=[CAPACITY_FINGERPRINTS])
     def profile_region(region: str) -> dict:
+        from datetime import UTC, timedelta
+
         from shadowing.orchestration.capacity import refresh_region
 
         ctx = get_current_context()
-        return refresh_region(region, start=ctx["data_interval_start"], end=ctx["data_interval_end"],
-                              run_id=ctx["run_id"])
+        params = ctx["params"]
+        end = ctx.get("data_interval_end") or ctx.get("logical_date") or datetime.now(UTC)
+        result = refresh_region(region, end=end, run_id=ctx["run_id"], period=int(params["period_seconds"]),
+                                bootstrap=timedelta(hours=float(params["bootstrap_hours"])),
+                                max_gap=timedelta(hours=float(params["max_gap_hours"])))
+        ctx["outlet_events"][CAPACITY_FINGERPRINTS].extra = {"region": region, "fingerprint_id": result["id"]}
+        return result
 
-    profile_region.expand(region=regions())
+    profile_region.expand(region=primary_regions())
 
 
 capacity_profiler()

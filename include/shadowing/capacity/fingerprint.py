@@ -352,15 +352,10 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
                                p.get("decay_half_life_seconds", params.decay_half_life_seconds),
                                p.get("step_seconds", params.step_seconds), params.sizing)
     watermark = parse_iso(previous["window"]["end"]) if previous is not None else None
-    try:
-        cleaned = tidy.clean(cols, window=window, watermark=watermark)
-    except InputError:
-        if previous is None:
-            raise
-        cleaned = None
-    step = int(params.step_seconds or (infer_step(cleaned) if cleaned is not None else 60))
+    cleaned = tidy.clean(cols, window=window, watermark=watermark, allow_empty=previous is not None)
+    step = int(params.step_seconds or (infer_step(cleaned) if len(cleaned) else 60))
     region = region or cols.region or (previous or {}).get("region")
-    if cleaned is None or not len(cleaned):
+    if not len(cleaned):
         if previous is None or window is None:
             raise InputError("no usable metric rows", source=cols.source)
         # Nothing new: the previous state, decayed to the new window end.
@@ -370,15 +365,18 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
         state = WindowState(state.instance_keys, gb.rebase(state.instances, end, **kw), state.pool_keys,
                             gb.rebase(state.pooled, end, **kw), gb.rebase(state.aggregate, end, **kw),
                             state.counts)
-        warnings = [*cols.warnings, f"{cols.source}: no new metric rows in the window"]
-        return render(state, region=region, start=parse_iso(previous["window"]["start"]), end=end, step=step,
-                      params=params, warnings=warnings[:max_warnings],
-                      history_start=parse_iso(previous.get("history_start", previous["window"]["start"])),
-                      folds=int(previous.get("folds", 0)) + 1)
+        warnings = [*cleaned.warnings, f"{cols.source}: no new metric rows in the window"]
+        fp = render(state, region=region, start=parse_iso(previous["window"]["start"]), end=end, step=step,
+                    params=params, warnings=warnings[:max_warnings],
+                    history_start=parse_iso(previous.get("history_start", previous["window"]["start"])),
+                    folds=int(previous.get("folds", 0)) + 1)
+        fp["quality"] = window_quality(cleaned, window=(window[0], end))
+        return fp
     span_start, span_end = float(cleaned.ts.min()), float(cleaned.ts.max())
     start = window[0] if window else math.floor(span_start / step) * step
     end = window[1] if window else (math.floor(span_end / step) + 1) * step
     state, cleaned = window_state(cleaned, end=end, step=step, params=params)
+    quality = window_quality(cleaned, window=(start, end))
     history_start = start
     folds = 0
     if previous is not None:
@@ -389,8 +387,31 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
     warnings = list(cleaned.warnings)
     if len(warnings) > max_warnings:
         warnings = [*warnings[:max_warnings], f"… {len(warnings) - max_warnings} more warning(s)"]
-    return render(state, region=region, start=start, end=end, step=step, params=params, warnings=warnings,
-                  history_start=history_start, folds=folds)
+    fp = render(state, region=region, start=start, end=end, step=step, params=params, warnings=warnings,
+                history_start=history_start, folds=folds)
+    fp["quality"] = quality
+    return fp
+
+
+def window_quality(cleaned: tidy.TidyColumns, *, window: tuple[float, float]) -> dict[str, Any]:
+    """Rows of the newest window kept and rejected (impossible values) per service and metric.
+
+    The validation suite turns them into a rejected share: a stray impossible point is dropped and reported,
+    a source that is mostly impossible (a broken agent, a unit change) fails the refresh instead.
+    """
+    kept: dict[str, dict[str, int]] = {}
+    if len(cleaned):
+        n_met = max(len(cleaned.metrics), 1)
+        counts = np.bincount(cleaned.service.astype(np.int64) * n_met + cleaned.metric,
+                             minlength=len(cleaned.services) * n_met)
+        for k in np.flatnonzero(counts).tolist():
+            c = counts[k]
+            kept.setdefault(cleaned.services[k // n_met], {})[cleaned.metrics[k % n_met]] = int(c)
+    rejected: dict[str, dict[str, int]] = {}
+    for (svc, metric), c in sorted(cleaned.rejected.items()):
+        rejected.setdefault(svc, {})[metric] = int(c)
+    return {"window": {"start": iso(window[0]), "end": iso(window[1])}, "kept_rows": kept,
+            "rejected_rows": rejected}
 
 
 def build(cols: tidy.TidyColumns, **kwargs: Any) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class TidyColumns:
     # Original row number (1-based data line) of each row, kept for messages; None = position + 1.
     rows: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    # (service, metric) → rows :func:`clean` dropped because their value was impossible (missing, infinite,
+    # negative, utilisation above 100 %): the share of such rows tells a broken source from a stray point.
+    rejected: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.values.size)
@@ -317,11 +320,12 @@ def _describe(cols: TidyColumns, mask: np.ndarray, what: str) -> str:
 
 
 def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: float | None = None,
-          watermark: float | None = None) -> TidyColumns:
+          watermark: float | None = None, allow_empty: bool = False) -> TidyColumns:
     """Drop and report rows that cannot be good; keep everything else. See the module docstring.
 
     ``window`` (start, end) keeps rows with start ≤ ts < end; ``watermark`` drops late rows at or before an
     already folded window end; rows later than end (or ``now``) + tolerance are reported as clock skew.
+    Nothing usable left raises :class:`InputError` unless ``allow_empty`` (a fold into earlier history).
     """
     warnings = list(cols.warnings)
     bad = np.zeros(len(cols), dtype=bool)
@@ -342,6 +346,7 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
         flag(non_negative & (cols.values < 0), "with a negative value (impossible for this metric) dropped")
         percent = np.isin(metric_names, list(PERCENT_METRICS))[cols.metric]
         flag(percent & (cols.values > 100), "with utilisation above 100 % dropped")
+    impossible = bad.copy()  # value-level rejections so far (timestamps/windows below are not the value's fault)
     if watermark is not None:
         flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
     limit = None
@@ -361,9 +366,18 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
         listed = [m for m in unknown if used[cols.metrics.index(m)]]
         if listed:
             warnings.append(f"{cols.source}: unknown metric name(s) {', '.join(listed)} profiled generically")
+    rejected = dict(cols.rejected)
+    if impossible.any():
+        n_met = max(len(cols.metrics), 1)
+        key = cols.service[impossible].astype(np.int64) * n_met + cols.metric[impossible]
+        uniq, counts = np.unique(key, return_counts=True)
+        for k, c in zip(uniq.tolist(), counts.tolist(), strict=True):
+            name = (cols.services[k // n_met], cols.metrics[k % n_met])
+            rejected[name] = rejected.get(name, 0) + int(c)
     out = cols.take(~bad) if bad.any() else cols
     out.warnings = warnings
-    if not len(out):
+    out.rejected = rejected
+    if not len(out) and not allow_empty:
         raise InputError("no usable metric rows" + (f" ({'; '.join(warnings[:3])})" if warnings else ""),
                          source=cols.source)
     return out

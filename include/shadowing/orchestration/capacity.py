@@ -1,19 +1,24 @@
-"""Airflow glue of the capacity profiler: one region's refresh (extract → fold → validate → store)."""
+"""Airflow glue of the capacity profiler: one region's refresh (plan interval → extract → fold → validate → store)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
-def refresh_region(region: str, *, start: datetime, end: datetime, run_id: str | None = None,
-                   period: int = 60) -> dict[str, Any]:
-    """Fold the data interval into the region's last valid fingerprint and store the result.
+def refresh_region(region: str, *, end: datetime, run_id: str | None = None, period: int = 60,
+                   bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7)
+                   ) -> dict[str, Any]:
+    """Fold everything since the region's last valid fingerprint (up to ``end``) into it and store the result.
 
-    Returns {"id", "valid", "errors"}; a failed validation is stored (auditable) but not made current, and
-    is raised as ValidationFailed so the task fails visibly and the Asset is not published.
+    Returns {"id", "valid", "skipped", "window", "services"}. A failed validation is stored (auditable) but not
+    made current, and fails the task without retries (AirflowFailException: the same data fails the same way),
+    so the Asset is not published and the previous valid fingerprint stays current.
     """
-    from shadowing.capacity.fingerprint import fold
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from shadowing.capacity.fingerprint import fold, parse_iso
+    from shadowing.capacity.interval import next_interval
     from shadowing.errors import ValidationFailed
     from shadowing.metrics.cloudwatch import extract
     from shadowing.orchestration.clients import aws_client, warehouse_engine
@@ -22,16 +27,35 @@ def refresh_region(region: str, *, start: datetime, end: datetime, run_id: str |
 
     engine = warehouse_engine()
     previous = latest_valid_fingerprint(engine, region)
-    cols = extract(aws_client("cloudwatch", region), aws_client("ec2", region), region=region, start=start,
-                   end=end, period=period)
-    fingerprint = fold(previous.payload if previous else None, cols, window=(start.timestamp(), end.timestamp()),
-                       region=region)
+    previous_end = None
+    if previous is not None:
+        from datetime import UTC
+
+        previous_end = datetime.fromtimestamp(parse_iso(previous.payload["window"]["end"]), UTC)
+    interval = next_interval(previous_end, end, bootstrap=bootstrap, max_gap=max_gap, step_seconds=period)
+    if interval.empty:
+        assert previous is not None
+        return {"id": previous.id, "valid": True, "skipped": True, "note": interval.note,
+                "window": previous.payload["window"], "services": _summary(previous.payload)}
+    cols = extract(aws_client("cloudwatch", region), aws_client("ec2", region), region=region,
+                   start=interval.start, end=interval.end, period=period)
+    fingerprint = fold(previous.payload if previous else None, cols,
+                       window=(interval.start.timestamp(), interval.end.timestamp()), region=region)
+    if interval.note:
+        fingerprint["warnings"] = [f"interval: {interval.note}", *fingerprint["warnings"]]
     try:
-        validate_fingerprint(fingerprint, now=end.timestamp())
+        validate_fingerprint(fingerprint, now=interval.end.timestamp())
     except ValidationFailed as exc:
-        save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=False, errors=exc.failures,
-                         run_id=run_id, window_start=start, window_end=end)
-        raise
+        fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=False, errors=exc.failures,
+                               run_id=run_id, window_start=interval.start, window_end=interval.end)
+        kept = f"fingerprint {previous.id} stays current" if previous else "no valid fingerprint yet"
+        raise AirflowFailException(f"{exc} (stored as invalid fingerprint {fid}; {kept})") from exc
     fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
-                           window_start=start, window_end=end)
-    return {"id": fid, "valid": True, "errors": []}
+                           window_start=interval.start, window_end=interval.end)
+    return {"id": fid, "valid": True, "skipped": False, "note": interval.note, "window": fingerprint["window"],
+            "services": _summary(fingerprint)}
+
+
+def _summary(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Service → recommended shadow instances (small enough for XCom and the task log)."""
+    return {name: (s.get("sizing") or {}).get("instances") for name, s in (fingerprint.get("services") or {}).items()}

@@ -3,7 +3,9 @@
 The fingerprint is flattened to one row per service × (pooled | aggregate | instance) × metric with the
 statistics as columns, plus helper columns the JSON suite checks: ``utilisation_min/max`` (set for
 percentage metrics only), ``non_negative_min`` (set for metrics that cannot be negative), the window's length
-and its age at validation time. The suite lives in ``include/expectations/capacity_fingerprint.json``.
+and its age at validation time, and ``rejected_share`` (pooled rows: the share of the newest window's rows of
+that service and metric dropped as impossible — a broken source fails the refresh instead of being silently
+thinned out). The suite lives in ``include/expectations/capacity_fingerprint.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
         start = end = math.nan
     now = datetime.now(UTC).timestamp() if now is None else now
     rows: list[dict[str, Any]] = []
+    quality = fingerprint.get("quality") or {}
+    kept_rows = quality.get("kept_rows") or {}
+    rejected_rows = quality.get("rejected_rows") or {}
+
+    def rejected_share(service: str, metric: str) -> float | None:
+        bad = float((rejected_rows.get(service) or {}).get(metric) or 0)
+        good = float((kept_rows.get(service) or {}).get(metric) or 0)
+        return bad / (bad + good) if bad + good else None
 
     def add(service: str, instance: str, metric: str, entry: dict[str, Any]) -> None:
         row: dict[str, Any] = {"service": service, "instance": instance, "metric": metric}
@@ -52,6 +62,7 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
         row["non_negative_min"] = row["min"] if metric in NON_NEGATIVE_METRICS else None
         row["window_seconds"] = end - start
         row["window_age_seconds"] = now - end
+        row["rejected_share"] = rejected_share(service, metric) if instance == POOLED else None
         rows.append(row)
 
     for service, s in (fingerprint.get("services") or {}).items():
@@ -64,7 +75,7 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
                 add(service, iid, metric, e)
     frame = pd.DataFrame(rows, columns=["service", "instance", "metric", *STATS, "utilisation_min",
                                         "utilisation_max", "non_negative_min", "window_seconds",
-                                        "window_age_seconds"])
+                                        "window_age_seconds", "rejected_share"])
     numeric = [c for c in frame.columns if c not in ("service", "instance", "metric")]
     frame[numeric] = frame[numeric].astype("float64")
     return frame

@@ -1,0 +1,41 @@
+"""Which data interval a capacity refresh reads: everything not folded yet, bounded.
+
+A scheduled run owns [data_interval_start, data_interval_end), but the fingerprint is a fold: what it needs is
+every point since the last *valid* fingerprint's window end. Reading from there (not from the run's own start)
+means a failed or skipped run leaves no hole and a re-run never double counts (the fold also drops points before
+that watermark). The first run has no fingerprint to fold into and reads a bootstrap history; a gap longer than
+``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so. Cron schedules in
+Airflow 3 give zero-length intervals: only the run's end matters here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class RefreshInterval:
+    start: datetime
+    end: datetime
+    note: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.start >= self.end
+
+
+def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: timedelta,
+                  max_gap: timedelta, step_seconds: int = 60) -> RefreshInterval:
+    """[start, end) of the next fold; ``end`` is floored to whole steps (a step still filling is left for later)."""
+    if end.tzinfo is None:
+        raise ValueError("end must be timezone-aware (UTC)")
+    end = end - timedelta(seconds=end.timestamp() % step_seconds) if step_seconds > 0 else end
+    if previous_end is None:
+        return RefreshInterval(end - bootstrap, end, f"first fingerprint: bootstrap from {bootstrap} of history")
+    if previous_end >= end:
+        return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint")
+    if end - previous_end > max_gap:
+        return RefreshInterval(end - max_gap, end, f"last valid fingerprint ends {end - previous_end} before this "
+                                                   f"run; only the last {max_gap} are folded")
+    return RefreshInterval(previous_end, end)
