@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -95,8 +94,8 @@ def read_ec2(ec2: Any) -> dict[str, Any]:
         groups.append({"id": g["GroupId"], "name": g["GroupName"], "vpc_id": g.get("VpcId"), "tags": tags,
                        "ingress": sorted(ingress, key=lambda r: (str(r["from_port"]), r["protocol"]))})
     instances = []
-    for reservation in paginate_all(ec2, "describe_instances", "Reservations",
-                              Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]):
+    for reservation in paginate_all(ec2, "describe_instances", "Reservations", page_size=1000,
+                                    Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]):
         for inst in reservation.get("Instances", []):
             tags = T.from_aws(inst.get("Tags"))
             instances.append({
@@ -108,21 +107,22 @@ def read_ec2(ec2: Any) -> dict[str, Any]:
             })
     listed = [lt for lt in list_launch_templates(ec2) if _is_primary(T.from_aws(lt.get("Tags")))]
 
-    def template(lt: dict[str, Any]) -> dict[str, Any]:
-        data: dict[str, Any] = {}
+    # every template's default version in one call (not one round trip per template)
+    datas: dict[str, dict[str, Any]] = {}
+    if listed:
         try:
-            versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"],
-                                                             Versions=["$Default"])["LaunchTemplateVersions"]
-            data = versions[0].get("LaunchTemplateData", {}) if versions else {}
+            for version in paginate_all(ec2, "describe_launch_template_versions", "LaunchTemplateVersions",
+                                        page_size=200, Versions=["$Default"]):
+                datas[version["LaunchTemplateId"]] = version.get("LaunchTemplateData") or {}
         except ClientError as exc:
-            log.warning("launch template %s: %s", lt["LaunchTemplateId"], exc)
-        return {"id": lt["LaunchTemplateId"], "name": lt["LaunchTemplateName"], "tags": T.from_aws(lt.get("Tags")),
-                "image_id": data.get("ImageId"), "instance_type": data.get("InstanceType"),
-                "env": parse_user_data_env(data.get("UserData"))}
-
-    # one call per template: overlap the round trips (boto3 clients are thread-safe)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        templates = list(pool.map(template, listed))
+            log.warning("describe_launch_template_versions: %s", exc)
+    templates = []
+    for lt in listed:
+        data = datas.get(lt["LaunchTemplateId"], {})
+        templates.append({"id": lt["LaunchTemplateId"], "name": lt["LaunchTemplateName"],
+                          "tags": T.from_aws(lt.get("Tags")), "image_id": data.get("ImageId"),
+                          "instance_type": data.get("InstanceType"),
+                          "env": parse_user_data_env(data.get("UserData"))})
     amis = sorted({i["ami"] for i in instances if i["ami"]} | {t["image_id"] for t in templates if t["image_id"]})
     images = describe_images(ec2, amis)
     return {"vpcs": sorted(vpcs, key=lambda v: v["id"]), "subnets": sorted(subnets, key=lambda s: s["id"]),
