@@ -13,17 +13,20 @@ generically; an input with nothing usable left raises :class:`~shadowing.errors.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from shadowing.errors import InputError
 from shadowing.metrics.names import CANONICAL_METRICS, PERCENT_METRICS, TIDY_COLUMNS
+
+if TYPE_CHECKING:  # pandas costs about a second to import: the Parquet path of the profiler never needs it
+    import pandas as pd
 
 NON_NEGATIVE_METRICS = frozenset(CANONICAL_METRICS)
 _MAX_EXAMPLES = 5
@@ -72,12 +75,16 @@ class TidyColumns:
 
 
 def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
+    import pandas as pd
+
     codes, uniques = pd.factorize(pd.Series(values, copy=False).fillna("unknown").astype(str), sort=False)
     return codes.astype(np.int32), [str(u) for u in uniques]
 
 
 def from_pandas(df: pd.DataFrame, *, source: str = "frame", region: str | None = None) -> TidyColumns:
     """A tidy pandas frame → columns (timestamps and values coerced; bad cells become NaN → reported)."""
+    import pandas as pd
+
     missing = [c for c in ("timestamp", "metric", "value") if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; expected {', '.join(TIDY_COLUMNS)}",
@@ -109,6 +116,8 @@ def from_pandas(df: pd.DataFrame, *, source: str = "frame", region: str | None =
 
 
 def _epoch_seconds(column: pd.Series) -> np.ndarray:
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
     parsed = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
@@ -129,7 +138,21 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
     text = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
-    table = pq.read_table(path, columns=wanted, read_dictionary=text)
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports pandas (~1 s).
+    table = pq.ParquetFile(path, read_dictionary=text).read(columns=wanted, use_pandas_metadata=False)
+
+    def numeric(arr: Any, dtype: Any, fill: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Arrow → numpy (zero-copy where possible; to_numpy(zero_copy_only=False) would import pandas)."""
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        nulls = None
+        if arr.null_count:
+            nulls = numeric(pc.is_null(arr).cast(pa.uint8()), pa.uint8(), 0)[0].astype(bool)
+            arr = pc.fill_null(arr, fill)
+        arr = arr.cast(dtype)
+        np_dtype = np.dtype(dtype.to_pandas_dtype())
+        # The data buffer as numpy (no copy); Array.to_numpy imports pandas even when zero-copy.
+        data = np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
+        return data, nulls
 
     def codes(name: str) -> tuple[np.ndarray, list[str]]:
         if name not in table.column_names:
@@ -137,26 +160,27 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         col = table.column(name)
         if not pa.types.is_dictionary(col.type):
             col = pc.dictionary_encode(col)
+        # Chunks can carry different dictionaries: combining unifies them so codes mean the same everywhere.
         col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        # Chunks can carry different dictionaries; unify first so codes mean the same everywhere.
-        indices = col.indices.to_numpy(zero_copy_only=False)
         names = [str(v) for v in col.dictionary.to_pylist()]
-        if col.null_count:
-            indices = np.where(col.is_null().to_numpy(zero_copy_only=False), len(names), indices)
+        indices, nulls = numeric(col.indices, pa.int32(), 0)
+        if nulls is not None:
+            indices = np.where(nulls, len(names), indices)
             names.append("unknown")
-        return indices.astype(np.int32), names
+        return indices.astype(np.int32, copy=False), names
 
     ts_col = table.column("timestamp")
     if pa.types.is_timestamp(ts_col.type):
-        ts_ns = pc.cast(ts_col, pa.timestamp("ns", tz=ts_col.type.tz)).combine_chunks()
-        ts = ts_ns.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e9
-        if ts_ns.null_count:
-            ts[ts_ns.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
+        raw, nulls = numeric(ts_col.cast(pa.int64()), pa.int64(), 0)
+        ts = raw.astype(np.float64) / per_second
+        if nulls is not None:
+            ts[nulls] = np.nan
     else:
         ts = _epoch_seconds(ts_col.to_pandas())
-    value_col = table.column("value")
-    values = pc.cast(value_col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-    values = np.asarray(values, dtype=np.float64)
+    values, nulls = numeric(pc.cast(table.column("value"), pa.float64(), safe=False), pa.float64(), math.nan)
+    if nulls is not None:
+        values = np.where(nulls, np.nan, values)
     svc, services = codes("service")
     inst, instances = codes("instance_id")
     met, metrics = codes("metric")
@@ -249,6 +273,8 @@ def export_identity(path: Path) -> tuple[str, str, str]:
 
 
 def from_cloudwatch_export(df: pd.DataFrame, path: Path, *, region: str | None = None) -> TidyColumns:
+    import pandas as pd
+
     service, instance, metric = export_identity(path)
     frame = pd.DataFrame({"timestamp": df["timestamp"], "value": df["value"], "metric": metric,
                           "service": service, "instance_id": instance, "region": region or "unknown"})
@@ -393,7 +419,12 @@ def drop_duplicates(cols: TidyColumns, candidates: np.ndarray | None = None) -> 
     if idx.size < 2:
         return cols
     series = cols.instance[idx].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[idx]
-    exact = pd.DataFrame({"s": series, "t": cols.ts[idx]}).duplicated(keep="last").to_numpy()
+    ts = cols.ts[idx]
+    # Stable sort by (series, ts): within a run of equal keys the last row in input order comes last.
+    order = np.lexsort((ts, series))
+    same_as_next = (series[order][:-1] == series[order][1:]) & (ts[order][:-1] == ts[order][1:])
+    exact = np.zeros(idx.size, dtype=bool)
+    exact[order[:-1][same_as_next]] = True
     if not exact.any():
         return cols
     dup = np.zeros(len(cols), dtype=bool)
