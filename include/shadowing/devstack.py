@@ -105,6 +105,8 @@ def _http_ok(url: str) -> bool:
 def _wait(predicate, what: str, timeout: float, stack: Stack, log: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
+        if _read_pid(stack, log) is None and stack.pid_file(log).exists():
+            raise ShadowingError(f"{what} exited during start-up; see {stack.log_file(log)}")
         if time.monotonic() > deadline:
             raise ShadowingError(f"{what} did not come up within {timeout:.0f}s; see {stack.log_file(log)}")
         time.sleep(0.5)
@@ -138,6 +140,8 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{stack.airflow_port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        # airflow standalone starts its components as `airflow …` from PATH: make it this venv's.
+        "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "include"), env.get("PYTHONPATH")])),
         "SHADOWING_STATE_DIR": str(stack.state),
         "SHADOWING_REGION_PAIRS": f"{PRIMARY_REGION}={SHADOW_REGION}",
