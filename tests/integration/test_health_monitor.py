@@ -99,8 +99,13 @@ def test_monitor_dag_triggers_failover_within_three_runs_after_chaos(
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.utils.session import create_session
 
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)  # regional_failover must be known
+    with create_session() as session:  # the trigger needs regional_failover in the metadata DB
+        if session.get(DagBundleModel, "dags-folder") is None:
+            session.add(DagBundleModel(name="dags-folder"))
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     dag = bag.get_dag("primary_health_monitor")
     engine = open_warehouse(warehouse_conn_env)
     start = datetime.now(UTC).replace(microsecond=0)
@@ -116,7 +121,6 @@ def test_monitor_dag_triggers_failover_within_three_runs_after_chaos(
     assert actions == ["none", "none", "none", "trigger"]
     [decision] = auto_failover_decisions(engine, REGION, decision="trigger")
     from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
 
     with create_session() as session:
         runs = session.query(DagRun).filter(DagRun.dag_id == "regional_failover").all()

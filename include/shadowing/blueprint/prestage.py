@@ -258,8 +258,9 @@ def _rules_of(group: Mapping[str, Any]) -> set[tuple[str, int, str]]:
 
 def template_key(data: Mapping[str, Any]) -> list[Any]:
     """What makes two launch-template datas the same for us (JSON-able, order-free)."""
-    tags = sorted((t["Key"], t["Value"]) for spec in data.get("TagSpecifications") or []
-                  for t in spec.get("Tags") or [])
+    # only the instance tags count (moto 5.2 echoes the template's own tags into its data)
+    tags = sorted({(t["Key"], t["Value"]) for spec in data.get("TagSpecifications") or []
+                   if spec.get("ResourceType") == "instance" for t in spec.get("Tags") or []})
     return [data.get("ImageId"), data.get("InstanceType"), data.get("UserData"),
             sorted(data.get("SecurityGroupIds") or []), [list(t) for t in tags]]
 
