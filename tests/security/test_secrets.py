@@ -128,7 +128,7 @@ def test_credentials_never_leave_the_connections(aws_conn_env: str, warehouse_wi
                flow_minutes=2)
     now = datetime.now(UTC).replace(microsecond=0)
     states = {}
-    for name, conf in (("capacity_profiler", {"bootstrap_hours": 2.0}), ("dependency_mapper", {}),
+    for name, conf in (("capacity_profiler", {"bootstrap_hours": 1.0}), ("dependency_mapper", {}),
                        ("shadow_blueprints", {}), ("primary_health_monitor", {}),
                        ("regional_failover", {"primary_region": PRIMARY, "mode": "dry_run",
                                               "reason": "secret-leak test"})):
