@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -52,9 +53,12 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="shadowing-bench-failover-"))
     af_port, aws_port = free_port(), free_port()
     devstack = [sys.executable, "-m", "shadowing.devstack", "--state-dir", str(state)]
+    # airflow standalone starts its components as `airflow …` from PATH: the venv's bin must be on it.
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    os.environ["PATH"] = env["PATH"]
     t = time.perf_counter()
     up = subprocess.run([*devstack, "up", "--airflow-port", str(af_port), "--aws-port", str(aws_port)],
-                        cwd=ROOT, capture_output=True, text=True)
+                        cwd=ROOT, capture_output=True, text=True, env=env)
     if up.returncode != 0:
         print(up.stdout[-2000:], up.stderr[-2000:], file=sys.stderr)
         return 1
@@ -67,8 +71,6 @@ def main() -> int:
 
 
 def run(state: Path, af_port: int, endpoint: str, args: argparse.Namespace) -> int:
-    import os
-
     env_keys = {"AWS_ACCESS_KEY_ID": "AKIASHADOWINGDEMO", "AWS_SECRET_ACCESS_KEY": "shadowing-demo-secret"}
     for k, v in env_keys.items():
         os.environ.setdefault(k, v)
