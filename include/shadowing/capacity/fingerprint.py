@@ -110,32 +110,50 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     n_met = max(len(cols.metrics), 1)
     raw_series = cols.instance.astype(np.int64) * n_met + cols.metric
     t0 = math.floor(float(cols.ts.min()) / step)
-    t_idx = (np.floor(cols.ts / step) - t0).astype(np.int64)
+    steps = cols.ts / step
+    t_floor = np.floor(steps)
+    aligned = bool(np.array_equal(steps, t_floor))
+    del steps
+    t_floor -= t0
+    t_idx = t_floor.astype(np.int32 if float(t_floor.max()) < 2**31 else np.int64)
+    del t_floor
     n_t = int(t_idx.max()) + 1
-    used = np.bincount(raw_series, minlength=len(cols.instances) * n_met) > 0
-    lookup = np.cumsum(used) - 1
-    series = lookup[raw_series]
-    n_series = int(used.sum())
-    cell = series * n_t + t_idx
-    if n_series * n_t <= _DENSE_CELLS:
-        cell_count = np.bincount(cell, minlength=n_series * n_t)
-        crowded = cell_count[cell] > 1
+    grid = (np.arange(n_t, dtype=np.float64) + t0) * step
+    kw = {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
+          "decay_half_life": params.decay_half_life_seconds}
+    runs = gb.find_runs(raw_series, t_idx)
+    crowded_any = False
+    if runs is not None:
+        # Series by series in time order (what exporters write): reduceat over runs, no duplicates possible.
+        series_ids = runs.raw_keys
+        n_series = runs.n_groups
+        series = runs.group_of_rows()
+        del raw_series
+        inst_batch = gb.compute_runs(runs, series, cols.ts, t_idx, grid, aligned, cols.values, **kw)
     else:
-        crowded = np.ones(len(cols), dtype=bool)
-    if crowded.any():
-        deduped = tidy.drop_duplicates(cols, crowded)
-        if len(deduped) != len(cols):
-            return window_state(deduped, end=end, step=step, params=params)
-    series_ids = np.flatnonzero(used)
+        used = np.bincount(raw_series, minlength=len(cols.instances) * n_met) > 0
+        lookup = np.cumsum(used) - 1
+        series = lookup[raw_series]
+        n_series = int(used.sum())
+        cell = series * n_t + t_idx
+        if n_series * n_t <= _DENSE_CELLS:
+            cell_count = np.bincount(cell, minlength=n_series * n_t)
+            crowded = cell_count[cell] > 1
+        else:
+            crowded = np.ones(len(cols), dtype=bool)
+        crowded_any = bool(crowded.any())
+        if crowded_any:
+            deduped = tidy.drop_duplicates(cols, crowded)
+            if len(deduped) != len(cols):
+                return window_state(deduped, end=end, step=step, params=params)
+        series_ids = np.flatnonzero(used)
+        inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
     inst_of, met_of = series_ids // n_met, series_ids % n_met
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
     svc_of_inst[cols.instance] = cols.service
     svc_of_series = svc_of_inst[inst_of]
     instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
                      for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
-    kw = {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
-          "decay_half_life": params.decay_half_life_seconds}
-    inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
 
     # Pools: (service, metric) pairs present.
     raw_pool = svc_of_series * n_met + met_of
@@ -146,43 +164,54 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     n_pool = int(pool_ids.size)
     pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
     pooled = gb.pool(inst_batch, pool_of_series, n_pool)
-    pool_of_row = pool_of_series[series]
-    np.maximum.at(pooled.how_peak.reshape(-1), pool_of_row * gb.HOURS_PER_WEEK
-                  + gb.hour_of_week(cols.ts.astype(np.int64)), cols.values)
+    # Hour of each step (steps divide an hour, so the step's hour is the sample's hour).
+    hour_of_step = (np.floor(grid / 3600) + gb._EPOCH_HOUR_OF_WEEK).astype(np.int64)
+    if runs is not None:
+        g, hour, peaks = gb.run_hour_peaks(runs, cols.values, hour_of_step[t_idx])
+        np.maximum.at(pooled.how_peak.reshape(-1), pool_of_series[g] * gb.HOURS_PER_WEEK
+                      + hour % gb.HOURS_PER_WEEK, peaks)
+        pool_of_row = np.repeat(pool_of_series[runs.group_of_run].astype(np.int32), runs.lengths)
+    else:
+        pool_of_row = pool_of_series[series]
+        np.maximum.at(pooled.how_peak.reshape(-1), pool_of_row * gb.HOURS_PER_WEEK
+                      + gb.hour_of_week(cols.ts.astype(np.int64)), cols.values)
 
     # Aggregate: per step, each instance's mean, summed over instances.
-    if crowded.any():
+    if crowded_any:
+        cell = series * n_t + t_idx
         uniq_cell, inverse = np.unique(cell, return_inverse=True)
-        cell_sum = np.bincount(inverse, weights=cols.values)
         cell_n = np.bincount(inverse)
         per_row = cols.values / cell_n[inverse]
-        del uniq_cell, cell_sum
+        del uniq_cell
     else:
         per_row = cols.values
-    agg_key = pool_of_row * n_t + t_idx
+    agg_key = pool_of_row.astype(np.int64) * n_t + t_idx
+    del pool_of_row
     agg_sum = np.bincount(agg_key, weights=per_row, minlength=n_pool * n_t)
-    if crowded.any():
+    if crowded_any:
         first_of_cell = np.zeros(len(cols), dtype=bool)
         first_of_cell[np.unique(cell, return_index=True)[1]] = True
         reporting = np.bincount(agg_key[first_of_cell], minlength=n_pool * n_t)
     else:
         reporting = np.bincount(agg_key, minlength=n_pool * n_t)
+    del agg_key
     present = np.flatnonzero(reporting)
     agg_group, agg_t = present // n_t, present % n_t
-    agg_ts = ((agg_t + t0) * step).astype(np.float64)
+    agg_ts = grid[agg_t]
     aggregate = gb.compute(agg_group, n_pool, agg_ts, agg_sum[present], with_how=True, **kw)
 
     # Instances reporting per service and step: the most over the service's metrics.
     counts: dict[str, dict[str, float]] = {}
     rep = reporting.reshape(n_pool, n_t)
     svc_of_pool = pool_ids // n_met
+    distinct_of_svc = np.bincount(svc_of_inst[np.unique(inst_of)], minlength=len(cols.services))
     for s in np.unique(svc_of_pool).tolist():
         per_step = rep[svc_of_pool == s].max(axis=0)
         seen = per_step[per_step > 0].astype(np.float64)
-        distinct = len({k[1] for k in instance_keys if k[0] == cols.services[s]})
         counts[cols.services[s]] = {"min": float(seen.min()), "max": float(seen.max()),
                                     "mean": float(seen.mean()), "last": float(per_step[np.flatnonzero(
-                                        per_step)[-1]]), "steps": float(seen.size), "distinct": float(distinct)}
+                                        per_step)[-1]]), "steps": float(seen.size),
+                                    "distinct": float(distinct_of_svc[s])}
     return WindowState(instance_keys, inst_batch, pool_keys, pooled, aggregate, counts), cols
 
 
