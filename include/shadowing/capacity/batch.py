@@ -205,7 +205,10 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
         ok = b.count > 0
         np.minimum.at(minimum, m[ok], b.minimum[ok])
         np.maximum.at(maximum, m[ok], b.maximum[ok])
-        np.maximum.at(how, m, b.how_peak)
+        if np.unique(m).size == m.size:
+            how[m] = np.maximum(how[m], b.how_peak)
+        else:
+            np.maximum.at(how, m, b.how_peak)
     ewma_value, ewma_log2w = _combine_ewma(tgt, np.concatenate([b.ewma_value for b, _ in parts]),
                                            np.concatenate([b.ewma_log2w for b, _ in parts]), n_out)
     bg = np.concatenate([m[b.bin_group] for b, m in parts])
@@ -214,10 +217,18 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
         omin = int(bo.min())
         width = int(bo.max()) - omin + 1
         key = bg * width + (bo.astype(np.int64) - omin)
-        uniq, inverse = np.unique(key, return_inverse=True)
-        bc = np.bincount(inverse, weights=np.concatenate([b.bin_count for b, _ in parts]), minlength=uniq.size)
-        bd = np.bincount(inverse, weights=np.concatenate([b.bin_decayed for b, _ in parts]),
-                         minlength=uniq.size)
+        bcount = np.concatenate([b.bin_count for b, _ in parts])
+        bdecay = np.concatenate([b.bin_decayed for b, _ in parts])
+        if n_out * width <= max(8 * key.size, 1 << 20):
+            # Dense (group × ordinal) sums: no sort of the bins.
+            occupied = np.bincount(key, minlength=n_out * width) > 0
+            uniq = np.flatnonzero(occupied)
+            bc = np.bincount(key, weights=bcount, minlength=n_out * width)[uniq]
+            bd = np.bincount(key, weights=bdecay, minlength=n_out * width)[uniq]
+        else:
+            uniq, inverse = np.unique(key, return_inverse=True)
+            bc = np.bincount(inverse, weights=bcount, minlength=uniq.size)
+            bd = np.bincount(inverse, weights=bdecay, minlength=uniq.size)
         bin_group, bin_ord = uniq // width, (uniq % width + omin).astype(np.int32)
     else:
         bin_group, bin_ord = np.zeros(0, np.int64), np.zeros(0, np.int32)

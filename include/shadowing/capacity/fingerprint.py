@@ -32,7 +32,7 @@ from shadowing.capacity import batch as gb
 from shadowing.capacity.sizing import SizingRule, recommend
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
-from shadowing.metrics.sketch import LogSketch
+from shadowing.metrics.sketch import LogSketch, decode_counts, decode_weights, encode_counts, encode_weights
 
 SCHEMA_VERSION = 1
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -251,37 +251,58 @@ def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _round_sig(values: np.ndarray, digits: int = 4) -> list[float | None]:
-    out: list[float | None] = []
-    for v in values.tolist():
-        out.append(None if not math.isfinite(v) else float(f"{v:.{digits}g}"))
+def _round_sig(values: np.ndarray, digits: int = 4) -> list[list[float | None]]:
+    """Rows of ``values`` rounded to ``digits`` significant digits (None where not finite), vectorised.
+
+    round(x·10^d)/10^d with an exact power of ten is the double nearest the decimal, so JSON prints it short.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values) & (values != 0)
+    mag = np.zeros(values.shape)
+    mag[finite] = np.floor(np.log10(np.abs(values[finite])))
+    d = np.clip(digits - 1 - mag, -300, 300).astype(np.int64)
+    out = np.where(np.isfinite(values), values, 0.0)
+    up, down = d >= 0, d < 0
+    p_up = 10.0 ** np.minimum(np.where(up, d, 0), 22)
+    p_down = 10.0 ** np.minimum(np.where(down, -d, 0), 22)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.where(up & (d <= 22), np.round(out * p_up) / p_up, out)
+        out = np.where(down & (d >= -22), np.round(out / p_down) * p_down, out)
+    rows = out.tolist()
+    if not np.all(np.isfinite(values)):
+        bad = ~np.isfinite(values)
+        for i, j in zip(*np.nonzero(bad), strict=True):
+            rows[i][j] = None
+    return rows
+
+
+def _column(values: np.ndarray) -> list[float | None]:
+    """float64 → JSON numbers (None where not finite), in bulk."""
+    values = np.asarray(values, dtype=np.float64)
+    out = values.tolist()
+    if not np.all(np.isfinite(values)):
+        for i in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[i] = None
     return out
-
-
-def _f16_weights(ords: np.ndarray, weights: np.ndarray) -> str:
-    return LogSketch(ords, weights).weights_to_compact()
 
 
 def _entries(b: gb.GroupBatch, *, full: bool) -> list[dict[str, Any]]:
     qs = b.quantiles(QUANTILES)
-    dq = b.quantiles(QUANTILES, decayed=True) if full else None
-    std, ewma = b.std, b.ewma
-    starts = np.searchsorted(b.bin_group, np.arange(b.n_groups), side="left")
-    ends = np.searchsorted(b.bin_group, np.arange(b.n_groups), side="right")
-    out = []
-    for g in range(b.n_groups):
-        sl = slice(int(starts[g]), int(ends[g]))
-        e: dict[str, Any] = {"count": int(b.count[g]), "mean": _num(b.mean[g]), "std": _num(std[g]),
-                             "ewma": _num(ewma[g]), "min": _num(b.minimum[g]), "max": _num(b.maximum[g])}
-        e.update({n: _num(qs[g, j]) for j, n in enumerate(Q_NAMES)})
-        if full and dq is not None:
-            e.update({f"decayed_{n}": _num(dq[g, j]) for j, n in enumerate(Q_NAMES)})
-            e["hour_of_week_peak"] = _round_sig(b.how_peak[g])
-            e["decayed_sketch"] = _f16_weights(b.bin_ord[sl], b.bin_decayed[sl])
-        e["ewma_log2_weight"] = _num(b.ewma_log2w[g])
-        e["sketch"] = LogSketch(b.bin_ord[sl], b.bin_count[sl]).to_compact()
-        out.append(e)
-    return out
+    cols: dict[str, list[Any]] = {"count": b.count.astype(np.int64).tolist(), "mean": _column(b.mean),
+                                  "std": _column(b.std), "ewma": _column(b.ewma), "min": _column(b.minimum),
+                                  "max": _column(b.maximum)}
+    for j, name in enumerate(Q_NAMES):
+        cols[name] = _column(qs[:, j])
+    if full:
+        dq = b.quantiles(QUANTILES, decayed=True)
+        for j, name in enumerate(Q_NAMES):
+            cols[f"decayed_{name}"] = _column(dq[:, j])
+        cols["hour_of_week_peak"] = _round_sig(b.how_peak)
+        cols["decayed_sketch"] = encode_weights(b.bin_group, b.bin_ord, b.bin_decayed, b.n_groups)
+    cols["ewma_log2_weight"] = _column(b.ewma_log2w)
+    cols["sketch"] = encode_counts(b.bin_group, b.bin_ord, b.bin_count, b.n_groups)
+    names = list(cols)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
 
 def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.GroupBatch:
@@ -294,24 +315,23 @@ def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.G
 
     count, mean, std = col("count", 0.0), col("mean"), col("std", 0.0)
     ewma, log2w = col("ewma"), col("ewma_log2_weight", -math.inf)
-    how = np.array([[(-np.inf if v is None else float(v)) for v in e.get("hour_of_week_peak") or
-                     [None] * gb.HOURS_PER_WEEK] for e in entries], dtype=np.float64)
-    groups, ords, counts, decayed = [], [], [], []
-    for g, e in enumerate(entries):
-        sk = LogSketch.from_compact(e["sketch"])
-        dw = np.zeros(sk.ords.size)
-        if e.get("decayed_sketch"):
-            ds = LogSketch.weights_from_compact(e["decayed_sketch"])
-            pos = np.searchsorted(sk.ords, ds.ords)
-            ok = (pos < sk.ords.size) & (sk.ords[np.minimum(pos, sk.ords.size - 1)] == ds.ords)
-            dw[pos[ok]] = ds.counts[ok]
-        groups.append(np.full(sk.ords.size, g, dtype=np.int64))
-        ords.append(sk.ords)
-        counts.append(sk.counts)
-        decayed.append(dw)
+    blank = [None] * gb.HOURS_PER_WEEK
+    how = np.array([e.get("hour_of_week_peak") or blank for e in entries], dtype=np.float64)
+    how[np.isnan(how)] = -np.inf  # JSON null (no data that hour) → -inf
+    groups, ords, counts = decode_counts([e["sketch"] for e in entries])
+    decayed = np.zeros(counts.size)
+    with_decay = [g for g, e in enumerate(entries) if e.get("decayed_sketch")]
+    if with_decay:
+        dg, do, dw = decode_weights([entries[g]["decayed_sketch"] for g in with_decay])
+        dg = np.asarray(with_decay, dtype=np.int64)[dg]
+        shift = np.int64(1 << 20)
+        key = groups * (2 * shift) + (ords.astype(np.int64) + shift)
+        dkey = dg * (2 * shift) + (do.astype(np.int64) + shift)
+        pos = np.searchsorted(key, dkey)
+        ok = (pos < key.size) & (key[np.minimum(pos, key.size - 1)] == dkey)
+        decayed[pos[ok]] = dw[ok]
     return gb.GroupBatch(n, count, mean, std * std * count, col("min"), col("max"), ewma, log2w, how,
-                         np.concatenate(groups), np.concatenate(ords).astype(np.int32), np.concatenate(counts),
-                         np.concatenate(decayed), reference)
+                         groups, ords, counts, decayed, reference)
 
 
 def state_from_fingerprint(fp: dict[str, Any]) -> WindowState:
@@ -345,7 +365,7 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
             s["aggregate"][metric] = a
     for (svc, iid, metric), e in zip(state.instance_keys, _entries(state.instances, full=False), strict=True):
         by_id = services[svc]["instances"].setdefault("by_id", {})
-        by_id.setdefault(iid, {})[metric] = {k: v for k, v in e.items()}
+        by_id.setdefault(iid, {})[metric] = e
     rule = params.sizing
     for svc, s in services.items():
         c = state.counts.get(svc, {})
