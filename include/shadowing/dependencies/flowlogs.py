@@ -1,29 +1,32 @@
-"""AWS VPC flow logs (any version 2–7) → service→service references, vectorized end to end.
+"""AWS VPC flow logs (any version 2–7) → service→service references, streamed and columnar.
 
-Reading: pyarrow's multithreaded CSV reader, only the needed columns, addresses dictionary-encoded, so per-row
-work is integer arithmetic on numpy arrays. The format comes from a header line of field names (custom format),
-a ``# format:`` comment, an explicit LogFormat (``${version} ${srcaddr} …`` from describe_flow_logs), or the
-default v2 order.
+Reading: pyarrow's streaming CSV reader (``open_csv``), only the needed columns with explicit types, so a file
+of any size is processed batch by batch. Per batch: filter (ACCEPT, OK, TCP/UDP), map both addresses to
+services with a hash look-up of the inventory's addresses (``pyarrow.compute.index_in``) and a
+``searchsorted`` over its time ranges, and keep only narrow integer columns of the records that count. The
+format comes from a header line of field names (custom format), a ``# format:`` comment, an explicit
+LogFormat (``${version} ${srcaddr} …`` from describe_flow_logs), or the default v2 order.
 
 Caller direction, strongest signal first: tcp-flags (SYN without ACK = caller; SYN-ACK = callee), then
 listening-port detection (ports the configuration says a service listens on, or (service, port) endpoints seen
 in many records), then the ephemeral range (32768–60999 Linux, 49152+ Windows) / lower-port-is-server.
-The two ENI-side copies of a record and the response direction fold into the same oriented edge; an edge's
-support is counted in distinct aggregation windows and bytes. REJECT, NODATA/SKIPDATA, non-TCP/UDP and
-addresses outside the time-ranged inventory are excluded (counted in the stats).
+Listening endpoints are a property of the whole window, so orientation runs once over the kept columns; the
+grouping is integer bincounts on dense (caller, callee, port) codes. The two ENI-side copies of a record and the
+response direction fold into the same oriented edge; an edge's support is counted in distinct aggregation
+windows and bytes. REJECT, NODATA/SKIPDATA, non-TCP/UDP and addresses outside the time-ranged inventory are
+excluded (counted in the stats).
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -40,13 +43,14 @@ KNOWN_FIELDS = set(DEFAULT_V2) | {
     "traffic-path", "ecs-cluster-arn", "ecs-cluster-name", "ecs-container-instance-arn",
     "ecs-container-instance-id", "ecs-container-id", "ecs-second-container-id", "ecs-service-name",
     "ecs-task-definition-arn", "ecs-task-arn", "ecs-task-id", "reject-reason"}
-NEEDED = {"srcaddr", "dstaddr", "srcport", "dstport", "protocol", "bytes", "start", "end", "action", "log-status",
+NEEDED = {"srcaddr", "dstaddr", "srcport", "dstport", "protocol", "bytes", "start", "action", "log-status",
           "tcp-flags", "pkt-srcaddr", "pkt-dstaddr"}
 INT_FIELDS = {"srcport": pa.int32(), "dstport": pa.int32(), "protocol": pa.int16(), "bytes": pa.int64(),
               "start": pa.int64(), "end": pa.int64(), "tcp-flags": pa.int16()}
-DICT_STR = pa.dictionary(pa.int32(), pa.string())
 EPHEMERAL_LOW = 32768
 LISTEN_MIN_RECORDS = 8  # a (service, port) endpoint in this many records is taken as listening
+BLOCK_SIZE = 1 << 24  # 16 MiB of text per batch: ~70k records, a few MB of columns
+DENSE_LIMIT = 1 << 24  # bincount domains up to this size; larger ones go through a sort
 
 
 @dataclass
@@ -105,43 +109,54 @@ def _sniff(path: Path) -> tuple[list[str] | None, int, bool]:
     return fields, skip, messy
 
 
-def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = None,
-                  name: str | None = None) -> pa.Table:
-    """Only the needed columns of a flow-log file (or bytes of lines), typed; raises InputError on bad input."""
+def _filter_lines(raw: bytes, fields: list[str] | None, label: str) -> tuple[bytes, list[int], list[str] | None]:
+    """Data lines only (comments, blank lines and repeated headers dropped), their file line numbers, fields."""
+    kept: list[bytes] = []
+    line_numbers: list[int] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        text = stripped.decode("utf-8", "replace")
+        header = _header_fields(text)
+        if header:
+            if fields and header != list(fields) and kept:
+                raise InputError("a second, different format header in one file", source=label, line=number)
+            fields = header
+            continue
+        if text.startswith("#"):
+            continue
+        kept.append(stripped)
+        line_numbers.append(number)
+    return (b"\n".join(kept) + b"\n" if kept else b""), line_numbers, fields
+
+
+def _schema(fields: list[str]) -> pa.Schema:
+    return pa.schema([(f, INT_FIELDS.get(f, pa.string())) for f in fields if f in NEEDED])
+
+
+def iter_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = None, name: str | None = None,
+                  block_size: int = BLOCK_SIZE) -> Iterator[pa.RecordBatch]:
+    """Record batches of the needed columns of a flow-log file (or bytes of lines); InputError on bad input.
+
+    Bad input is reported as soon as the batch holding it is read (with the file line where it can be found).
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "flow-log lines")
-    skip = 0
-    messy = True
+    line_numbers: list[int] = []
     if isinstance(source, bytes):
-        data: Any = source
+        data, line_numbers, fields = _filter_lines(source, list(fields) if fields else None, label)
+        skip = 0
     else:
         path = Path(source)
         if not path.exists():
             raise InputError("flow-log file does not exist", source=label)
         header, skip, messy = _sniff(path)
         fields = fields or header
-        data = path
-    if messy:  # comments, blank lines or a header in the middle: filter lines in Python (small files)
-        raw = data if isinstance(data, bytes) else Path(data).read_bytes()
-        kept: list[bytes] = []
-        line_numbers: list[int] = []
-        for number, line in enumerate(raw.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            text = stripped.decode("utf-8", "replace")
-            header = _header_fields(text)
-            if header:
-                if fields and header != list(fields) and kept:
-                    raise InputError("a second, different format header in one file", source=label, line=number)
-                fields = header
-                continue
-            if text.startswith("#"):
-                continue
-            kept.append(stripped)
-            line_numbers.append(number)
-        data, skip = b"\n".join(kept) + b"\n", 0
-    else:
-        line_numbers = []
+        if messy:  # comments, blank lines or a header in the middle: filter lines in Python
+            data, line_numbers, fields = _filter_lines(path.read_bytes(), list(fields) if fields else None, label)
+            skip = 0
+        else:
+            data = path
     if not fields:
         fields = _guess_default(data, label)
     fields = list(fields)
@@ -149,8 +164,31 @@ def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
         if required not in fields:
             raise InputError(f"flow-log format lacks {required!r}: cannot map dependencies", source=label,
                              line=1, field=required)
-    include = [f for f in fields if f in NEEDED]
-    types = {f: INT_FIELDS.get(f, DICT_STR) for f in include}
+    if isinstance(data, bytes) and not data:
+        return
+    yielded = 0
+    try:
+        for batch in _stream(data, fields, skip, label, line_numbers, block_size):
+            yielded += batch.num_rows
+            yield batch
+    except _RetryFiltered:
+        # A comment line deep in the file: filter lines and carry on after the rows already delivered.
+        filtered, line_numbers, fields = _filter_lines(Path(data).read_bytes(), fields, label)
+        for batch in _stream(filtered, fields, 0, label, line_numbers, block_size):
+            if yielded >= batch.num_rows:
+                yielded -= batch.num_rows
+                continue
+            yield batch.slice(yielded)
+            yielded = 0
+
+
+class _RetryFiltered(Exception):
+    pass
+
+
+def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_numbers: list[int],
+            block_size: int) -> Iterator[pa.RecordBatch]:
+    schema = _schema(fields)
     bad_rows: list[str] = []
 
     def invalid(row: Any) -> str:
@@ -159,26 +197,51 @@ def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
         return "skip"
 
     stream = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
+    options = dict(
+        read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=block_size),
+        parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
+        convert_options=pacsv.ConvertOptions(column_types=dict(zip(schema.names, schema.types, strict=True)),
+                                             include_columns=schema.names, null_values=["-"],
+                                             strings_can_be_null=True, check_utf8=False))
     try:
-        table = pacsv.read_csv(
-            stream,
-            read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=1 << 22),
-            parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
-            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=include,
-                                                 null_values=["-"], strings_can_be_null=True))
+        reader = pacsv.open_csv(stream, **options)
+        for batch in reader:
+            if bad_rows:
+                _raise_bad_rows(bad_rows, data, fields, line_numbers, label)
+            yield batch
+        if bad_rows:
+            _raise_bad_rows(bad_rows, data, fields, line_numbers, label)
     except pa.ArrowInvalid as exc:
-        if not messy and not isinstance(source, bytes):  # maybe a comment with as many fields: filter lines
-            return read_flow_log(Path(data).read_bytes(), fields, label)
-        raise InputError(_explain(exc, data, fields, skip, line_numbers), source=label,
-                         line=_bad_line(exc, data, fields, skip, line_numbers)) from exc
-    if bad_rows:
-        raw = data if isinstance(data, bytes) else Path(data).read_bytes()
-        lines = [x.strip() for x in raw.splitlines()]
-        row = lines.index(bad_rows[0].strip().encode()) if bad_rows[0].strip().encode() in lines else None
-        line = None if row is None else (line_numbers[row] if line_numbers and row < len(line_numbers) else row + 1)
-        raise InputError(f"expected {len(fields)} space-separated fields ({len(bad_rows)} bad line(s))",
-                         source=label, line=line)
-    return table
+        if "Empty CSV file" in str(exc):
+            return
+        if not isinstance(data, bytes) and not line_numbers:  # maybe a comment with as many fields
+            raise _RetryFiltered from exc
+        raise InputError(_explain(exc, fields), source=label,
+                         line=_bad_line(exc, data, skip, line_numbers)) from exc
+
+
+def _raise_bad_rows(bad_rows: list[str], data: Path | bytes, fields: list[str], line_numbers: list[int],
+                    label: str) -> None:
+    raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+    wanted = bad_rows[0].strip().encode()
+    line = None
+    for row, text in enumerate(raw.splitlines()):
+        if text.strip() == wanted:
+            line = line_numbers[row] if line_numbers and row < len(line_numbers) else row + 1
+            break
+    raise InputError(f"expected {len(fields)} space-separated fields ({len(bad_rows)} bad line(s))",
+                     source=label, line=line)
+
+
+def read_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = None,
+                  name: str | None = None) -> pa.Table:
+    """The whole file as one table (small inputs and tests; the mapper streams with `iter_flow_log`)."""
+    batches = list(iter_flow_log(source, fields, name))
+    if batches:
+        return pa.Table.from_batches(batches)
+    if fields is None and not isinstance(source, bytes):
+        fields, _, _ = _sniff(Path(source))
+    return _schema(list(fields or DEFAULT_V2)).empty_table()
 
 
 def _guess_default(data: Any, label: str) -> list[str]:
@@ -192,7 +255,7 @@ def _guess_default(data: Any, label: str) -> list[str]:
                      f"({len(first)} fields, version {first[0]!r})", source=label, line=1)
 
 
-def _bad_line(exc: Exception, data: Any, fields: list[str], skip: int, line_numbers: list[int]) -> int | None:
+def _bad_line(exc: Exception, data: Any, skip: int, line_numbers: list[int]) -> int | None:
     """The file line holding the value pyarrow refused (error path only: a plain scan is fine)."""
     match = re.search(r"In CSV column #(\d+).*?invalid value '([^']*)'", str(exc))
     if not match:
@@ -206,7 +269,7 @@ def _bad_line(exc: Exception, data: Any, fields: list[str], skip: int, line_numb
     return None
 
 
-def _explain(exc: Exception, data: Any, fields: list[str], skip: int, line_numbers: list[int]) -> str:
+def _explain(exc: Exception, fields: list[str]) -> str:
     match = re.search(r"In CSV column #(\d+).*?: (CSV conversion error to \S+: invalid value '[^']*')", str(exc))
     if match:
         return f"field {fields[int(match.group(1))]!r}: {match.group(2)}"
@@ -216,187 +279,323 @@ def _explain(exc: Exception, data: Any, fields: list[str], skip: int, line_numbe
 # ------------------------------------------------------------------------------------------------ inference
 
 
-def _column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
-    return table.column(name) if name in table.column_names else None
+# pyarrow imports pandas the first time it converts a Python or numpy object (pa.array, pa.scalar, a Python
+# value given to a compute function): arrays and scalars here are built from buffers, so the flow path never
+# pays pandas' import.
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(dictionary values, per-row int codes with −1 for nulls) of a dictionary column."""
-    combined = column.unify_dictionaries().combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if isinstance(combined, pa.ChunkedArray):
-        combined = combined.combine_chunks()
-    values = combined.dictionary.to_numpy(zero_copy_only=False)
-    codes = combined.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return values, codes
+def _strings(values: Sequence[str]) -> pa.Array:
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, np.int32)
+    np.cumsum([len(v) for v in encoded], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
 
 
-def _ints(table: pa.Table, name: str, default: int = -1) -> np.ndarray | None:
-    column = _column(table, name)
-    if column is None:
+def _scalar(value: int | str, type_: pa.DataType) -> pa.Scalar:
+    if isinstance(value, str):
+        return _strings([value])[0].cast(type_)
+    data = np.array([value], dtype=np.dtype(str(type_)))
+    return pa.Array.from_buffers(type_, 1, [None, pa.py_buffer(data)])[0]
+
+
+def _numpy(array: pa.Array) -> np.ndarray:
+    """A null-free primitive array as a numpy view of its data buffer (Array.to_numpy imports pandas)."""
+    if array.null_count:
+        raise ValueError("nulls must be filled first")
+    data = array.buffers()[1]
+    if array.type == pa.bool_():
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        return bits[array.offset:array.offset + len(array)].view(bool)
+    return np.frombuffer(data, np.dtype(str(array.type)))[array.offset:array.offset + len(array)]
+
+
+def _true(mask: pa.Array) -> np.ndarray:
+    """A boolean array as numpy, nulls as False."""
+    if mask.null_count:
+        mask = pc.fill_null(mask, _FALSE)
+    return _numpy(mask)
+
+
+_FALSE = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(np.zeros(1, np.uint8))])[0]
+
+
+def _ints(batch: pa.RecordBatch, name: str, default: int) -> np.ndarray | None:
+    if name not in batch.schema.names:
         return None
-    return column.combine_chunks().fill_null(default).to_numpy(zero_copy_only=False)
+    column = batch.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, _scalar(default, column.type))
+    return _numpy(column)
 
 
-def _equals(table: pa.Table, name: str, value: str) -> np.ndarray | None:
-    column = _column(table, name)
-    if column is None:
+def _equals(batch: pa.RecordBatch, name: str, value: str) -> np.ndarray | None:
+    if name not in batch.schema.names:
         return None
-    values, codes = _codes(column)
-    hits = np.flatnonzero(values == value)
-    return np.isin(codes, hits) if len(hits) != 1 else codes == hits[0]
+    column = batch.column(name)
+    return _true(pc.equal(column, _scalar(value, column.type)))
 
 
-def _endpoint_service(table: pa.Table, primary: str, packet: str, inventory: Inventory,
-                      starts: np.ndarray) -> np.ndarray:
-    values, codes = _codes(table.column(primary))
-    service = inventory.lookup(values, codes, starts)
-    if packet in table.column_names:  # behind NAT/TGW/LB ENIs the pkt-* address is the real endpoint
-        pvalues, pcodes = _codes(table.column(packet))
-        differs = pcodes >= 0
-        if differs.any():
-            pservice = inventory.lookup(pvalues, pcodes, starts)
-            service = np.where(differs & (pservice >= 0), pservice, np.where(differs, -1, service))
-    return service
+class _Services:
+    """Address column → service code per row, through the inventory's time ranges."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.value_set = _strings(inventory.ips)
+        self.missing = _scalar(-1, pa.int32())
+
+    def codes(self, column: pa.Array, starts: np.ndarray) -> np.ndarray:
+        if column.type != pa.string():
+            column = column.cast(pa.string())
+        index = _numpy(pc.fill_null(pc.index_in(column, value_set=self.value_set), self.missing))
+        return self.inventory.lookup_index(index, starts)
+
+    def endpoint(self, batch: pa.RecordBatch, primary: str, packet: str, starts: np.ndarray) -> np.ndarray:
+        column = batch.column(primary)
+        service = self.codes(column, starts)
+        if packet in batch.schema.names:  # behind NAT/TGW/LB ENIs the pkt-* address is the real endpoint
+            pcolumn = batch.column(packet)
+            if pcolumn.type != column.type:
+                pcolumn = pcolumn.cast(column.type)
+            equal = pc.equal(pcolumn, column)
+            same = _true(equal)
+            rows = np.flatnonzero(_true(pc.is_valid(pcolumn)) & ~same)
+            if len(rows):
+                pservice = self.codes(pcolumn.filter(_mask(rows, len(pcolumn))), starts[rows])
+                service[rows] = pservice  # the pkt-* owner, or −1 when the real endpoint is not ours
+        return service
 
 
-def infer_flow_edges(tables: Iterable[pa.Table], inventory: Inventory, options: FlowOptions | None = None,
-                     ) -> FlowResult:
-    """Oriented, thresholded service→service references from flow-log tables."""
+def _mask(rows: np.ndarray, length: int) -> pa.Array:
+    selected = np.zeros(length, bool)
+    selected[rows] = True
+    return pa.Array.from_buffers(pa.bool_(), length, [None, pa.py_buffer(np.packbits(selected, bitorder="little"))])
+
+
+@dataclass
+class _Kept:
+    """Narrow columns of the records that count, accumulated over batches."""
+
+    src: list[np.ndarray] = field(default_factory=list)
+    dst: list[np.ndarray] = field(default_factory=list)
+    srcport: list[np.ndarray] = field(default_factory=list)
+    dstport: list[np.ndarray] = field(default_factory=list)
+    flags: list[np.ndarray] = field(default_factory=list)
+    nbytes: list[np.ndarray] = field(default_factory=list)
+    start: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, idx: np.ndarray, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            getattr(self, name).append(values[idx])
+
+    def column(self, name: str, dtype: Any) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+
+def _batches(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for part in tables:
+        if isinstance(part, pa.Table):
+            yield from part.combine_chunks().to_batches(max_chunksize=1 << 20)
+        else:
+            yield part
+
+
+def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inventory,
+                     options: FlowOptions | None = None) -> FlowResult:
+    """Oriented, thresholded service→service references from flow-log tables or record batches."""
     options = options or FlowOptions()
     names = inventory.service_names()
     n_services = max(1, len(names))
-    parts: list[pd.DataFrame] = []
+    services = _Services(inventory)
     stats = {"records": 0, "rejected": 0, "nodata": 0, "not_tcp_udp": 0, "outside_inventory": 0,
              "same_service": 0, "used": 0}
-    rejected_parts: list[pd.DataFrame] = []
-    for table in tables:
-        n = table.num_rows
+    kept = _Kept()
+    blocked_parts: list[np.ndarray] = []
+    for batch in _batches(tables):
+        n = batch.num_rows
         stats["records"] += n
         if n == 0:
             continue
-        starts = _ints(table, "start", 0)
-        starts = np.zeros(n, dtype=np.int64) if starts is None else starts
+        starts = _ints(batch, "start", 0)
+        starts = np.zeros(n, dtype=np.int64) if starts is None else starts.astype(np.int64, copy=False)
         keep = np.ones(n, dtype=bool)
-        status_ok = _equals(table, "log-status", "OK")
+        status_ok = _equals(batch, "log-status", "OK")
         if status_ok is not None:
-            nodata = ~status_ok & (pc.is_valid(table.column("log-status")).to_numpy(zero_copy_only=False))
+            nodata = ~status_ok & _true(pc.is_valid(batch.column("log-status")))
             stats["nodata"] += int(nodata.sum())
             keep &= ~nodata
-        accept = _equals(table, "action", "ACCEPT")
-        reject = _equals(table, "action", "REJECT")
-        protocol = _ints(table, "protocol", -1)
+        protocol = _ints(batch, "protocol", -1)
         if protocol is not None:
             tcp_udp = (protocol == 6) | (protocol == 17)
             stats["not_tcp_udp"] += int((keep & ~tcp_udp).sum())
             keep &= tcp_udp
-        src = _endpoint_service(table, "srcaddr", "pkt-srcaddr", inventory, starts)
-        dst = _endpoint_service(table, "dstaddr", "pkt-dstaddr", inventory, starts)
+        src = services.endpoint(batch, "srcaddr", "pkt-srcaddr", starts)
+        dst = services.endpoint(batch, "dstaddr", "pkt-dstaddr", starts)
         mapped = (src >= 0) & (dst >= 0)
         stats["outside_inventory"] += int((keep & ~mapped).sum())
         keep &= mapped
         same = src == dst
         stats["same_service"] += int((keep & same).sum())
         keep &= ~same
-        srcport = _ints(table, "srcport", -1)
-        dstport = _ints(table, "dstport", -1)
-        flags = _ints(table, "tcp-flags", 0)
-        nbytes = _ints(table, "bytes", 0)
-        nbytes = np.zeros(n, dtype=np.int64) if nbytes is None else nbytes
+        dstport = _ints(batch, "dstport", -1)
+        reject = _equals(batch, "action", "REJECT")
         if reject is not None:
-            blocked = keep & reject
-            stats["rejected"] += int(blocked.sum())
-            if blocked.any():
-                rejected_parts.append(pd.DataFrame({"caller": src[blocked], "callee": dst[blocked],
-                                                    "port": dstport[blocked]}))  # type: ignore[index]
+            blocked = np.flatnonzero(keep & reject)
+            stats["rejected"] += len(blocked)
+            if len(blocked):
+                port = np.clip(dstport[blocked], 0, 65535).astype(np.int64)  # type: ignore[index]
+                blocked_parts.append((src[blocked].astype(np.int64) * n_services + dst[blocked]) * 65536 + port)
+        accept = _equals(batch, "action", "ACCEPT")
         if accept is not None:
             keep &= accept
         idx = np.flatnonzero(keep)
-        parts.append(pd.DataFrame({
-            "src": src[idx], "dst": dst[idx], "srcport": srcport[idx], "dstport": dstport[idx],  # type: ignore
-            "flags": flags[idx] if flags is not None else np.zeros(len(idx), np.int16),
-            "bytes": nbytes[idx], "start": starts[idx]}))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["src", "dst", "srcport", "dstport", "flags", "bytes", "start"])
-    stats["used"] = len(frame)
-    references = _orient_and_aggregate(frame, names, n_services, options)
-    observed = {names[i] for i in np.unique(np.concatenate([frame["src"].to_numpy(), frame["dst"].to_numpy()]))
-                if i >= 0} if len(frame) else set()
+        flags = _ints(batch, "tcp-flags", 0)
+        nbytes = _ints(batch, "bytes", 0)
+        kept.add(idx, src=src, dst=dst, srcport=_ints(batch, "srcport", -1), dstport=dstport,  # type: ignore
+                 flags=flags if flags is not None else np.zeros(n, np.int16),
+                 nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts)
+    src, dst = kept.column("src", np.int64), kept.column("dst", np.int64)
+    stats["used"] = len(src)
+    references = _orient_and_aggregate(kept, src, dst, names, n_services, options)
+    observed_codes = np.flatnonzero(np.bincount(src, minlength=n_services) + np.bincount(dst, minlength=n_services))
+    observed = {names[i] for i in observed_codes} if len(src) else set()
     rejected = []
-    if rejected_parts:
-        blocked = pd.concat(rejected_parts).value_counts().reset_index(name="count")
-        rejected = [Reference(names[r.caller], names[r.callee], int(r.port), "flow",
-                              f"REJECTed flows to port {int(r.port)}", kind="flow", count=int(r.count),
-                              extra={"rejected": True, "strength": 0.0})
-                    for r in blocked.itertuples()]
+    if blocked_parts:
+        codes, counts = np.unique(np.concatenate(blocked_parts), return_counts=True)
+        for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+            port, pair = code % 65536, code // 65536
+            rejected.append(Reference(names[pair // n_services], names[pair % n_services], port, "flow",
+                                      f"REJECTed flows to port {port}", kind="flow", count=count,
+                                      extra={"rejected": True, "strength": 0.0}))
     return FlowResult(references, observed, stats, rejected)
 
 
-def _orient_and_aggregate(frame: pd.DataFrame, names: list[str], n_services: int,
+class _EndpointSet:
+    """A set of (service, port) endpoint keys: a bitmap when the key space is small, else sorted keys."""
+
+    def __init__(self, size: int) -> None:
+        self.dense = np.zeros(size, bool) if size <= DENSE_LIMIT else None
+        self.sparse: list[np.ndarray] = []
+
+    def add(self, keys: np.ndarray) -> None:
+        if self.dense is not None:
+            self.dense[keys] = True
+        else:
+            self.sparse.append(np.unique(keys))
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense[keys]
+        members = np.unique(np.concatenate(self.sparse)) if self.sparse else np.zeros(0, np.int64)
+        self.sparse = [members]
+        return np.isin(keys, members)
+
+
+def _orient_and_aggregate(kept: _Kept, src: np.ndarray, dst: np.ndarray, names: list[str], n_services: int,
                           options: FlowOptions) -> list[Reference]:
-    if frame.empty:
+    if not len(src):
         return []
-    src = frame["src"].to_numpy(np.int64)
-    dst = frame["dst"].to_numpy(np.int64)
-    sport = frame["srcport"].to_numpy(np.int64)
-    dport = frame["dstport"].to_numpy(np.int64)
-    flags = frame["flags"].to_numpy(np.int64)
-    caller_is_src = np.full(len(frame), -1, dtype=np.int8)
+    sport = kept.column("srcport", np.int64)
+    dport = kept.column("dstport", np.int64)
+    flags = kept.column("flags", np.int16)
+    caller_is_src = np.full(len(src), -1, dtype=np.int8)
     syn = (flags & 2) != 0
     ack = (flags & 16) != 0
     caller_is_src[syn & ~ack] = 1
     caller_is_src[syn & ack] = 0
+    del flags, syn, ack
 
     # Listening endpoints per (service, port): configured ports, SYN-proven ones, and busy endpoints.
     src_key = src * 65536 + np.clip(sport, 0, 65535)
     dst_key = dst * 65536 + np.clip(dport, 0, 65535)
     size = n_services * 65536
-    counts = np.bincount(src_key, minlength=size) + np.bincount(dst_key, minlength=size)
-    listening = counts >= LISTEN_MIN_RECORDS
-    for name, ports in options.listen_ports.items():
-        if name in names:
-            code = names.index(name)
-            for port in ports:
-                if 0 <= port < 65536:
-                    listening[code * 65536 + port] = True
-    listening[dst_key[caller_is_src == 1]] = True
-    listening[src_key[caller_is_src == 0]] = True
+    listening = _EndpointSet(size)
+    if size <= DENSE_LIMIT:
+        counts = np.bincount(src_key, minlength=size) + np.bincount(dst_key, minlength=size)
+        listening.add(np.flatnonzero(counts >= LISTEN_MIN_RECORDS))
+        del counts
+    else:
+        keys, counts = np.unique(np.concatenate([src_key, dst_key]), return_counts=True)
+        listening.add(keys[counts >= LISTEN_MIN_RECORDS])
+    code_of = {name: i for i, name in enumerate(names)}
+    configured = [code_of[name] * 65536 + port for name, ports in options.listen_ports.items()
+                  if name in code_of for port in ports if 0 <= port < 65536]
+    if configured:
+        listening.add(np.array(configured, np.int64))
+    listening.add(dst_key[caller_is_src == 1])
+    listening.add(src_key[caller_is_src == 0])
     unknown = caller_is_src < 0
-    src_listen = listening[src_key]
-    dst_listen = listening[dst_key]
-    by_listen = unknown & (src_listen != dst_listen)
-    caller_is_src[by_listen] = dst_listen[by_listen].astype(np.int8)
-    unknown = caller_is_src < 0
-    src_eph = sport >= EPHEMERAL_LOW
-    dst_eph = dport >= EPHEMERAL_LOW
-    by_range = unknown & (src_eph != dst_eph)
-    caller_is_src[by_range] = src_eph[by_range].astype(np.int8)
-    unknown = caller_is_src < 0
-    caller_is_src[unknown] = (sport[unknown] > dport[unknown]).astype(np.int8)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)
+        src_listen = listening.contains(src_key[rows])
+        dst_listen = listening.contains(dst_key[rows])
+        decided = np.full(len(rows), -1, np.int8)
+        by_listen = src_listen != dst_listen
+        decided[by_listen] = dst_listen[by_listen]
+        sp, dp = sport[rows], dport[rows]
+        src_eph, dst_eph = sp >= EPHEMERAL_LOW, dp >= EPHEMERAL_LOW
+        by_range = (decided < 0) & (src_eph != dst_eph)
+        decided[by_range] = src_eph[by_range]
+        rest = decided < 0
+        decided[rest] = sp[rest] > dp[rest]
+        caller_is_src[rows] = decided
+    del src_key, dst_key, unknown
 
     from_src = caller_is_src == 1
-    caller = np.where(from_src, src, dst)
-    callee = np.where(from_src, dst, src)
-    port = np.where(from_src, dport, sport)
-    window = frame["start"].to_numpy(np.int64) // max(1, options.window_seconds)
-    edge = (caller * n_services + callee) * 65536 + port
-    grouped = pd.DataFrame({"edge": edge, "window": window, "bytes": frame["bytes"].to_numpy(),
-                            "start": frame["start"].to_numpy()})
-    agg = grouped.groupby("edge", sort=False).agg(records=("bytes", "size"), bytes=("bytes", "sum"),
-                                                  first=("start", "min"), last=("start", "max"))
-    agg["windows"] = grouped.drop_duplicates(["edge", "window"]).groupby("edge", sort=False).size()
+    pair = np.where(from_src, src * n_services + dst, dst * n_services + src)
+    port = np.clip(np.where(from_src, dport, sport), 0, 65535)
+    del from_src, caller_is_src, sport, dport
+    edge_id, edge_pair, edge_port = _dense_edges(pair, port, n_services)
+    del pair, port
+    n_edges = len(edge_pair)
+    start = kept.column("start", np.int64)
+    nbytes = kept.column("nbytes", np.int64)
+    records = np.bincount(edge_id, minlength=n_edges)
+    total_bytes = np.zeros(n_edges, np.int64)
+    np.add.at(total_bytes, edge_id, nbytes)
+    first = np.full(n_edges, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, edge_id, start)
+    last = np.full(n_edges, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(last, edge_id, start)
+    windows = _distinct_windows(edge_id, start // max(1, options.window_seconds), n_edges)
     references: list[Reference] = []
-    for code, row in agg.iterrows():
-        code = int(code)  # type: ignore[call-overload]
-        port_value = code % 65536
-        pair = code // 65536
-        caller_name, callee_name = names[pair // n_services], names[pair % n_services]
-        windows, total = int(row["windows"]), int(row["bytes"])
-        strong = windows >= options.min_windows and total >= options.min_bytes
-        strength = min(0.97, 0.55 + 0.07 * windows) if strong else 0.2
+    for i in range(n_edges):
+        port_value = int(edge_port[i])
+        caller_name, callee_name = names[int(edge_pair[i]) // n_services], names[int(edge_pair[i]) % n_services]
+        window_count, byte_count = int(windows[i]), int(total_bytes[i])
+        strong = window_count >= options.min_windows and byte_count >= options.min_bytes
+        strength = min(0.97, 0.55 + 0.07 * window_count) if strong else 0.2
         references.append(Reference(
             caller_name, callee_name, port_value, "flow",
-            f"VPC flow logs to port {port_value}", kind="flow", first_seen=float(row["first"]),
-            last_seen=float(row["last"]), count=int(row["records"]),
-            extra={"strength": strength, "windows": windows, "bytes": total, "port": port_value}))
+            f"VPC flow logs to port {port_value}", kind="flow", first_seen=float(first[i]),
+            last_seen=float(last[i]), count=int(records[i]),
+            extra={"strength": strength, "windows": window_count, "bytes": byte_count, "port": port_value}))
     return references
 
+
+def _dense_edges(pair: np.ndarray, port: np.ndarray, n_services: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-record edge index 0..E-1 and each edge's (caller·n + callee) and port, without sorting when small."""
+    present_ports = np.flatnonzero(np.bincount(port, minlength=65536))
+    port_rank = np.zeros(65536, np.int64)
+    port_rank[present_ports] = np.arange(len(present_ports))
+    n_ports = len(present_ports)
+    key = pair * n_ports + port_rank[port]
+    if n_services * n_services * n_ports <= DENSE_LIMIT:
+        present = np.flatnonzero(np.bincount(key, minlength=n_services * n_services * n_ports))
+        rank = np.zeros(n_services * n_services * n_ports, np.int64)
+        rank[present] = np.arange(len(present))
+        edge_id = rank[key]
+    else:
+        present, edge_id = np.unique(key, return_inverse=True)
+    return edge_id, present // n_ports, present_ports[present % n_ports]
+
+
+def _distinct_windows(edge_id: np.ndarray, window: np.ndarray, n_edges: int) -> np.ndarray:
+    low = int(window.min())
+    span = int(window.max()) - low + 1
+    cell = edge_id * span + (window - low)
+    if n_edges * span <= DENSE_LIMIT * 4:
+        seen = np.zeros(n_edges * span, bool)
+        seen[cell] = True
+        return seen.reshape(n_edges, span).sum(axis=1)
+    return np.bincount(np.unique(cell) // span, minlength=n_edges)

@@ -13,12 +13,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from shadowing.dependencies.configs import ConfigFindings
 from shadowing.dependencies.model import STRENGTH, Catalog, Reference
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 SCHEMA_VERSION = 1
 
@@ -148,10 +149,7 @@ def build_graph(findings: ConfigFindings | None, observations: Observations | No
     for node in nodes:
         if node["id"] in observations.nodes:
             node["discovered"] = True
-    digraph = nx.DiGraph()
-    digraph.add_nodes_from(n["id"] for n in nodes)
-    digraph.add_edges_from((e["source"], e["target"]) for e in graph_edges)
-    tiers, cycles = launch_order(digraph)
+    tiers, cycles = launch_order_of([n["id"] for n in nodes], [(e["source"], e["target"]) for e in graph_edges])
     graph_meta = {
         "schema_version": SCHEMA_VERSION,
         "region": region,
@@ -225,13 +223,88 @@ def _fold_previous(edges: dict[tuple[str, str], dict[tuple[str, str], dict[str, 
 
 def launch_order(digraph: nx.DiGraph) -> tuple[list[list[str]], list[list[str]]]:
     """Tiers (dependencies first) of the condensation, and the cycles (SCCs of size > 1) launched as groups."""
-    condensed = nx.condensation(digraph)
-    members = nx.get_node_attributes(condensed, "members")
-    tiers = [sorted(n for scc in generation for n in members[scc])
-             for generation in nx.topological_generations(condensed.reverse(copy=False))]
+    return launch_order_of(list(digraph.nodes), list(digraph.edges))
+
+
+def launch_order_of(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
+                    ) -> tuple[list[list[str]], list[list[str]]]:
+    """`launch_order` on plain node and (caller, callee) lists, without networkx (it is slow to import).
+
+    Strongly connected components (iterative Tarjan) are condensed; a component's tier is the length of the
+    longest chain of callees below it, so every tier only needs earlier tiers (networkx's topological
+    generations of the reversed condensation).
+    """
+    order = list(dict.fromkeys(nodes))
+    callees: dict[str, list[str]] = {n: [] for n in order}
+    for caller, callee in edges:
+        for name in (caller, callee):
+            if name not in callees:
+                callees[name] = []
+                order.append(name)
+        callees[caller].append(callee)
+    component = _strongly_connected(order, callees)
+    members: dict[int, list[str]] = defaultdict(list)
+    for name in order:
+        members[component[name]].append(name)
+    below: dict[int, set[int]] = {c: set() for c in members}
+    for caller in order:
+        for callee in callees[caller]:
+            if component[caller] != component[callee]:
+                below[component[caller]].add(component[callee])
+    depth: dict[int, int] = {}
+    for comp in sorted(members):  # Tarjan numbers a component after every component it reaches
+        depth[comp] = 1 + max((depth[c] for c in below[comp]), default=-1)
+    tiers: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for comp, names in members.items():
+        tiers[depth[comp]].extend(names)
     cycles = sorted(sorted(m) for m in members.values() if len(m) > 1)
-    return tiers, cycles
+    return [sorted(tier) for tier in tiers], cycles
+
+
+def _strongly_connected(order: list[str], callees: dict[str, list[str]]) -> dict[str, int]:
+    """Component number per node (iterative Tarjan: components are numbered callees first)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    component: dict[str, int] = {}
+    counter = 0
+    components = 0
+    for root in order:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            for i in range(child, len(callees[node])):
+                nxt = callees[node][i]
+                if nxt not in index:
+                    work.append((node, i + 1))
+                    work.append((nxt, 0))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                if low[node] == index[node]:
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component[member] = components
+                        if member == node:
+                            break
+                    components += 1
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+    return component
 
 
 def to_networkx(graph: dict[str, Any]) -> nx.DiGraph:
+    import networkx as nx
+
     return nx.node_link_graph(graph, directed=True, multigraph=False, edges="edges")

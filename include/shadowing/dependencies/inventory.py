@@ -2,16 +2,20 @@
 
 CSV columns: `ip,service` and optionally `valid_from,valid_to` (ISO-8601 or epoch seconds; empty = open) and
 `kind` (`service` default; `load_balancer`/`external` rows are known but never become nodes or edges).
+
+Plain csv + numpy (no pandas): an inventory is small, and the flow path should not pay pandas' import.
 """
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from shadowing.errors import InputError
 
@@ -20,106 +24,136 @@ OPEN_END = (1 << 33) - 1  # epoch seconds fit below 2^33 until the year 2242
 IGNORED_KINDS = {"load_balancer", "lb", "external", "nat", "health_check"}
 
 
-@dataclass
-class Inventory:
-    """Sorted intervals: ip, service, valid_from, valid_to (int epoch seconds, [from, to))."""
+@dataclass(frozen=True)
+class InventoryRow:
+    ip: str
+    service: str
+    valid_from: int
+    valid_to: int
+    kind: str = "service"
 
-    frame: pd.DataFrame
+
+class Inventory:
+    """Intervals [valid_from, valid_to) of ip → service, sorted by (ip, valid_from) for vectorised look-ups."""
+
+    def __init__(self, rows: Iterable[InventoryRow]) -> None:
+        self.rows = list(rows)
+        self._names = sorted({r.service for r in self.rows})
+        code_of = {name: i for i, name in enumerate(self._names)}
+        self.ips = sorted({r.ip for r in self.rows})  # distinct addresses; flow look-ups index into this
+        self.ip_index = {ip: i for i, ip in enumerate(self.ips)}
+        ordered = sorted(self.rows, key=lambda r: (self.ip_index[r.ip], r.valid_from))
+        ip_id = np.fromiter((self.ip_index[r.ip] for r in ordered), np.int64, len(ordered))
+        self._keys = (ip_id << 33) | np.fromiter((r.valid_from for r in ordered), np.int64, len(ordered))
+        self._ip_sorted = ip_id
+        self._valid_to = np.fromiter((r.valid_to for r in ordered), np.int64, len(ordered))
+        self._code = np.fromiter((-1 if r.kind in IGNORED_KINDS else code_of[r.service] for r in ordered),
+                                 np.int32, len(ordered))
 
     @property
     def services(self) -> list[str]:
-        return sorted(self.frame.loc[~self.frame["kind"].isin(IGNORED_KINDS), "service"].unique())
+        return sorted({r.service for r in self.rows if r.kind not in IGNORED_KINDS})
 
     def __len__(self) -> int:
-        return len(self.frame)
-
-    def lookup(self, ips: np.ndarray, ip_codes: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Service code (index into `service_names`) for each flow, −1 when unknown or ignored.
-
-        `ips` are the distinct address strings (a dictionary), `ip_codes` the per-row index into them.
-        """
-        frame = self.frame
-        inv_ip_index = pd.Index(frame["ip"].unique())
-        dict_to_inv = inv_ip_index.get_indexer(pd.Index(ips))  # −1 = not in inventory
-        row_inv = np.where(ip_codes >= 0, dict_to_inv[np.clip(ip_codes, 0, None)], -1)
-        ip_id = inv_ip_index.get_indexer(frame["ip"]).astype(np.int64)
-        keys = (ip_id << 33) | frame["valid_from"].to_numpy(np.int64)
-        order = np.argsort(keys, kind="stable")
-        keys, ip_sorted = keys[order], ip_id[order]
-        valid_to = frame["valid_to"].to_numpy(np.int64)[order]
-        service_code = self.service_codes()[order]
-        query = (row_inv.astype(np.int64) << 33) | np.clip(starts.astype(np.int64), 0, OPEN_END)
-        pos = np.searchsorted(keys, query, side="right") - 1
-        ok = (row_inv >= 0) & (pos >= 0)
-        pos = np.clip(pos, 0, None)
-        ok &= (ip_sorted[pos] == row_inv) & (starts < valid_to[pos])
-        return np.where(ok, service_code[pos], -1).astype(np.int32)
+        return len(self.rows)
 
     def service_names(self) -> list[str]:
-        return list(self.frame["service"].cat.categories)
+        """Every service name (codes returned by the look-ups index into this list)."""
+        return list(self._names)
 
-    def service_codes(self) -> np.ndarray:
-        codes = self.frame["service"].cat.codes.to_numpy(np.int32).copy()
-        codes[self.frame["kind"].isin(IGNORED_KINDS).to_numpy()] = -1
-        return codes
+    def lookup_index(self, ip_index: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Service code per flow from its address's index in `ips` (−1 = not in the inventory), as of `starts`.
+
+        −1 when the address is unknown, not owned at that time, or owned by an ignored kind (load balancer …).
+        """
+        ip_index = np.asarray(ip_index, dtype=np.int64)
+        if not len(self._keys):
+            return np.full(len(ip_index), -1, np.int32)
+        starts = np.asarray(starts, dtype=np.int64)
+        query = (ip_index << 33) | np.clip(starts, 0, OPEN_END)
+        pos = np.searchsorted(self._keys, query, side="right") - 1
+        ok = (ip_index >= 0) & (pos >= 0)
+        pos = np.clip(pos, 0, None)
+        ok &= (self._ip_sorted[pos] == ip_index) & (starts < self._valid_to[pos])
+        return np.where(ok, self._code[pos], -1).astype(np.int32)
+
+    def lookup(self, ips: Iterable[str], starts: np.ndarray) -> np.ndarray:
+        """Service code per (address string, start)."""
+        index = np.fromiter((self.ip_index.get(ip, -1) for ip in ips), np.int64)
+        return self.lookup_index(index, starts)
 
     def lookup_one(self, ip: str, at: float) -> str | None:
-        code = self.lookup(np.array([ip], dtype=object), np.array([0]), np.array([int(at)]))[0]
-        return None if code < 0 else self.service_names()[code]
+        code = self.lookup([ip], np.array([int(at)]))[0]
+        return None if code < 0 else self._names[code]
 
 
-def _parse_times(values: pd.Series, source: str, column: str, default: int) -> np.ndarray:
-    text = values.fillna("").astype(str).str.strip()
-    out = np.full(len(text), default, dtype=np.int64)
-    empty = text.eq("").to_numpy()
-    numeric = pd.to_numeric(text.where(~text.eq("")), errors="coerce")
-    is_num = numeric.notna().to_numpy()
-    out[is_num] = numeric[is_num].to_numpy().astype(np.int64)
-    rest = ~is_num & ~empty
-    if rest.any():
-        parsed = pd.to_datetime(text[rest], errors="coerce", utc=True, format="ISO8601")
-        bad = parsed.isna().to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(rest)[np.flatnonzero(bad)[0]])
-            raise InputError(f"not an ISO-8601 time or epoch seconds: {text.iloc[row]!r}", source=source,
-                             line=row + 2, field=column)
-        out[rest] = (parsed.astype("int64") // 10**9).to_numpy() if parsed.dt.unit == "ns" else \
-            parsed.map(lambda t: int(t.timestamp())).to_numpy(np.int64)
-    return out
+def _parse_time(value: str, source: str, line: int, column: str, default: int) -> int:
+    text = value.strip()
+    if not text:
+        return default
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"not an ISO-8601 time or epoch seconds: {text!r}", source=source, line=line,
+                         field=column) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
 
 
-def inventory_from_frame(frame: pd.DataFrame, source: str = "inventory") -> Inventory:
-    columns = {c.strip().lower(): c for c in frame.columns}
-    for needed in ("ip", "service"):
-        if needed not in columns:
-            raise InputError(f"missing column {needed!r} (expected ip,service[,valid_from,valid_to])",
-                             source=source, line=1)
-    out = pd.DataFrame({"ip": frame[columns["ip"]].astype(str).str.strip(),
-                        "service": frame[columns["service"]].astype(str).str.strip()})
-    for i, (ip, service) in enumerate(zip(out["ip"], out["service"], strict=True)):
-        if not ip or ip == "nan" or not service or service == "nan":
-            raise InputError("empty ip or service", source=source, line=i + 2)
-    out["valid_from"] = _parse_times(frame[columns["valid_from"]], source, "valid_from", OPEN_START) \
-        if "valid_from" in columns else OPEN_START
-    out["valid_to"] = _parse_times(frame[columns["valid_to"]], source, "valid_to", OPEN_END) \
-        if "valid_to" in columns else OPEN_END
-    out["kind"] = frame[columns["kind"]].fillna("service").astype(str).str.strip().str.lower() \
-        if "kind" in columns else "service"
-    bad = np.flatnonzero(out["valid_to"].to_numpy() <= out["valid_from"].to_numpy())
-    if len(bad):
-        raise InputError("valid_to is not after valid_from", source=source, line=int(bad[0]) + 2)
-    out["service"] = out["service"].astype("category")
-    return Inventory(out.reset_index(drop=True))
+def inventory_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "inventory",
+                        line_numbers: Iterable[int] | None = None) -> Inventory:
+    """From mappings with ip, service and optional valid_from, valid_to (text or epoch), kind."""
+    numbers = iter(line_numbers) if line_numbers is not None else None
+    out: list[InventoryRow] = []
+    for i, row in enumerate(rows):
+        line = next(numbers) if numbers is not None else i + 2
+        fields = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in row.items() if k is not None}
+        ip, service = fields.get("ip", "").strip(), fields.get("service", "").strip()
+        if not ip or not service:
+            raise InputError("empty ip or service", source=source, line=line)
+        valid_from = _parse_time(fields.get("valid_from", ""), source, line, "valid_from", OPEN_START)
+        valid_to = _parse_time(fields.get("valid_to", ""), source, line, "valid_to", OPEN_END)
+        if valid_to <= valid_from:
+            raise InputError("valid_to is not after valid_from", source=source, line=line)
+        kind = fields.get("kind", "").strip().lower() or "service"
+        out.append(InventoryRow(ip, service, valid_from, valid_to, kind))
+    return Inventory(out)
 
 
 def load_inventory(path: str | Path) -> Inventory:
+    source = str(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#", skipinitialspace=True)
+        text = Path(path).read_text()
     except FileNotFoundError as exc:
-        raise InputError("inventory file does not exist", source=str(path)) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a CSV inventory: {str(exc).splitlines()[0]}", source=str(path)) from exc
-    return inventory_from_frame(frame, str(path))
+        raise InputError("inventory file does not exist", source=source) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a CSV inventory: {exc}", source=source) from exc
+    lines = [(n, line.split("#", 1)[0]) for n, line in enumerate(text.splitlines(), start=1)]
+    lines = [(n, line) for n, line in lines if line.strip()]
+    if not lines:
+        raise InputError("not a CSV inventory: no header line", source=source)
+    reader = csv.reader((line for _, line in lines), skipinitialspace=True)
+    try:
+        table = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"not a CSV inventory: {exc}", source=source) from exc
+    header = [h.strip().lower() for h in table[0]]
+    for needed in ("ip", "service"):
+        if needed not in header:
+            raise InputError(f"missing column {needed!r} (expected ip,service[,valid_from,valid_to])",
+                             source=source, line=lines[0][0])
+    records = []
+    for (number, _), values in zip(lines[1:], table[1:], strict=False):
+        if len(values) > len(header):
+            raise InputError(f"not a CSV inventory: expected {len(header)} fields, saw {len(values)}",
+                             source=source, line=number)
+        records.append(dict(zip(header, values + [""] * (len(header) - len(values)), strict=True)))
+    return inventory_from_rows(records, source, (n for n, _ in lines[1:]))
 
 
 def inventory_from_records(records: list[dict[str, object]]) -> Inventory:
@@ -133,9 +167,5 @@ def inventory_from_records(records: list[dict[str, object]]) -> Inventory:
                 row[key] = str(int(value.timestamp()))
             elif value is None:
                 row[key] = ""
-            else:
-                row[key] = str(value)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["ip", "service", "valid_from", "valid_to", "kind"]) if rows else \
-        pd.DataFrame(columns=["ip", "service", "valid_from", "valid_to", "kind"])
-    return inventory_from_frame(frame.fillna(""), "inventory")
+    return inventory_from_rows(rows, "inventory")

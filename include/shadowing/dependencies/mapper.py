@@ -15,7 +15,7 @@ import pyarrow as pa
 from shadowing.dependencies.accesslogs import parse_access_file, parse_access_lines
 from shadowing.dependencies.configs import ConfigFindings, extract_configs
 from shadowing.dependencies.discovery import parse_discovery_file, parse_discovery_lines
-from shadowing.dependencies.flowlogs import FlowOptions, infer_flow_edges, read_flow_log
+from shadowing.dependencies.flowlogs import FlowOptions, infer_flow_edges, iter_flow_log
 from shadowing.dependencies.graph import GraphOptions, Observations, build_graph
 from shadowing.dependencies.inventory import Inventory, load_inventory
 from shadowing.errors import InputError
@@ -43,7 +43,7 @@ def map_dependencies(inputs: MapperInputs, now: float | None = None) -> dict[str
     if inputs.flow_logs and inventory is None:
         raise InputError("--flow-logs needs --inventory (ip,service[,valid_from,valid_to]) to name services",
                          source=inputs.flow_logs[0])
-    tables = (read_flow_log(path) for path in inputs.flow_logs)
+    tables = (batch for path in inputs.flow_logs for batch in iter_flow_log(path))
     observations = observe(findings, inventory, tables,
                            [parse_discovery_file(p, inventory) for p in inputs.discovery_logs],
                            [parse_access_file(p, inventory) for p in inputs.access_logs],
@@ -53,7 +53,8 @@ def map_dependencies(inputs: MapperInputs, now: float | None = None) -> dict[str
                        options=GraphOptions(min_confidence=inputs.min_confidence), now=now, region=inputs.region)
 
 
-def observe(findings: ConfigFindings, inventory: Inventory | None, flow_tables: Iterable[pa.Table],
+def observe(findings: ConfigFindings, inventory: Inventory | None,
+            flow_tables: Iterable[pa.Table | pa.RecordBatch],
             discoveries: Sequence[Any], access: Sequence[Any], flow_options: FlowOptions) -> Observations:
     observations = Observations()
     if inventory is not None:
