@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -15,7 +15,9 @@ _migrated: set[str] = set()
 _lock = threading.Lock()
 
 
-def alembic_config(connection: sa.Connection | None = None) -> Config:
+def alembic_config(connection: sa.Connection | None = None) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -41,11 +43,19 @@ def _create_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest revision. Safe to call concurrently from several processes."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Serialise concurrent migrators across processes; released at commit.
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-        command.upgrade(alembic_config(conn), "head")
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(max(logging.WARNING, level))  # its per-plugin INFO lines drown every CLI run
+    try:
+        from alembic import command
+
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Serialise concurrent migrators across processes; released at commit.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+            command.upgrade(alembic_config(conn), "head")
+    finally:
+        alembic_log.setLevel(level)
 
 
 def open_warehouse(url: str, *, apply_migrations: bool = True) -> Engine:
