@@ -139,62 +139,84 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
     text = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
     # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports pandas (~1 s).
-    table = pq.ParquetFile(path, read_dictionary=text).read(columns=wanted, use_pandas_metadata=False)
+    pf = pq.ParquetFile(path, read_dictionary=text, memory_map=True)
+    n = pf.metadata.num_rows
+    # One output array per column, filled row group by row group: no table-wide concatenation or cast
+    # copies, and text stays as dictionary indices mapped to global codes through small lookup tables.
+    ts = np.empty(n, dtype=np.float64)
+    values = np.empty(n, dtype=np.float64)
+    codes = {c: np.zeros(n, dtype=np.int32) for c in ("service", "instance_id", "metric")}
+    names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
+    region_rows: dict[str, int] = {}
+    ts_nulls: list[np.ndarray] = []
 
-    def numeric(arr: Any, dtype: Any, fill: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Arrow → numpy (zero-copy where possible; to_numpy(zero_copy_only=False) would import pandas)."""
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-        nulls = None
-        if arr.null_count:
-            nulls = numeric(pc.is_null(arr).cast(pa.uint8()), pa.uint8(), 0)[0].astype(bool)
-            arr = pc.fill_null(arr, fill)
-        arr = arr.cast(dtype)
-        np_dtype = np.dtype(dtype.to_pandas_dtype())
-        # The data buffer as numpy (no copy); Array.to_numpy imports pandas even when zero-copy.
-        data = np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
-        return data, nulls
+    def buffer(arr: Any, np_dtype: Any) -> np.ndarray:
+        """The data buffer of a null-free primitive array as numpy (no copy, no pandas import)."""
+        return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
 
-    def codes(name: str) -> tuple[np.ndarray, list[str]]:
-        if name not in table.column_names:
-            return np.zeros(table.num_rows, dtype=np.int32), ["unknown"]
-        col = table.column(name)
-        if not pa.types.is_dictionary(col.type):
-            col = pc.dictionary_encode(col)
-        # Chunks can carry different dictionaries: combining unifies them so codes mean the same everywhere.
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        names = [str(v) for v in col.dictionary.to_pylist()]
-        indices, nulls = numeric(col.indices, pa.int32(), 0)
-        if nulls is not None:
-            indices = np.where(nulls, len(names), indices)
-            names.append("unknown")
-        return indices.astype(np.int32, copy=False), names
+    def fill_codes(col: Any, out: np.ndarray | None, known: dict[str, int], counts: dict[str, int] | None) -> None:
+        for chunk in col.chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = pc.dictionary_encode(chunk)
+            local = ["unknown" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
+            lookup = np.array([known.setdefault(v, len(known)) for v in local] + [known.setdefault(
+                "unknown", len(known)) if chunk.null_count else 0], dtype=np.int32)
+            idx = chunk.indices
+            if chunk.null_count:
+                idx = pc.fill_null(idx, len(local))
+            idx_np = buffer(idx.cast(pa.int32()), np.int32)
+            if counts is not None:
+                for code, c in enumerate(np.bincount(idx_np, minlength=len(lookup)).tolist()):
+                    if c:
+                        name = local[code] if code < len(local) else "unknown"
+                        counts[name] = counts.get(name, 0) + c
+            if out is not None:
+                out[pos:pos + len(chunk)] = lookup[idx_np]
 
-    ts_col = table.column("timestamp")
-    if pa.types.is_timestamp(ts_col.type):
-        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
-        raw, nulls = numeric(ts_col.cast(pa.int64()), pa.int64(), 0)
-        ts = raw.astype(np.float64) / per_second
-        if nulls is not None:
-            ts[nulls] = np.nan
-    else:
-        ts = _epoch_seconds(ts_col.to_pandas())
-    values, nulls = numeric(pc.cast(table.column("value"), pa.float64(), safe=False), pa.float64(), math.nan)
-    if nulls is not None:
-        values = np.where(nulls, np.nan, values)
-    svc, services = codes("service")
-    inst, instances = codes("instance_id")
-    met, metrics = codes("metric")
-    reg, regions = codes("region")
+    pos = 0
+    for i in range(pf.num_row_groups):
+        rg = pf.read_row_group(i, columns=wanted, use_pandas_metadata=False)
+        m = rg.num_rows
+        ts_col = rg.column("timestamp")
+        if pa.types.is_timestamp(ts_col.type):
+            per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
+            raw = ts_col.cast(pa.int64()).combine_chunks()
+            if raw.null_count:
+                ts_nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + pos)
+                raw = pc.fill_null(raw, 0)
+            np.divide(buffer(raw, np.int64), per_second, out=ts[pos:pos + m])
+        else:
+            ts[pos:pos + m] = _epoch_seconds(ts_col.to_pandas())
+        val = pc.cast(rg.column("value"), pa.float64(), safe=False).combine_chunks()
+        if val.null_count:
+            val = pc.fill_null(val, math.nan)
+        values[pos:pos + m] = buffer(val, np.float64)
+        for c in ("service", "instance_id", "metric"):
+            if c in rg.column_names:
+                fill_codes(rg.column(c), codes[c], names[c], None)
+            else:
+                codes[c][pos:pos + m] = names[c].setdefault("unknown", len(names[c]))
+        if "region" in rg.column_names:
+            fill_codes(rg.column("region"), None, names["region"], region_rows)
+        else:
+            region_rows["unknown"] = region_rows.get("unknown", 0) + m
+        pos += m
+    for rows in ts_nulls:
+        ts[rows] = np.nan
+    svc, inst, met = codes["service"], codes["instance_id"], codes["metric"]
+    services, instances, metrics = (list(names[c]) for c in ("service", "instance_id", "metric"))
+    regions = list(region_rows)
     # Instance ids are scoped by service: a code pair → a dense per-(service, instance) code.
-    pair = svc.astype(np.int64) * len(instances) + inst
+    pair = svc.astype(np.int64) * max(len(instances), 1) + inst
     used = np.bincount(pair, minlength=len(services) * len(instances)) > 0
-    pair_codes = (np.cumsum(used) - 1)[pair].astype(np.int32)
+    pair_codes = (np.cumsum(used) - 1).astype(np.int32)[pair]
+    del pair
     used_pairs = np.flatnonzero(used)
-    inst_names = [instances[p % len(instances)] for p in used_pairs]
+    inst_names = [instances[p % len(instances)] for p in used_pairs.tolist()]
+    top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
     cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
-                       region=region or (regions[int(np.bincount(reg).argmax())] if len(reg) else None),
-                       source=str(path))
-    if len(set(regions)) > 1 and region is None:
+                       region=region or top_region, source=str(path))
+    if len(regions) > 1 and region is None:
         cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
     return cols
