@@ -161,3 +161,25 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
                         capture_output=True, text=True, timeout=120)
     assert bt.returncode == 0, bt.stderr
     assert "arc-max24h" in bt.stdout and "vpa-p90+15%" in bt.stdout and "shadowing" in bt.stdout
+
+
+def test_series_ordered_fast_path_equals_general_path() -> None:
+    """Rows series by series in time order take the run-based path; shuffled rows the general one."""
+    df = synthetic(hours=6)
+    ordered = build(tidy.from_pandas(df))
+    shuffled = build(tidy.from_pandas(df.sample(frac=1.0, random_state=3)))
+    for part in ("metrics", "aggregate"):
+        for metric, want in shuffled["services"]["api"][part].items():
+            got = ordered["services"]["api"][part][metric]
+            for s in (*STATS, "decayed_p50", "decayed_p99", "ewma_log2_weight"):
+                assert got[s] == pytest.approx(want[s], rel=1e-9), (part, metric, s)
+            assert got["hour_of_week_peak"] == want["hour_of_week_peak"]
+            assert got["sketch"] == want["sketch"]
+    for iid, metrics in shuffled["services"]["api"]["instances"]["by_id"].items():
+        for metric, want in metrics.items():
+            got = ordered["services"]["api"]["instances"]["by_id"][iid][metric]
+            assert got["sketch"] == want["sketch"]
+            for s in STATS:
+                assert got[s] == pytest.approx(want[s], rel=1e-9), (iid, metric, s)
+    assert ordered["services"]["api"]["instances"] | {"by_id": None} == \
+        shuffled["services"]["api"]["instances"] | {"by_id": None}

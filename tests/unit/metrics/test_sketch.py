@@ -95,3 +95,34 @@ def test_decayed_weights_round_trip_to_half_precision() -> None:
     back = LogSketch.weights_from_compact(sketch.weights_to_compact())
     assert np.array_equal(back.ords, sketch.ords)
     assert np.allclose(back.counts, sketch.counts, rtol=2e-3, atol=1e-6 * sketch.counts.max())
+
+
+def test_bulk_codecs_round_trip_like_one_by_one() -> None:
+    from shadowing.metrics.sketch import decode_counts, decode_weights, encode_counts, encode_weights
+
+    rng = np.random.default_rng(7)
+    sketches: dict[int, LogSketch] = {}
+    for g in range(40):
+        if g % 9 == 4:
+            continue  # empty groups encode as empty sketches
+        values = rng.gamma(2.0, 10.0 ** rng.integers(-2, 8), int(rng.integers(1, 2000)))
+        if g % 5 == 0:
+            values = np.concatenate((values, -values[:7], np.zeros(3)))  # negative and zero stores too
+        sketches[g] = LogSketch.from_values(values)
+    group = np.concatenate([np.full(s.ords.size, g) for g, s in sketches.items()])
+    ords = np.concatenate([s.ords for s in sketches.values()])
+    counts = np.concatenate([s.counts for s in sketches.values()])
+    weights = counts * rng.random(counts.size)
+    texts, wtexts = encode_counts(group, ords, counts, 40), encode_weights(group, ords, weights, 40)
+    for g in range(40):
+        one = sketches.get(g, LogSketch())
+        assert LogSketch.from_compact(texts[g]) == one
+        assert texts[g] == one.to_compact()
+        mine, ref = LogSketch.weights_from_compact(wtexts[g]), LogSketch.weights_from_compact(
+            LogSketch(one.ords, weights[group == g]).weights_to_compact())
+        assert np.array_equal(mine.ords, ref.ords) and np.array_equal(mine.counts, ref.counts)
+    g2, o2, c2 = decode_counts(texts)
+    assert np.array_equal(g2, group) and np.array_equal(o2, ords) and np.array_equal(c2, counts)
+    wg, wo, ww = decode_weights(wtexts)
+    assert np.array_equal(wg, group) and np.array_equal(wo, ords)
+    assert np.allclose(ww, weights, rtol=1e-3)
