@@ -50,6 +50,7 @@ HEALTH_NAMESPACE = "Shadowing/Health"
 HEALTH_METRIC = "RegionHealthy"
 VPC_CIDR = "10.0.0.0/16"
 _LIVE = ("pending", "running", "stopping", "stopped")
+SAMPLE_SECONDS = 60  # the instances' reporting resolution: every datum is a 1-minute value
 METRIC_BATCH = 1000  # PutMetricData: at most 1000 datums per call
 LOG_BATCH = 10000  # PutLogEvents: at most 10 000 events (and 1 MB) per call
 
@@ -108,6 +109,11 @@ class Seeder:
     def __init__(self, clients: WorldClients, app: App, state: WorldState, report: SeedReport) -> None:
         self.c, self.app, self.state, self.report = clients, app, state, report
         self.world = state.world_id
+        # what this run found or created, so the inventory needs no second full describe (1000 instances
+        # cost moto ~50 s to describe again)
+        self.known_instances: dict[tuple[str, int], dict[str, Any]] = {}
+        self.known_enis: list[dict[str, Any]] = []
+        self.subnet_az: dict[str, int] = {}
 
     # ---------------------------------------------------------------- network
     def vpc(self) -> str:
@@ -141,6 +147,7 @@ class Seeder:
                 )["Subnet"]["SubnetId"]
                 self.report.created["subnet"] += 1
             out.append(str(have[az]))
+            self.subnet_az[str(have[az])] = az_i
         return out
 
     def security_groups(self, vpc: str) -> dict[str, str]:
@@ -259,6 +266,7 @@ class Seeder:
             elif inst["State"]["Name"] in _LIVE:
                 untagged[svc].append(inst)  # launched by a run that died before tagging: adopt it
         to_tag: list[tuple[str, dict[str, str]]] = []
+        launches: list[tuple[str, int, list[int]]] = []
         for s in self.app.compute_services():
             missing = [o for o in range(s.instances) if (s.name, o) not in by_key]
             for inst in untagged.get(s.name, []):
@@ -271,19 +279,33 @@ class Seeder:
             per_subnet: dict[int, list[int]] = defaultdict(list)
             for o in missing:
                 per_subnet[o % 3].append(o)
-            for az, ords in per_subnet.items():
-                # one call per service and AZ; the ordinals ride on the launch tags (no per-instance call)
-                resp = self.c.ec2.run_instances(
-                    MinCount=len(ords), MaxCount=len(ords), SubnetId=subnets[az],
-                    LaunchTemplate={"LaunchTemplateId": templates[s.name]},
-                    TagSpecifications=_spec("instance", _tags(
-                        self.world, s.name, **{ORDINALS: ",".join(map(str, ords)), VALID_FROM: hist,
-                                               ENDPOINT_KIND: "instance"})))
-                self.report.created["instance"] += len(resp["Instances"])
-                for inst in resp["Instances"]:
-                    o = ords[int(inst.get("AmiLaunchIndex", 0))]
-                    by_key[(s.name, o)] = inst
+            launches += [(s.name, az, ords) for az, ords in per_subnet.items()]
+
+        def launch(job: tuple[str, int, list[int]]) -> list[tuple[tuple[str, int], dict[str, Any]]]:
+            # one call per service and AZ; the ordinals ride on the launch tags (no per-instance call)
+            name, az, ords = job
+            launch_tags = _tags(self.world, name, **{ORDINALS: ",".join(map(str, ords)), VALID_FROM: hist,
+                                                     ENDPOINT_KIND: "instance"})
+            resp = self.c.ec2.run_instances(
+                MinCount=len(ords), MaxCount=len(ords), SubnetId=subnets[az],
+                LaunchTemplate={"LaunchTemplateId": templates[name]},
+                TagSpecifications=_spec("instance", launch_tags))
+            out = []
+            for inst in resp["Instances"]:
+                inst.setdefault("Tags", T.to_aws(launch_tags))
+                out.append(((name, ords[int(inst.get("AmiLaunchIndex", 0))]), inst))
+            return out
+        # sequential on purpose: moto's EC2 is not thread-safe for RunInstances (concurrent launches draw the
+        # same private address and the server answers 500)
+        for launched in map(launch, launches):
+            self.report.created["instance"] += len(launched)
+            by_key.update(launched)
         self._tag_many(to_tag)
+        for inst_id, tags in to_tag:  # adopted instances: their new tags, locally too
+            for inst in by_key.values():
+                if inst["InstanceId"] == inst_id:
+                    inst["Tags"] = T.to_aws({**T.from_aws(inst.get("Tags")), **tags})
+        self.known_instances = by_key
         if victim is None or reuser is None:
             return
         v_key = (victim.name, victim.instances - 1)
@@ -291,14 +313,15 @@ class Seeder:
         if v_inst is None:
             v_inst = self._launch_on_eni(victim, v_key[1], subnets[v_key[1] % 3], sgs, templates, None, hist,
                                          iso(replaced_at))
+            by_key[v_key] = v_inst
         if v_inst["State"]["Name"] not in ("terminated", "shutting-down"):
             self.c.ec2.terminate_instances(InstanceIds=[v_inst["InstanceId"]])
         v_tags = T.from_aws(v_inst.get("Tags"))
         v_ip = v_tags.get("shadowing:private-ip") or v_inst.get("PrivateIpAddress")
         repl_key = (victim.name, victim.instances)
         if repl_key not in by_key:
-            self._launch_on_eni(victim, repl_key[1], subnets[repl_key[1] % 3], sgs, templates, None,
-                                iso(replaced_at + timedelta(minutes=2)), None)
+            by_key[repl_key] = self._launch_on_eni(victim, repl_key[1], subnets[repl_key[1] % 3], sgs, templates,
+                                                   None, iso(replaced_at + timedelta(minutes=2)), None)
         reuse_key = (reuser.name, reuser.instances)
         if reuse_key not in by_key:
             # free the victim's ENI so its address can be handed to an instance of another service
@@ -309,8 +332,8 @@ class Seeder:
                 if eni.get("Attachment", {}).get("Status") in ("attached", "attaching"):
                     continue
                 self.c.ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
-            self._launch_on_eni(reuser, reuse_key[1], subnets[v_key[1] % 3], sgs, templates, v_ip,
-                                iso(replaced_at + timedelta(minutes=5)), None)
+            by_key[reuse_key] = self._launch_on_eni(reuser, reuse_key[1], subnets[v_key[1] % 3], sgs, templates,
+                                                    v_ip, iso(replaced_at + timedelta(minutes=5)), None)
 
     def _instance_tags(self, service: str, ordinal: int, valid_from: str, inst: dict[str, Any],
                        valid_to: str | None = None) -> dict[str, str]:
@@ -351,21 +374,24 @@ class Seeder:
 
     def service_enis(self, subnets: list[str], sgs: dict[str, str], db_ids: dict[str, str]) -> None:
         """Requester-managed-style ENIs: one per AZ for the ALB, one per managed database (no instance-id)."""
-        have = {(T.from_aws(e.get("TagSet")).get(T.SERVICE), T.from_aws(e.get("TagSet")).get(ORDINAL))
-                for e in self.c.ec2.describe_network_interfaces(Filters=[
-                    {"Name": f"tag:{ENDPOINT_KIND}", "Values": ["alb", "rds"]},
-                    {"Name": f"tag:{T.WORLD}", "Values": [self.world]}])["NetworkInterfaces"]}
+        found = self.c.ec2.describe_network_interfaces(Filters=[
+            {"Name": f"tag:{ENDPOINT_KIND}", "Values": ["alb", "rds"]},
+            {"Name": f"tag:{T.WORLD}", "Values": [self.world]}])["NetworkInterfaces"]
+        have = {(T.from_aws(e.get("TagSet")).get(T.SERVICE), T.from_aws(e.get("TagSet")).get(ORDINAL)) for e in found}
+        self.known_enis = list(found)
         wanted = [(LB_SERVICE, az, "alb", f"ELB app/{self.world}-alb") for az in range(3)]
         wanted += [(s.name, 0, "rds", f"RDSNetworkInterface {db_ids.get(s.name, '')}")
                    for s in self.app.services if s.managed]
         for svc, ordinal, kind, desc in wanted:
             if (svc, str(ordinal)) in have:
                 continue
-            self.c.ec2.create_network_interface(
+            tags = _tags(self.world, svc, **{ORDINAL: str(ordinal), ENDPOINT_KIND: kind,
+                                             VALID_FROM: self.state.history_start})
+            eni = self.c.ec2.create_network_interface(
                 SubnetId=subnets[ordinal % 3], Groups=[sgs[svc]], Description=desc,
-                TagSpecifications=_spec("network-interface", _tags(
-                    self.world, svc, **{ORDINAL: str(ordinal), ENDPOINT_KIND: kind,
-                                        VALID_FROM: self.state.history_start})))
+                TagSpecifications=_spec("network-interface", tags))["NetworkInterface"]
+            eni["TagSet"] = T.to_aws(tags)
+            self.known_enis.append(eni)
             self.report.created["eni"] += 1
 
     # ---------------------------------------------------------------- edge, DNS, health, data
@@ -521,30 +547,37 @@ class Seeder:
 # -------------------------------------------------------------------- inventory from AWS
 def inventory_from_aws(clients: WorldClients, state: WorldState, app: App) -> Inventory:
     """Time-ranged endpoints of the seeded world, from instance/ENI tags (terminated instances included)."""
-    order = {n: i for i, n in enumerate(app.names)}
-    eps: list[tuple[tuple[int, int, int], Endpoint]] = []
     subnet_az = {s["SubnetId"]: AZ_NAMES.index(s["AvailabilityZone"]) for s in clients.ec2.describe_subnets(
         Filters=[{"Name": "vpc-id", "Values": [state.vpc_id or ""]}])["Subnets"] if s["AvailabilityZone"] in AZ_NAMES}
-    paginator = clients.ec2.get_paginator("describe_instances")
-    for page in paginator.paginate(Filters=[{"Name": f"tag:{T.WORLD}", "Values": [state.world_id]}]):
-        for res in page["Reservations"]:
-            for inst in res["Instances"]:
-                tg = T.from_aws(inst.get("Tags"))
-                ordinal = instance_ordinal(inst)
-                if ordinal is None or tg.get(T.SERVICE) not in order:
-                    continue
-                ip = tg.get("shadowing:private-ip") or inst.get("PrivateIpAddress")
-                eni = tg.get("shadowing:eni") or (inst.get("NetworkInterfaces") or [{}])[0].get("NetworkInterfaceId")
-                if not ip or not eni:
-                    continue
-                subnet = inst.get("SubnetId", "")
-                vt = tg.get(VALID_TO)
-                eps.append(((1, order[tg[T.SERVICE]], ordinal), Endpoint(
-                    ip, tg[T.SERVICE], inst["InstanceId"], eni, subnet, subnet_az.get(subnet, 0),
-                    parse_iso(tg.get(VALID_FROM, state.history_start)), parse_iso(vt) if vt else None)))
-    for eni in clients.ec2.describe_network_interfaces(Filters=[
-            {"Name": f"tag:{ENDPOINT_KIND}", "Values": ["alb", "rds"]},
-            {"Name": f"tag:{T.WORLD}", "Values": [state.world_id]}])["NetworkInterfaces"]:
+    instances = [inst for page in clients.ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": f"tag:{T.WORLD}", "Values": [state.world_id]}]) for res in page["Reservations"]
+        for inst in res["Instances"]]
+    enis = clients.ec2.describe_network_interfaces(Filters=[
+        {"Name": f"tag:{ENDPOINT_KIND}", "Values": ["alb", "rds"]},
+        {"Name": f"tag:{T.WORLD}", "Values": [state.world_id]}])["NetworkInterfaces"]
+    return inventory_from_records(instances, enis, subnet_az, state, app, clients.region)
+
+
+def inventory_from_records(instances: Iterable[dict[str, Any]], enis: Iterable[dict[str, Any]],
+                           subnet_az: dict[str, int], state: WorldState, app: App, region: str) -> Inventory:
+    """The inventory from EC2 instance and service-ENI records (as DescribeInstances/RunInstances return them)."""
+    order = {n: i for i, n in enumerate(app.names)}
+    eps: list[tuple[tuple[int, int, int], Endpoint]] = []
+    for inst in instances:
+        tg = T.from_aws(inst.get("Tags"))
+        ordinal = instance_ordinal(inst)
+        if ordinal is None or tg.get(T.SERVICE) not in order:
+            continue
+        ip = tg.get("shadowing:private-ip") or inst.get("PrivateIpAddress")
+        eni = tg.get("shadowing:eni") or (inst.get("NetworkInterfaces") or [{}])[0].get("NetworkInterfaceId")
+        if not ip or not eni:
+            continue
+        subnet = inst.get("SubnetId", "")
+        vt = tg.get(VALID_TO)
+        eps.append(((1, order[tg[T.SERVICE]], ordinal), Endpoint(
+            ip, tg[T.SERVICE], inst["InstanceId"], eni, subnet, subnet_az.get(subnet, 0),
+            parse_iso(tg.get(VALID_FROM, state.history_start)), parse_iso(vt) if vt else None)))
+    for eni in enis:
         tg = T.from_aws(eni.get("TagSet"))
         kind = tg[ENDPOINT_KIND]
         rank = (0, 0, int(tg.get(ORDINAL, 0))) if kind == "alb" else (1, order.get(tg[T.SERVICE], 0), 0)
@@ -552,7 +585,7 @@ def inventory_from_aws(clients: WorldClients, state: WorldState, app: App) -> In
                                    eni["SubnetId"], subnet_az.get(eni["SubnetId"], 0),
                                    parse_iso(tg.get(VALID_FROM, state.history_start)), None, kind)))
     eps.sort(key=lambda x: (x[0], x[1].valid_from))
-    return Inventory(tuple(e for _, e in eps), state.vpc_id or "", clients.region)
+    return Inventory(tuple(e for _, e in eps), state.vpc_id or "", region)
 
 
 # -------------------------------------------------------------------- metrics and logs
@@ -562,7 +595,12 @@ SECONDARY_METRICS = tuple(m for m in METRICS if m not in SIZING_METRICS)
 
 def metric_datums(app: App, inventory: Inventory, start: datetime, end: datetime, step: int, seed: int,
                   metrics: Iterable[str] = tuple(METRICS)) -> dict[str, list[dict[str, Any]]]:
-    """PutMetricData datums per namespace for instance endpoints alive in [start, end), at ``step`` seconds."""
+    """PutMetricData datums per namespace for instance endpoints alive in [start, end), every ``step`` seconds.
+
+    The world's instances report at 1-minute resolution (detailed monitoring), so every datum carries the
+    1-minute value (byte counters: bytes per minute) whatever ``step``: a coarse history is the live series
+    sampled, not a different unit — the Average of any period stays comparable across history and live data.
+    """
     t0, t1 = int(start.timestamp()), int(end.timestamp())
     ts = np.arange(t0 - t0 % step + (step if t0 % step else 0), t1, step, dtype=np.int64)
     names = list(metrics)
@@ -571,6 +609,7 @@ def metric_datums(app: App, inventory: Inventory, start: datetime, end: datetime
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if not len(ts):
         return out
+    ordinals = _ordinals(inventory)
     stamps = [datetime.fromtimestamp(int(t), UTC) for t in ts]
     for ep in inventory.endpoints:
         if ep.kind != "instance" or ep.service not in order:
@@ -580,8 +619,9 @@ def metric_datums(app: App, inventory: Inventory, start: datetime, end: datetime
         alive = (ts >= lo) & (ts < hi)
         if not alive.any():
             continue
-        ordinal = _ordinal_of(inventory, ep)
-        block = instance_block(app, order[ep.service], np.array([ordinal]), ts, step, seed, names)[:, 0, :]
+        ordinal = ordinals[ep]
+        block = instance_block(app, order[ep.service], np.array([ordinal]), ts, SAMPLE_SECONDS, seed,
+                               names)[:, 0, :]
         dims = [{"Name": INSTANCE_DIMENSION, "Value": ep.instance_id}]
         for mi, spec in enumerate(specs):
             vals = block[mi]
@@ -592,9 +632,15 @@ def metric_datums(app: App, inventory: Inventory, start: datetime, end: datetime
     return out
 
 
-def _ordinal_of(inventory: Inventory, ep: Endpoint) -> int:
-    same = [e for e in inventory.endpoints if e.service == ep.service and e.kind == "instance"]
-    return same.index(ep)
+def _ordinals(inventory: Inventory) -> dict[Endpoint, int]:
+    """Each instance endpoint's position among its service's instance endpoints (the generator's ordinal)."""
+    seen: dict[str, int] = defaultdict(int)
+    out = {}
+    for e in inventory.endpoints:
+        if e.kind == "instance":
+            out[e] = seen[e.service]
+            seen[e.service] += 1
+    return out
 
 
 def put_metric_datums(cloudwatch: Any, by_namespace: dict[str, list[dict[str, Any]]], workers: int = 2) -> int:
@@ -666,14 +712,19 @@ def put_region_health(clients: WorldClients, healthy: bool, at: datetime) -> Non
 # -------------------------------------------------------------------- entry point
 def seed_world(clients: WorldClients, *, services: int | None = None, instances_per_service: int | None = None,
                seed: int = 0, history_days: float | None = None, secondary_history_days: float | None = None,
-               history_step: int = 300, flow_minutes: int | None = None,
+               history_step: int | None = None, flow_minutes: int | None = None,
                now: datetime | None = None, progress: Callable[[str], None] | None = None) -> SeedReport:
     """Seed (or repair) the emulated primary region; returns what was created and how long each step took.
 
-    Metric history: moto stores ~10 000 datums/s, so by default the sizing metrics (CPU, memory, network) get
-    ``history_days`` (7 for the default world) at 5-minute resolution and the others ``secondary_history_days``
-    (1); worlds of more than 100 instances default to 2 h / 1 h of history and 5 minutes of logs (instead
-    of 60) so that 200 × 5 seeds in minutes, not hours — benchmarks needing volume use the synthetic generators.
+    Metric history: the sizing metrics (CPU, memory, network) get ``history_days`` (7 for the default world),
+    the others ``secondary_history_days`` (1), at ``history_step`` seconds: by default 1 hour for histories
+    longer than a day (CloudWatch's own resolution for older data), else 5 minutes. Why so coarse: moto
+    stores ~5 000 datums/s under load and, worse, serves GetMetricData at ≈ queries × periods × datums in
+    the window (plus ~0.3 ms per returned point), so a week at 5 minutes (240 000 datums) took 50 s to seed
+    and could not be read back by a capacity bootstrap in any reasonable time; a week at 1 hour is
+    21 500 datums. Live publishing adds 1-minute datapoints from then on. Worlds of more than 100 instances
+    default to 2 h / 1 h of history and 5 minutes of logs (instead of 60) so that 200 × 5 seeds in about a
+    minute — benchmarks needing volume use the synthetic generators.
     """
     app = build_app(services, seed, instances_per_service)
     n_instances = sum(s.instances for s in app.compute_services())
@@ -682,6 +733,8 @@ def seed_world(clients: WorldClients, *, services: int | None = None, instances_
     flow_minutes = flow_minutes if flow_minutes is not None else (5 if big else 60)
     secondary_history_days = (secondary_history_days if secondary_history_days is not None
                               else min(history_days, 1 / 24 if big else 1.0))
+    if history_step is None:
+        history_step = 3600 if history_days > 1 else 300
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     world = world_id_for(app, seed)
     state = load_state(clients.ssm)
@@ -724,7 +777,8 @@ def seed_world(clients: WorldClients, *, services: int | None = None, instances_
     step("alarm", s.alarm)
     step("buckets", s.buckets)
     step("log_groups", lambda: s.log_groups(vpc))
-    inventory = step("inventory", lambda: inventory_from_aws(clients, state, app))
+    inventory = step("inventory", lambda: inventory_from_records(s.known_instances.values(), s.known_enis,
+                                                                 s.subnet_az, state, app, clients.region))
 
     # metric history, one day per checkpoint so a killed run resumes without duplicating datapoints
     t_hist = time.perf_counter()
