@@ -22,6 +22,7 @@ fingerprint are late and are reported, not double counted.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,9 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 Q_NAMES = ("p50", "p90", "p95", "p99")
 _STEP_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
 _DENSE_CELLS = 120_000_000
+# Inputs at least this long compute instance statistics on a second thread.
+_THREAD_MIN_ROWS = 1_000_000
+_THREADS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fingerprint")
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,12 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         n_series = runs.n_groups
         series = runs.group_of_rows()
         del raw_series
-        inst_batch = gb.compute_runs(runs, series, cols.ts, t_idx, grid, aligned, cols.values, **kw)
+        # The instance statistics and the pooled/aggregate passes below are independent: on big inputs run
+        # them on two threads (numpy releases the GIL in its array loops), which is what the 2 cores are for.
+        pending = _THREADS.submit(gb.compute_runs, runs, series, cols.ts, t_idx, grid, aligned, cols.values,
+                                  **kw) if len(cols) >= _THREAD_MIN_ROWS else None
+        inst_batch = None if pending is not None else gb.compute_runs(runs, series, cols.ts, t_idx, grid,
+                                                                      aligned, cols.values, **kw)
     else:
         used = np.bincount(raw_series, minlength=len(cols.instances) * n_met) > 0
         lookup = np.cumsum(used) - 1
@@ -147,6 +156,7 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
             if len(deduped) != len(cols):
                 return window_state(deduped, end=end, step=step, params=params)
         series_ids = np.flatnonzero(used)
+        pending = None
         inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
     inst_of, met_of = series_ids // n_met, series_ids % n_met
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
@@ -163,18 +173,16 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     pool_ids = np.flatnonzero(pool_used)
     n_pool = int(pool_ids.size)
     pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
-    pooled = gb.pool(inst_batch, pool_of_series, n_pool)
     # Hour of each step (steps divide an hour, so the step's hour is the sample's hour).
     hour_of_step = (np.floor(grid / 3600) + gb._EPOCH_HOUR_OF_WEEK).astype(np.int64)
     if runs is not None:
         g, hour, peaks = gb.run_hour_peaks(runs, cols.values, hour_of_step[t_idx])
-        np.maximum.at(pooled.how_peak.reshape(-1), pool_of_series[g] * gb.HOURS_PER_WEEK
-                      + hour % gb.HOURS_PER_WEEK, peaks)
+        how_cells, how_values = pool_of_series[g] * gb.HOURS_PER_WEEK + hour % gb.HOURS_PER_WEEK, peaks
         pool_of_row = np.repeat(pool_of_series[runs.group_of_run].astype(np.int32), runs.lengths)
     else:
         pool_of_row = pool_of_series[series]
-        np.maximum.at(pooled.how_peak.reshape(-1), pool_of_row * gb.HOURS_PER_WEEK
-                      + gb.hour_of_week(cols.ts.astype(np.int64)), cols.values)
+        how_cells = pool_of_row * gb.HOURS_PER_WEEK + gb.hour_of_week(cols.ts.astype(np.int64))
+        how_values = cols.values
 
     # Aggregate: per step, each instance's mean, summed over instances.
     if crowded_any:
@@ -195,6 +203,12 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     else:
         reporting = np.bincount(agg_key, minlength=n_pool * n_t)
     del agg_key
+    if pending is not None:
+        inst_batch = pending.result()
+    assert inst_batch is not None
+    pooled = gb.pool(inst_batch, pool_of_series, n_pool)
+    np.maximum.at(pooled.how_peak.reshape(-1), how_cells, how_values)
+    del how_cells, how_values
     present = np.flatnonzero(reporting)
     agg_group, agg_t = present // n_t, present % n_t
     agg_ts = grid[agg_t]
