@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +128,7 @@ class PrestageReport:
     skipped: list[str] = field(default_factory=list)  # could not be pre-staged yet (named reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"created": self.created, "updated": self.updated, "skipped": self.skipped}
+        return {"created": sorted(self.created), "updated": sorted(self.updated), "skipped": sorted(self.skipped)}
 
 
 def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mapping[str, Mapping[str, Any]],
@@ -173,15 +174,18 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
         group_ids[service] = gid
         report.created.append(f"security-group {gid} {service}")
     vpc_cidr = blueprint.networking.vpc.cidr
-    for service, spec in sorted(blueprint.networking.security_groups.items()):
+
+    def sync(item: tuple[str, Any]) -> None:
+        service, spec = item
         current = {tuple(r) for r in state["ingress"].get(group_ids[service], [])}
         _sync_ingress(ec2, group_ids[service], service, spec.ingress, group_ids, vpc_cidr, current, report)
 
+    _in_parallel(sync, sorted(blueprint.networking.security_groups.items()))
+
     # AMI copies
     copies = dict(state["ami_copies"])
-    for ami in sorted({s.ami.primary for s in blueprint.services.values() if s.ami and s.ami.primary != "unknown"}):
-        if ami in copies:
-            continue
+
+    def copy(ami: str) -> None:
         name = (primary_images.get(ami) or {}).get("name") or ami
         try:
             new_id = ec2.copy_image(SourceImageId=ami, SourceRegion=primary, Name=f"{name}-shadow-{shadow}"[:128],
@@ -192,14 +196,16 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
         except ClientError as exc:
             report.skipped.append(f"ami {ami}: {exc.response['Error'].get('Message', exc)}")
 
+    _in_parallel(copy, sorted({s.ami.primary for s in blueprint.services.values()
+                               if s.ami and s.ami.primary != "unknown" and s.ami.primary not in copies}))
+
     # Launch templates (a new version when the wanted data drifted)
-    for name, svc in sorted(blueprint.services.items()):
-        if svc.kind != "compute" or svc.launch_template is None or svc.ami is None:
-            continue
+    def template(item: tuple[str, Any]) -> None:
+        name, svc = item
         image = copies.get(svc.ami.primary)
         if image is None:
             report.skipped.append(f"launch-template {svc.launch_template.name}: no AMI in {shadow}")
-            continue
+            return
         data = _template_data(svc, image, group_ids.get(name))
         existing = state["launch_templates"].get(svc.launch_template.name)
         if existing is None:
@@ -207,12 +213,15 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
                 LaunchTemplateName=svc.launch_template.name, LaunchTemplateData=data,
                 TagSpecifications=_tag_spec("launch-template", {**base_tags, T.SERVICE: name}))
             report.created.append(f"launch-template {lt['LaunchTemplate']['LaunchTemplateId']} {name}")
-            continue
+            return
         if state["template_keys"].get(svc.launch_template.name) != template_key(data):
             version = ec2.create_launch_template_version(LaunchTemplateId=existing, LaunchTemplateData=data)
             number = str(version["LaunchTemplateVersion"]["VersionNumber"])
             ec2.modify_launch_template(LaunchTemplateId=existing, DefaultVersion=number)
             report.updated.append(f"launch-template {existing} {name} v{number}")
+
+    _in_parallel(template, [(n, s) for n, s in sorted(blueprint.services.items())
+                            if s.kind == "compute" and s.launch_template is not None and s.ami is not None])
 
     # Cross-region read replicas (moto 5.2 supports creating them from the primary's ARN)
     if with_replicas:
@@ -231,6 +240,17 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
                 report.skipped.append(f"rds-replica {step.target.identifier}: "
                                       f"{exc.response['Error'].get('Message', exc)}")
     return report
+
+
+def _in_parallel(work: Any, items: list[Any], workers: int = 8) -> None:
+    """Independent create/sync calls overlap their round trips (boto3 clients are thread-safe); the first
+    error is raised after all finished, so a re-run picks up exactly what is still missing."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = [pool.submit(work, item) for item in items]
+    for future in futures:
+        future.result()
 
 
 def _template_data(svc: Any, image: str, group_id: str | None) -> dict[str, Any]:
