@@ -22,9 +22,11 @@ TIME_PATTERNS = (
     (re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})"), "iso"),
 )
 CONSUL_SYNC = re.compile(r"Synced service[:\s]+(?:service=)?\"?'?([^\"'\s]+)")
-CONSUL_REGISTER = re.compile(r"(?:PUT|POST)\s+/v1/(?:agent/service/register|catalog/register)\S*.*?(?:service=|name=)"
+CONSUL_REGISTER = re.compile(r"(?:PUT|POST)\s+/v1/(?:agent/service/register|catalog/register)\S*+.*?(?:service=|name=)"
                              r"\"?([\w.-]+)")
-CONSUL_LOOKUP = re.compile(r"(?:GET\s+|url=)/v1/(?:health|catalog)/(?:service|connect)/([\w.-]+)\S*.*?from=\[?"
+# Possessive quantifiers: the name and the rest of the URL never give characters back, so a long line without
+# "from=" fails in linear time (the backtracking form was cubic: a 2 KB URL took over a minute).
+CONSUL_LOOKUP = re.compile(r"(?:GET\s+|url=)/v1/(?:health|catalog)/(?:service|connect)/([\w.-]++)\S*+.*?from=\[?"
                            r"([0-9a-fA-F.:]+?)\]?:(\d+)")
 CONSUL_DNS = re.compile(r"dns: request.*?question=\"?\{?([\w.-]+)\.service\.consul.*?client=\[?([0-9a-fA-F.:]+?)\]?:\d+")
 EUREKA_REGISTER = re.compile(r"Registered instance ([A-Za-z0-9_.-]+)/(\S+) with status (\w+)")
