@@ -1,10 +1,12 @@
 """Dependency mapping benchmark: our mapper end to end vs DuckDB read + group-by on the same flow-log file.
 
-    .venv/bin/python bench/dependencies.py [--records 1000000 10000000] [--version 5] [--keep DIR]
+    .venv/bin/python bench/dependencies.py [--records 1000000 10000000] [--version 5] [--keep DIR] [--repeat 2]
 
 Flow records come from the demo world's generator (shadowing.world.traffic: true call graph + noise) written
-as v5 text with a header line (or default v2). Each contender runs in its own subprocess, so wall time and
-peak RSS (ru_maxrss of that process) are measured separately:
+as v5 text with a header line (or default v2); with --keep, files already in DIR are reused. Each contender
+runs in its own fresh subprocess on the same file, alternately, --repeat times, so wall time (of the whole
+process, interpreter start and imports included) and peak RSS (VmHWM of that process) are measured separately;
+the 1-minute load average is printed with every run because the machine may be shared:
   mapper  = `python -m shadowing deps --flow-logs F --inventory I --out G` (parse, IP→service through the
             time-ranged inventory, orientation, dedup, thresholds, graph, JSON)
   duckdb  = read_csv(F) + GROUP BY srcaddr, dstaddr, dstport (count, sum(bytes)), fetched.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,10 +53,16 @@ print(json.dumps(result))
 
 def generate(records: int, folder: Path, version: int) -> tuple[Path, Path, list[tuple[str, str]]]:
     from shadowing.world.app import build_app
+
+    app = build_app()
+    truth = [(e.caller, e.callee) for e in app.edges]
+    flows = folder / f"flows-{records}-v{version}.log"
+    inv = folder / f"inventory-{records}.csv"
+    if flows.exists() and inv.exists():
+        return flows, inv, truth
     from shadowing.world.inventory import synthetic_inventory, write_inventory_csv
     from shadowing.world.traffic import generate_flow_records, write_flow_logs
 
-    app = build_app()
     start = datetime(2025, 1, 6, tzinfo=UTC)
     probe_end = start + timedelta(hours=6)
     probe = generate_flow_records(app, synthetic_inventory(app, start, probe_end, seed=7), start, probe_end,
@@ -65,44 +74,50 @@ def generate(records: int, folder: Path, version: int) -> tuple[Path, Path, list
     inventory = synthetic_inventory(app, start, end, seed=7)
     frame = generate_flow_records(app, inventory, start, end, seed=7, flows_per_edge=flows_per_edge)
     frame = frame.iloc[:records]
-    flows = write_flow_logs(frame, folder / f"flows-{records}-v{version}.log", version=version,
-                            header=True)
-    inv = write_inventory_csv(inventory, folder / f"inventory-{records}.csv")
-    return flows, inv, [(e.caller, e.callee) for e in app.edges]
+    write_flow_logs(frame, flows, version=version, header=True)
+    write_inventory_csv(inventory, inv)
+    return flows, inv, truth
 
 
 def measure(kind: str, flows: Path, inventory: Path, out: Path) -> dict[str, float]:
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(flows), str(inventory), str(out)],
                           check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
+    wall = time.perf_counter() - t0
+    result = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
+    return {**result, "wall": wall, "load": load}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--version", type=int, choices=[2, 5], default=5)
-    parser.add_argument("--keep", type=Path, help="keep generated files in this folder")
+    parser.add_argument("--keep", type=Path, help="keep generated files in this folder (and reuse them)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each contender, alternating")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-deps-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"{'records':>10} {'MB':>7} {'mapper s':>9} {'duckdb s':>9} {'ratio':>6} {'mapper MB':>10} "
-          f"{'duckdb MB':>10} {'P':>5} {'R':>5}")
+    print(f"{'records':>10} {'MB':>6} {'run':>3} {'mapper s':>9} {'duckdb s':>9} {'ratio':>6} {'mapper MB':>10} "
+          f"{'duckdb MB':>10} {'P':>5} {'R':>5} {'load':>9}")
     for records in args.records:
         t0 = time.perf_counter()
         flows, inventory, truth = generate(records, folder, args.version)
         gen = time.perf_counter() - t0
         out = folder / f"graph-{records}.json"
-        duck = measure("duckdb", flows, inventory, out)  # DuckDB first: it warms the page cache for both
-        ours = measure("mapper", flows, inventory, out)
-        graph = json.loads(out.read_text())
-        found = {(e["source"], e["target"]) for e in graph["edges"]}
-        precision = len(found & set(truth)) / max(1, len(found))
-        recall = len(found & set(truth)) / max(1, len(truth))
         size_mb = flows.stat().st_size / 2**20
-        print(f"{records:>10} {size_mb:>7.0f} {ours['seconds']:>9.2f} {duck['seconds']:>9.2f} "
-              f"{duck['seconds'] / ours['seconds']:>5.2f}x {ours['peak_mb']:>10.0f} {duck['peak_mb']:>10.0f} "
-              f"{precision:>5.2f} {recall:>5.2f}   (generated in {gen:.0f}s; duckdb groups {duck['groups']})",
-              flush=True)
+        for run in range(1, args.repeat + 1):
+            duck = measure("duckdb", flows, inventory, out)  # DuckDB first: it warms the page cache for both
+            ours = measure("mapper", flows, inventory, out)
+            graph = json.loads(out.read_text())
+            found = {(e["source"], e["target"]) for e in graph["edges"]}
+            precision = len(found & set(truth)) / max(1, len(found))
+            recall = len(found & set(truth)) / max(1, len(truth))
+            print(f"{records:>10} {size_mb:>6.0f} {run:>3} {ours['wall']:>9.2f} {duck['wall']:>9.2f} "
+                  f"{duck['wall'] / ours['wall']:>5.2f}x {ours['peak_mb']:>10.0f} {duck['peak_mb']:>10.0f} "
+                  f"{precision:>5.2f} {recall:>5.2f} {ours['load']:>4.1f}/{duck['load']:<4.1f}"
+                  f"   (in-process s: mapper {ours['seconds']:.2f}, duckdb {duck['seconds']:.2f}; "
+                  f"duckdb groups {duck['groups']}; input ready in {gen:.0f}s)", flush=True)
         if not args.keep:
             flows.unlink()
     return 0

@@ -100,7 +100,10 @@ def load_configs(location: str, s3: Any | None = None) -> ConfigFindings:
                 relative = item["Key"][len(prefix):].lstrip("/")
                 if not relative or relative.endswith("/"):
                     continue
-                target = Path(folder) / relative
+                target = (Path(folder) / relative).resolve()
+                if not target.is_relative_to(Path(folder).resolve()):  # "../" in a key must not escape
+                    log.warning("s3://%s/%s: key leaves the configs prefix, skipped", bucket, item["Key"])
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))
         return extract_configs([folder])

@@ -19,9 +19,13 @@ excluded (counted in the stats).
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,8 @@ INT_FIELDS = {"srcport": pa.int32(), "dstport": pa.int32(), "protocol": pa.int16
               "start": pa.int64(), "end": pa.int64(), "tcp-flags": pa.int16()}
 EPHEMERAL_LOW = 32768
 LISTEN_MIN_RECORDS = 8  # a (service, port) endpoint in this many records is taken as listening
-BLOCK_SIZE = 1 << 24  # 16 MiB of text per batch: ~70k records, a few MB of columns
+BLOCK_SIZE = 1 << 21  # 2 MiB of text per batch (~9k records): parsing and numpy work stay in the CPU caches
+PARALLEL_MIN_BYTES = 32 << 20  # files at least this big are read by several threads
 DENSE_LIMIT = 1 << 24  # bincount domains up to this size; larger ones go through a sort
 
 
@@ -186,7 +191,7 @@ class _RetryFiltered(Exception):
     pass
 
 
-def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_numbers: list[int],
+def _stream(data: Path | bytes | pa.Buffer, fields: list[str], skip: int, label: str, line_numbers: list[int],
             block_size: int) -> Iterator[pa.RecordBatch]:
     schema = _schema(fields)
     bad_rows: list[str] = []
@@ -196,7 +201,7 @@ def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_n
             bad_rows.append(row.text)
         return "skip"
 
-    stream = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
+    stream = pa.BufferReader(data) if isinstance(data, bytes | pa.Buffer) else str(data)
     options = dict(
         read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=block_size),
         parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
@@ -214,14 +219,17 @@ def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_n
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             return
-        if not isinstance(data, bytes) and not line_numbers:  # maybe a comment with as many fields
+        if isinstance(data, pa.Buffer) or (not isinstance(data, bytes) and not line_numbers):
+            # maybe a comment with as many fields (or a byte range of a file: its sequential reader explains)
             raise _RetryFiltered from exc
         raise InputError(_explain(exc, fields), source=label,
                          line=_bad_line(exc, data, skip, line_numbers)) from exc
 
 
-def _raise_bad_rows(bad_rows: list[str], data: Path | bytes, fields: list[str], line_numbers: list[int],
-                    label: str) -> None:
+def _raise_bad_rows(bad_rows: list[str], data: Path | bytes | pa.Buffer, fields: list[str],
+                    line_numbers: list[int], label: str) -> None:
+    if isinstance(data, pa.Buffer):  # a byte range: the caller re-reads the file sequentially for the line
+        raise _RetryFiltered
     raw = data if isinstance(data, bytes) else Path(data).read_bytes()
     wanted = bad_rows[0].strip().encode()
     line = None
@@ -291,6 +299,7 @@ def _strings(values: Sequence[str]) -> pa.Array:
     return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
 
 
+@functools.lru_cache(maxsize=64)
 def _scalar(value: int | str, type_: pa.DataType) -> pa.Scalar:
     if isinstance(value, str):
         return _strings([value])[0].cast(type_)
@@ -400,28 +409,29 @@ def _batches(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordB
             yield part
 
 
-def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inventory,
-                     options: FlowOptions | None = None) -> FlowResult:
-    """Oriented, thresholded service→service references from flow-log tables or record batches."""
-    options = options or FlowOptions()
-    names = inventory.service_names()
-    n_services = max(1, len(names))
-    services = _Services(inventory)
-    stats = {"records": 0, "rejected": 0, "nodata": 0, "not_tcp_udp": 0, "outside_inventory": 0,
-             "same_service": 0, "used": 0}
-    kept = _Kept()
-    blocked_parts: list[np.ndarray] = []
-    for batch in _batches(tables):
-        n = batch.num_rows
+class _Accumulator:
+    """Per-batch filtering and service mapping; keeps the narrow columns of the records that count."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.names = inventory.service_names()
+        self.n_services = max(1, len(self.names))
+        self.services = _Services(inventory)
+        self.stats = {"records": 0, "rejected": 0, "nodata": 0, "not_tcp_udp": 0, "outside_inventory": 0,
+                      "same_service": 0, "used": 0}
+        self.kept = _Kept()
+        self.blocked: list[np.ndarray] = []
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        stats, n = self.stats, batch.num_rows
         stats["records"] += n
         if n == 0:
-            continue
+            return
         starts = _ints(batch, "start", 0)
         starts = np.zeros(n, dtype=np.int64) if starts is None else starts.astype(np.int64, copy=False)
         keep = np.ones(n, dtype=bool)
-        status_ok = _equals(batch, "log-status", "OK")
-        if status_ok is not None:
-            nodata = ~status_ok & _true(pc.is_valid(batch.column("log-status")))
+        if "log-status" in batch.schema.names:  # NODATA/SKIPDATA (a missing status is not held against a record)
+            status = batch.column("log-status")
+            nodata = _true(pc.not_equal(status, _scalar("OK", status.type)))
             stats["nodata"] += int(nodata.sum())
             keep &= ~nodata
         protocol = _ints(batch, "protocol", -1)
@@ -429,8 +439,8 @@ def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inv
             tcp_udp = (protocol == 6) | (protocol == 17)
             stats["not_tcp_udp"] += int((keep & ~tcp_udp).sum())
             keep &= tcp_udp
-        src = services.endpoint(batch, "srcaddr", "pkt-srcaddr", starts)
-        dst = services.endpoint(batch, "dstaddr", "pkt-dstaddr", starts)
+        src = self.services.endpoint(batch, "srcaddr", "pkt-srcaddr", starts)
+        dst = self.services.endpoint(batch, "dstaddr", "pkt-dstaddr", starts)
         mapped = (src >= 0) & (dst >= 0)
         stats["outside_inventory"] += int((keep & ~mapped).sum())
         keep &= mapped
@@ -444,30 +454,109 @@ def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inv
             stats["rejected"] += len(blocked)
             if len(blocked):
                 port = np.clip(dstport[blocked], 0, 65535).astype(np.int64)  # type: ignore[index]
-                blocked_parts.append((src[blocked].astype(np.int64) * n_services + dst[blocked]) * 65536 + port)
+                self.blocked.append((src[blocked].astype(np.int64) * self.n_services + dst[blocked]) * 65536 + port)
         accept = _equals(batch, "action", "ACCEPT")
         if accept is not None:
             keep &= accept
         idx = np.flatnonzero(keep)
         flags = _ints(batch, "tcp-flags", 0)
         nbytes = _ints(batch, "bytes", 0)
-        kept.add(idx, src=src, dst=dst, srcport=_ints(batch, "srcport", -1), dstport=dstport,  # type: ignore
-                 flags=flags if flags is not None else np.zeros(n, np.int16),
-                 nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts)
-    src, dst = kept.column("src", np.int64), kept.column("dst", np.int64)
-    stats["used"] = len(src)
-    references = _orient_and_aggregate(kept, src, dst, names, n_services, options)
-    observed_codes = np.flatnonzero(np.bincount(src, minlength=n_services) + np.bincount(dst, minlength=n_services))
-    observed = {names[i] for i in observed_codes} if len(src) else set()
-    rejected = []
-    if blocked_parts:
-        codes, counts = np.unique(np.concatenate(blocked_parts), return_counts=True)
-        for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
-            port, pair = code % 65536, code // 65536
-            rejected.append(Reference(names[pair // n_services], names[pair % n_services], port, "flow",
-                                      f"REJECTed flows to port {port}", kind="flow", count=count,
-                                      extra={"rejected": True, "strength": 0.0}))
-    return FlowResult(references, observed, stats, rejected)
+        self.kept.add(idx, src=src, dst=dst, srcport=_ints(batch, "srcport", -1), dstport=dstport,  # type: ignore
+                      flags=flags if flags is not None else np.zeros(n, np.int16),
+                      nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts)
+
+    def absorb(self, other: _Accumulator) -> None:
+        for key, value in other.stats.items():
+            self.stats[key] += value
+        for name in vars(self.kept):
+            getattr(self.kept, name).extend(getattr(other.kept, name))
+        self.blocked += other.blocked
+
+    def finish(self, options: FlowOptions) -> FlowResult:
+        names, n_services, stats = self.names, self.n_services, dict(self.stats)
+        src, dst = self.kept.column("src", np.int64), self.kept.column("dst", np.int64)
+        stats["used"] = len(src)
+        references = _orient_and_aggregate(self.kept, src, dst, names, n_services, options)
+        observed_codes = np.flatnonzero(np.bincount(src, minlength=n_services)
+                                        + np.bincount(dst, minlength=n_services))
+        observed = {names[i] for i in observed_codes} if len(src) else set()
+        rejected = []
+        if self.blocked:
+            codes, counts = np.unique(np.concatenate(self.blocked), return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                port, pair = code % 65536, code // 65536
+                rejected.append(Reference(names[pair // n_services], names[pair % n_services], port, "flow",
+                                          f"REJECTed flows to port {port}", kind="flow", count=count,
+                                          extra={"rejected": True, "strength": 0.0}))
+        return FlowResult(references, observed, stats, rejected)
+
+
+def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inventory,
+                     options: FlowOptions | None = None) -> FlowResult:
+    """Oriented, thresholded service→service references from flow-log tables or record batches."""
+    accumulator = _Accumulator(inventory)
+    for batch in _batches(tables):
+        accumulator.add(batch)
+    return accumulator.finish(options or FlowOptions())
+
+
+def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options: FlowOptions | None = None,
+                     workers: int | None = None) -> FlowResult:
+    """`infer_flow_edges` over flow-log files; a large clean file is read by `workers` threads in byte ranges."""
+    workers = workers or min(4, len(os.sched_getaffinity(0)))
+    accumulator = _Accumulator(inventory)
+    for path in paths:
+        accumulator.absorb(_scan_file(Path(path), inventory, workers))
+    return accumulator.finish(options or FlowOptions())
+
+
+def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
+    if path.exists() and workers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES:
+        header, skip, messy = _sniff(path)
+        if not messy:
+            try:
+                return _scan_ranges(path, header or _guess_default(path, str(path)), skip, inventory, workers)
+            except (InputError, _RetryFiltered):
+                pass  # bad input or comment lines: the sequential reader says where, or copes
+    accumulator = _Accumulator(inventory)
+    for batch in iter_flow_log(path):
+        accumulator.add(batch)
+    return accumulator
+
+
+def _scan_ranges(path: Path, fields: list[str], skip: int, inventory: Inventory, workers: int) -> _Accumulator:
+    """Each thread parses and maps one newline-aligned byte range (pyarrow and numpy release the GIL)."""
+    for required in ("srcaddr", "dstaddr", "srcport", "dstport"):
+        if required not in fields:
+            raise InputError(f"flow-log format lacks {required!r}", source=str(path))
+    size = path.stat().st_size
+    bounds = [0]
+    with open(path, "rb") as handle:
+        for i in range(1, workers):
+            handle.seek(max(bounds[-1], size * i // workers))
+            tail = handle.read(1 << 20)
+            newline = tail.find(b"\n")
+            if newline < 0:
+                break
+            bounds.append(handle.tell() - len(tail) + newline + 1)
+    bounds.append(size)
+
+    def scan(part: int, data: pa.Buffer) -> _Accumulator:
+        accumulator = _Accumulator(inventory)
+        for batch in _stream(data, fields, skip if part == 0 else 0, str(path), [], BLOCK_SIZE):
+            accumulator.add(batch)
+        return accumulator
+
+    with pa.memory_map(str(path)) as source:
+        whole = source.read_buffer()
+        with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+            parts = [pool.submit(scan, i, whole.slice(a, b - a))
+                     for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
+            results = [future.result() for future in parts]
+    accumulator = results[0]
+    for other in results[1:]:
+        accumulator.absorb(other)
+    return accumulator
 
 
 class _EndpointSet:

@@ -49,6 +49,16 @@ class Inventory:
         self._valid_to = np.fromiter((r.valid_to for r in ordered), np.int64, len(ordered))
         self._code = np.fromiter((-1 if r.kind in IGNORED_KINDS else code_of[r.service] for r in ordered),
                                  np.int32, len(ordered))
+        # Per address (plus a last sentinel entry that index −1 lands on): its interval when it has one, so
+        # the common case is three gathers and two compares; reused addresses go through searchsorted.
+        n_ips = len(self.ips)
+        intervals = np.bincount(ip_id, minlength=n_ips)
+        first = np.searchsorted(ip_id, np.arange(n_ips))
+        self._multi = np.append(intervals > 1, False)
+        self._any_multi = bool(self._multi.any())
+        self._ip_from = np.append(self._keys[first] & ((1 << 33) - 1), OPEN_END) if n_ips else np.array([OPEN_END])
+        self._ip_to = np.append(self._valid_to[first], 0) if n_ips else np.array([0])
+        self._ip_code = np.append(self._code[first], -1).astype(np.int32) if n_ips else np.array([-1], np.int32)
 
     @property
     def services(self) -> list[str]:
@@ -66,10 +76,21 @@ class Inventory:
 
         −1 when the address is unknown, not owned at that time, or owned by an ignored kind (load balancer …).
         """
-        ip_index = np.asarray(ip_index, dtype=np.int64)
         if not len(self._keys):
             return np.full(len(ip_index), -1, np.int32)
-        starts = np.asarray(starts, dtype=np.int64)
+        starts = np.asarray(starts)
+        if len(starts) and starts.min() < 0:
+            starts = np.maximum(starts, 0)
+        owned = (starts >= self._ip_from[ip_index]) & (starts < self._ip_to[ip_index])
+        codes = np.where(owned, self._ip_code[ip_index], np.int32(-1))
+        if self._any_multi:
+            rows = np.flatnonzero(self._multi[ip_index])
+            if len(rows):
+                codes[rows] = self._search(np.asarray(ip_index[rows], np.int64), starts[rows])
+        return codes
+
+    def _search(self, ip_index: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        starts = starts.astype(np.int64, copy=False)
         query = (ip_index << 33) | np.clip(starts, 0, OPEN_END)
         pos = np.searchsorted(self._keys, query, side="right") - 1
         ok = (ip_index >= 0) & (pos >= 0)

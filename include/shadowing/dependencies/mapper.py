@@ -15,7 +15,7 @@ import pyarrow as pa
 from shadowing.dependencies.accesslogs import parse_access_file, parse_access_lines
 from shadowing.dependencies.configs import ConfigFindings, extract_configs
 from shadowing.dependencies.discovery import parse_discovery_file, parse_discovery_lines
-from shadowing.dependencies.flowlogs import FlowOptions, infer_flow_edges, iter_flow_log
+from shadowing.dependencies.flowlogs import FlowOptions, infer_flow_edges, infer_flow_files
 from shadowing.dependencies.graph import GraphOptions, Observations, build_graph
 from shadowing.dependencies.inventory import Inventory, load_inventory
 from shadowing.errors import InputError
@@ -43,19 +43,19 @@ def map_dependencies(inputs: MapperInputs, now: float | None = None) -> dict[str
     if inputs.flow_logs and inventory is None:
         raise InputError("--flow-logs needs --inventory (ip,service[,valid_from,valid_to]) to name services",
                          source=inputs.flow_logs[0])
-    tables = (batch for path in inputs.flow_logs for batch in iter_flow_log(path))
-    observations = observe(findings, inventory, tables,
+    observations = observe(findings, inventory, (),
                            [parse_discovery_file(p, inventory) for p in inputs.discovery_logs],
                            [parse_access_file(p, inventory) for p in inputs.access_logs],
                            FlowOptions(window_seconds=inputs.window_seconds, min_windows=inputs.min_windows,
-                                       min_bytes=inputs.min_bytes))
+                                       min_bytes=inputs.min_bytes), flow_files=inputs.flow_logs)
     return build_graph(findings, observations, previous=inputs.previous,
                        options=GraphOptions(min_confidence=inputs.min_confidence), now=now, region=inputs.region)
 
 
 def observe(findings: ConfigFindings, inventory: Inventory | None,
             flow_tables: Iterable[pa.Table | pa.RecordBatch],
-            discoveries: Sequence[Any], access: Sequence[Any], flow_options: FlowOptions) -> Observations:
+            discoveries: Sequence[Any], access: Sequence[Any], flow_options: FlowOptions,
+            flow_files: Sequence[str] = ()) -> Observations:
     observations = Observations()
     if inventory is not None:
         for name in inventory.services:
@@ -67,7 +67,8 @@ def observe(findings: ConfigFindings, inventory: Inventory | None,
             if canonical:
                 listen[name] = set(findings.catalog.services[canonical].listen_ports)
         flow_options.listen_ports = {**listen, **flow_options.listen_ports}
-        result = infer_flow_edges(flow_tables, inventory, flow_options)
+        result = infer_flow_files(flow_files, inventory, flow_options) if flow_files else \
+            infer_flow_edges(flow_tables, inventory, flow_options)
         observations.references += result.references + result.rejected
         observations.observed_services = {findings.catalog.resolve(s) or s for s in result.observed_services}
         observations.stats.update({f"flow_{k}": v for k, v in result.stats.items()})
