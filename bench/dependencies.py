@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,14 +80,29 @@ def generate(records: int, folder: Path, version: int) -> tuple[Path, Path, list
     return flows, inv, truth
 
 
-def measure(kind: str, flows: Path, inventory: Path, out: Path) -> dict[str, float]:
+def child_env(cold: bool) -> dict[str, str]:
+    """Children import with byte-code caching (a private cache folder) like any deployment, unless --cold-imports:
+    with PYTHONDONTWRITEBYTECODE every start recompiles numpy/pyarrow's Python modules (DuckDB has few)."""
+    env = dict(os.environ)
+    if not cold:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "shadowing-bench-pycache")
+        subprocess.run([sys.executable, "-c", "import duckdb, shadowing.cli, shadowing.dependencies.mapper"],
+                       check=True, env=env, cwd=ROOT)  # warm the cache (untimed)
+    return env
+
+
+def measure(kind: str, flows: Path, inventory: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(flows), str(inventory), str(out)],
-                          check=True, capture_output=True, text=True, cwd=ROOT)
+                          check=True, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     result = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
-    return {**result, "wall": wall, "load": load}
+    return {**result, "wall": wall, "load": load, "cpu": cpu}
 
 
 def main() -> int:
@@ -95,11 +111,13 @@ def main() -> int:
     parser.add_argument("--version", type=int, choices=[2, 5], default=5)
     parser.add_argument("--keep", type=Path, help="keep generated files in this folder (and reuse them)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each contender, alternating")
+    parser.add_argument("--cold-imports", action="store_true", help="keep PYTHONDONTWRITEBYTECODE (no .pyc)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-deps-"))
     folder.mkdir(parents=True, exist_ok=True)
+    env = child_env(args.cold_imports)
     print(f"{'records':>10} {'MB':>6} {'run':>3} {'mapper s':>9} {'duckdb s':>9} {'ratio':>6} {'mapper MB':>10} "
-          f"{'duckdb MB':>10} {'P':>5} {'R':>5} {'load':>9}")
+          f"{'duckdb MB':>10} {'P':>5} {'R':>5} {'load':>9} {'cpu s m/d':>11}")
     for records in args.records:
         t0 = time.perf_counter()
         flows, inventory, truth = generate(records, folder, args.version)
@@ -107,15 +125,16 @@ def main() -> int:
         out = folder / f"graph-{records}.json"
         size_mb = flows.stat().st_size / 2**20
         for run in range(1, args.repeat + 1):
-            duck = measure("duckdb", flows, inventory, out)  # DuckDB first: it warms the page cache for both
-            ours = measure("mapper", flows, inventory, out)
+            duck = measure("duckdb", flows, inventory, out, env)  # DuckDB first: it warms the page cache for both
+            ours = measure("mapper", flows, inventory, out, env)
             graph = json.loads(out.read_text())
             found = {(e["source"], e["target"]) for e in graph["edges"]}
             precision = len(found & set(truth)) / max(1, len(found))
             recall = len(found & set(truth)) / max(1, len(truth))
             print(f"{records:>10} {size_mb:>6.0f} {run:>3} {ours['wall']:>9.2f} {duck['wall']:>9.2f} "
                   f"{duck['wall'] / ours['wall']:>5.2f}x {ours['peak_mb']:>10.0f} {duck['peak_mb']:>10.0f} "
-                  f"{precision:>5.2f} {recall:>5.2f} {ours['load']:>4.1f}/{duck['load']:<4.1f}"
+                  f"{precision:>5.2f} {recall:>5.2f} {ours['load']:>4.1f}/{duck['load']:<4.1f} "
+                  f"{ours['cpu']:>5.1f}/{duck['cpu']:<5.1f}"
                   f"   (in-process s: mapper {ours['seconds']:.2f}, duckdb {duck['seconds']:.2f}; "
                   f"duckdb groups {duck['groups']}; input ready in {gen:.0f}s)", flush=True)
         if not args.keep:

@@ -191,7 +191,29 @@ class _RetryFiltered(Exception):
     pass
 
 
-def _stream(data: Path | bytes | pa.Buffer, fields: list[str], skip: int, label: str, line_numbers: list[int],
+class _RangeFile(io.RawIOBase):
+    """Bytes [begin, end) of a file as a stream (plain reads: a memory map would count the file as our RSS)."""
+
+    def __init__(self, path: Path, begin: int, end: int) -> None:
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._handle.seek(begin)
+        self._left = end - begin
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)[: max(0, self._left)]
+        count = self._handle.readinto(view)
+        self._left -= count
+        return count
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _stream(data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str], skip: int, label: str, line_numbers: list[int],
             block_size: int) -> Iterator[pa.RecordBatch]:
     schema = _schema(fields)
     bad_rows: list[str] = []
@@ -201,7 +223,8 @@ def _stream(data: Path | bytes | pa.Buffer, fields: list[str], skip: int, label:
             bad_rows.append(row.text)
         return "skip"
 
-    stream = pa.BufferReader(data) if isinstance(data, bytes | pa.Buffer) else str(data)
+    stream = pa.BufferReader(data) if isinstance(data, bytes | pa.Buffer) else \
+        data if isinstance(data, pa.NativeFile) else str(data)
     options = dict(
         read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=block_size),
         parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
@@ -219,16 +242,16 @@ def _stream(data: Path | bytes | pa.Buffer, fields: list[str], skip: int, label:
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             return
-        if isinstance(data, pa.Buffer) or (not isinstance(data, bytes) and not line_numbers):
+        if isinstance(data, pa.Buffer | pa.NativeFile) or (not isinstance(data, bytes) and not line_numbers):
             # maybe a comment with as many fields (or a byte range of a file: its sequential reader explains)
             raise _RetryFiltered from exc
         raise InputError(_explain(exc, fields), source=label,
                          line=_bad_line(exc, data, skip, line_numbers)) from exc
 
 
-def _raise_bad_rows(bad_rows: list[str], data: Path | bytes | pa.Buffer, fields: list[str],
+def _raise_bad_rows(bad_rows: list[str], data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str],
                     line_numbers: list[int], label: str) -> None:
-    if isinstance(data, pa.Buffer):  # a byte range: the caller re-reads the file sequentially for the line
+    if isinstance(data, pa.Buffer | pa.NativeFile):  # a byte range: the caller re-reads the file sequentially for the line
         raise _RetryFiltered
     raw = data if isinstance(data, bytes) else Path(data).read_bytes()
     wanted = bad_rows[0].strip().encode()
@@ -397,8 +420,11 @@ class _Kept:
             getattr(self, name).append(values[idx])
 
     def column(self, name: str, dtype: Any) -> np.ndarray:
+        """The whole column, once: the per-batch parts are released as it is built."""
         parts = getattr(self, name)
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+        whole = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+        parts.clear()
+        return whole
 
 
 def _batches(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -541,18 +567,17 @@ def _scan_ranges(path: Path, fields: list[str], skip: int, inventory: Inventory,
             bounds.append(handle.tell() - len(tail) + newline + 1)
     bounds.append(size)
 
-    def scan(part: int, data: pa.Buffer) -> _Accumulator:
+    def scan(part: int, begin: int, end: int) -> _Accumulator:
         accumulator = _Accumulator(inventory)
-        for batch in _stream(data, fields, skip if part == 0 else 0, str(path), [], BLOCK_SIZE):
-            accumulator.add(batch)
+        with _RangeFile(path, begin, end) as handle:
+            for batch in _stream(pa.PythonFile(handle, mode="r"), fields, skip if part == 0 else 0, str(path), [],
+                                 BLOCK_SIZE):
+                accumulator.add(batch)
         return accumulator
 
-    with pa.memory_map(str(path)) as source:
-        whole = source.read_buffer()
-        with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-            parts = [pool.submit(scan, i, whole.slice(a, b - a))
-                     for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
-            results = [future.result() for future in parts]
+    with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+        parts = [pool.submit(scan, i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
+        results = [future.result() for future in parts]
     accumulator = results[0]
     for other in results[1:]:
         accumulator.absorb(other)
