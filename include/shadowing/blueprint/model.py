@@ -67,6 +67,12 @@ def _get(data: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, 
     return value
 
 
+def _no_unknown(data: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+    """A misspelt field (``launch_tier`` for ``tier``) must not be silently ignored."""
+    for key in sorted(set(data) - allowed, key=str):
+        raise _fail(f"{path}.{key}" if path else str(key), f"unknown field (expected one of {', '.join(sorted(allowed))})")
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({"str": "a string", "int": "an integer", "list": "a list", "dict": "an object",
@@ -247,6 +253,9 @@ class ServiceBlueprint:
     @classmethod
     def from_dict(cls, name: str, data: Any, path: str) -> ServiceBlueprint:
         data = _mapping(data, path)
+        _no_unknown(data, path, {"name", "tier", "group", "ami", "instance_type", "count", "subnets",
+                                 "security_groups", "ports", "launch_template", "env_overrides", "target_group",
+                                 "tags", "kind"})
         ports = _get(data, "ports", path, list, optional=True, default=[])
         for i, port in enumerate(ports):
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -715,6 +724,8 @@ class Blueprint:
     def from_dict(cls, data: Any) -> Blueprint:
         """Parse and validate; raises InputError naming the first bad field."""
         data = _mapping(data, "")
+        _no_unknown(data, "", {"schema_version", "primary_region", "shadow_region", "services", "launch_tiers",
+                               "networking", "traffic", "replication", "provenance"})
         version = _int(data, "schema_version", "")
         if version != SCHEMA_VERSION:
             raise _fail("schema_version", f"unsupported schema version {version} (this code reads {SCHEMA_VERSION})")

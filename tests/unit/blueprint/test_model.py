@@ -47,6 +47,8 @@ _DELETE = object()
     (["services", "web", "tier"], 0, "services.web.tier"),
     (["services", "web", "target_group", "name"], "x" * 33, "services.web.target_group.name"),
     (["primary_region"], "mars-1", "primary_region"),
+    (["services", "web", "launch_tier"], "first", "services.web.launch_tier"),
+    (["tiers"], [], "tiers"),
     (["shadow_region"], "us-east-1", "shadow_region"),
     (["schema_version"], 99, "schema_version"),
     (["launch_tiers"], [["db"], ["api", "cache"]], "services.web"),
