@@ -72,8 +72,10 @@ def publish_once(clients: WorldClients, now: datetime | None = None,
             clients, app, state, inventory, start, end, metric_step=60)
     put_region_health(clients, not state.failed, end)
     if start < end:
-        state.live_published_until = iso(end)
-        save_state(clients.ssm, state)
+        # re-read: `chaos` may have flipped `failed` while this minute was being published (lost update)
+        latest = require_state(clients.ssm)
+        latest.live_published_until = iso(end)
+        save_state(clients.ssm, latest)
     return result
 
 
@@ -117,6 +119,7 @@ def chaos(clients: WorldClients, *, fail: bool) -> dict[str, Any]:
             clients.ec2.start_instances(InstanceIds=ids[i:i + 500])
         clients.cloudwatch.set_alarm_state(AlarmName=alarm_name(clients.region), StateValue="OK",
                                            StateReason="shadowing world chaos: primary region healed")
+    state = require_state(clients.ssm)  # re-read: the publisher saved its progress meanwhile
     state.failed = fail
     save_state(clients.ssm, state)
     now = datetime.now(UTC).replace(microsecond=0)
