@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
+# Tests start many Python processes (Airflow components, the CLI, DAG parsing probes): let them share
+# compiled bytecode instead of recompiling numpy/pyarrow/airflow in every one.
+unset PYTHONDONTWRITEBYTECODE
 
 PG_DIR=""
 cleanup() {
