@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Many Python processes start here (Airflow components, task runners): let them reuse compiled bytecode.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help venv demo stop status test test-fast lint format lock drill bench clean
 

@@ -125,6 +125,8 @@ def _spawn(stack: Stack, name: str, argv: list[str], env: dict[str, str]) -> int
 
 def airflow_env(stack: Stack) -> dict[str, str]:
     env = dict(os.environ)
+    # Every task runs in a fresh interpreter: let them reuse compiled bytecode.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({
         "AIRFLOW_HOME": str(stack.airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
