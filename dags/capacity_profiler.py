@@ -3,10 +3,13 @@
 
 Every few minutes, per primary region (mapped): read the CloudWatch metrics of the region's instances (tagged
 `shadowing:service`) since the region's last valid fingerprint, fold them into it (the first run reads
-`bootstrap_hours` of history), validate the result with Great Expectations and store it in the warehouse table
+`bootstrap_hours` of history at `bootstrap_period_seconds`, hourly by default; later runs fold at
+`period_seconds`), validate the result with Great Expectations and store it in the warehouse table
 `capacity_fingerprints`. The Asset `CAPACITY_FINGERPRINTS` is published only when the fingerprint is valid; a
 failed validation (e.g. a service whose utilisation reads above 100 %) is stored for audit, fails the task
 naming the service and metric, and the previous valid fingerprint stays current.
+Each GetMetricData call covers at most `window_periods` periods: small windows keep the emulator fast; on real
+AWS, where GetMetricData is billed per metric per call, a larger value (fewer calls) is cheaper.
 Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (default every 5 minutes).
 """
 
@@ -28,6 +31,11 @@ from shadowing.settings import primary_regions
          "period_seconds": Param(60, type="integer", minimum=1, description="CloudWatch period of the samples"),
          "bootstrap_hours": Param(168.0, type="number", exclusiveMinimum=0,
                                   description="history read by the first run of a region"),
+         "bootstrap_period_seconds": Param(3600, type="integer", minimum=1,
+                                           description="CloudWatch period of the first run's history"),
+         "window_periods": Param(6, type="integer", minimum=1,
+                                 description="periods per GetMetricData call (emulator: small; real AWS, "
+                                             "billed per metric per call: larger is cheaper)"),
          "max_gap_hours": Param(168.0, type="number", exclusiveMinimum=0,
                                 description="longest gap since the last valid fingerprint that is caught up"),
      })
@@ -43,7 +51,9 @@ def capacity_profiler() -> None:
         end = ctx.get("data_interval_end") or ctx.get("logical_date") or datetime.now(UTC)
         result = refresh_region(region, end=end, run_id=ctx["run_id"], period=int(params["period_seconds"]),
                                 bootstrap=timedelta(hours=float(params["bootstrap_hours"])),
-                                max_gap=timedelta(hours=float(params["max_gap_hours"])))
+                                max_gap=timedelta(hours=float(params["max_gap_hours"])),
+                                bootstrap_period=int(params["bootstrap_period_seconds"]),
+                                window_periods=int(params["window_periods"]))
         ctx["outlet_events"][CAPACITY_FINGERPRINTS].extra = {"region": region, "fingerprint_id": result["id"]}
         return result
 

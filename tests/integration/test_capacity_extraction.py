@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from shadowing.aws import tags as T
-from shadowing.metrics.cloudwatch import MAX_QUERIES, discover_instances, extract
+from shadowing.metrics.cloudwatch import DEFAULT_WINDOW_PERIODS, MAX_QUERIES, discover_instances, extract
 from shadowing.metrics.names import CANONICAL_METRICS, METRICS
 from shadowing.world.app import build_app
 from shadowing.world.seeding import inventory_from_aws, metric_datums, put_metric_datums, seed_world
@@ -92,7 +92,12 @@ def test_values_equal_what_was_published_for_the_interval_only(world: WorldClien
                                          np.bincount(cols.instance, weights=cols.service).astype(int)
                                          // np.bincount(cols.instance)), strict=True))
     assert services == {iid: svc for iid, svc in discover_instances(world.ec2).items() if iid in services}
-    assert calls and all(c["StartTime"] == start and c["EndTime"] == end for c in calls)
+    # consecutive windows of at most DEFAULT_WINDOW_PERIODS periods tile exactly [start, end)
+    bounds = sorted({(c["StartTime"], c["EndTime"]) for c in calls})
+    assert bounds[0][0] == start and bounds[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert all(e - s <= timedelta(minutes=DEFAULT_WINDOW_PERIODS) for s, e in bounds)
+    assert len(bounds) == -(-30 // DEFAULT_WINDOW_PERIODS)
     assert all(len(c["MetricDataQueries"]) <= MAX_QUERIES for c in calls)
 
 
@@ -110,9 +115,10 @@ def test_queries_are_chunked_and_chunks_agree(world: WorldClients) -> None:
     start, end = NOW - timedelta(minutes=20), NOW
     instances = discover_instances(world.ec2)
     calls = _recorded_calls(world.cloudwatch)
-    whole = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end)
+    whole = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, window_periods=None)
     n_whole = len(calls)
-    chunked = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, max_queries=50)
+    chunked = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, max_queries=50,
+                      window_periods=None)
     queries = len(instances) * len(METRICS)
     assert n_whole == 1 and len(calls[0]["MetricDataQueries"]) == queries <= MAX_QUERIES
     assert len(calls) - n_whole == -(-queries // 50)
@@ -120,6 +126,29 @@ def test_queries_are_chunked_and_chunks_agree(world: WorldClients) -> None:
     assert _rows(chunked) == _rows(whole)
     with pytest.raises(ValueError):
         extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, max_queries=MAX_QUERIES + 1)
+
+
+def test_windows_times_chunks_read_the_same_rows(world: WorldClients) -> None:
+    """Short time windows × query chunks: every window asks every chunk, and nothing is lost or repeated."""
+    start, end = NOW - timedelta(minutes=23), NOW  # 23 periods: 4 windows of 6, the last one shorter
+    instances = discover_instances(world.ec2)
+    whole = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, window_periods=None)
+    calls = _recorded_calls(world.cloudwatch)
+    windowed = extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, max_queries=100,
+                       window_periods=6)
+    chunks = -(-len(instances) * len(METRICS) // 100)
+    assert len(calls) == 4 * chunks
+    assert sorted({(c["StartTime"] - start, c["EndTime"] - start) for c in calls}) == [
+        (timedelta(minutes=a), timedelta(minutes=b)) for a, b in ((0, 6), (6, 12), (12, 18), (18, 23))]
+    assert _rows(windowed) == _rows(whole) and len(windowed) == len(whole)
+    # one run per series in time order (the fingerprint's fast path), whatever the window order
+    key = windowed.instance.astype(np.int64) * len(windowed.metrics) + windowed.metric
+    change = np.flatnonzero(np.diff(key)) + 1
+    assert len(np.unique(key)) == change.size + 1
+    assert all(np.all(np.diff(windowed.ts[a:b]) > 0) for a, b in zip([0, *change], [*change, len(key)],
+                                                                      strict=True))
+    with pytest.raises(ValueError):
+        extract(world.cloudwatch, world.ec2, region=REGION, start=start, end=end, window_periods=0)
 
 
 def test_republished_minutes_do_not_duplicate_rows(world: WorldClients) -> None:

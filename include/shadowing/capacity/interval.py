@@ -6,6 +6,11 @@ means a failed or skipped run leaves no hole and a re-run never double counts (t
 that watermark). The first run has no fingerprint to fold into and reads a bootstrap history; a gap longer than
 ``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so. Cron schedules in
 Airflow 3 give zero-length intervals: only the run's end matters here.
+
+The bootstrap may be read at a coarser period than the folds (a week of hourly samples instead of minutes:
+sixty times fewer points to fetch and fold); its end is then floored to that coarser step, so the next fold
+starts on a whole hour and reads the rest at the fine period. ``step_seconds`` of the result is the period
+to read the interval at.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ class RefreshInterval:
     start: datetime
     end: datetime
     note: str | None = None
+    step_seconds: int = 60
 
     @property
     def empty(self) -> bool:
@@ -26,16 +32,28 @@ class RefreshInterval:
 
 
 def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: timedelta,
-                  max_gap: timedelta, step_seconds: int = 60) -> RefreshInterval:
-    """[start, end) of the next fold; ``end`` is floored to whole steps (a step still filling is left for later)."""
+                  max_gap: timedelta, step_seconds: int = 60, bootstrap_step_seconds: int | None = None
+                  ) -> RefreshInterval:
+    """[start, end) of the next fold; ``end`` is floored to whole steps (a step still filling is left for later).
+
+    ``bootstrap_step_seconds`` (default ``step_seconds``): the period of the first read (no previous end).
+    """
     if end.tzinfo is None:
         raise ValueError("end must be timezone-aware (UTC)")
-    end = end - timedelta(seconds=end.timestamp() % step_seconds) if step_seconds > 0 else end
     if previous_end is None:
-        return RefreshInterval(end - bootstrap, end, f"first fingerprint: bootstrap from {bootstrap} of history")
+        step = step_seconds if bootstrap_step_seconds is None else bootstrap_step_seconds
+        end = _floor(end, step)
+        return RefreshInterval(end - bootstrap, end, f"first fingerprint: bootstrap from {bootstrap} of history"
+                               f" at a {step} s period", step)
+    end = _floor(end, step_seconds)
     if previous_end >= end:
-        return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint")
+        return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint",
+                               step_seconds)
     if end - previous_end > max_gap:
         return RefreshInterval(end - max_gap, end, f"last valid fingerprint ends {end - previous_end} before this "
-                                                   f"run; only the last {max_gap} are folded")
-    return RefreshInterval(previous_end, end)
+                                                   f"run; only the last {max_gap} are folded", step_seconds)
+    return RefreshInterval(previous_end, end, None, step_seconds)
+
+
+def _floor(moment: datetime, step_seconds: int) -> datetime:
+    return moment - timedelta(seconds=moment.timestamp() % step_seconds) if step_seconds > 0 else moment

@@ -10,12 +10,19 @@ retry config. Only the half-open data interval [start, end) is requested, and ro
 defensively. Several datapoints of one series in the same period (a re-published minute) come back as their
 ``Average``, so each series has at most one row per period; the fingerprint's cleaning handles the rest
 (impossible values, late points).
+
+The interval is read in time windows of at most ``window_periods`` periods each (windows × chunks of queries
+→ calls). Short windows keep the emulator (moto) fast: it answers each query by walking every period of the
+call and scanning every datapoint of the call's time range, so one call over a week costs
+queries × periods × datapoints. On real AWS the trade-off goes the other way: GetMetricData is billed per
+metric requested per call, so every extra window re-bills every query — there, use a large ``window_periods``
+(e.g. 100 800 / number of queries, the API's datapoint limit per call being 100 800).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,6 +34,8 @@ from shadowing.metrics.frame import TidyColumns, from_pandas
 from shadowing.metrics.names import INSTANCE_DIMENSION, METRICS, TIDY_COLUMNS
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 MetricDataQuery per call
+# Periods per call: emulator-friendly (see the module doc; on real AWS a larger value is cheaper).
+DEFAULT_WINDOW_PERIODS = 6
 # Pre-staged standby instances carry the service tag but no load of the primary: not part of its demand.
 _NOT_DEMAND_ROLES = frozenset({"prestaged"})
 
@@ -63,9 +72,35 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
+def time_windows(start: datetime, end: datetime, *, period: int, window_periods: int | None
+                 ) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive windows of ``window_periods`` × ``period`` (None: one window).
+
+    Windows start at ``start`` + whole multiples of the period, so the periods CloudWatch aggregates (aligned
+    to each call's StartTime) are the same as in one call over the whole interval.
+    """
+    if window_periods is None:
+        return [(start, end)]
+    if window_periods < 1:
+        raise ValueError("window_periods must be at least 1")
+    if period < 1:
+        raise ValueError("period must be at least 1 second")
+    width = timedelta(seconds=period * window_periods)
+    out = []
+    cursor = start
+    while cursor < end:
+        out.append((cursor, min(cursor + width, end)))
+        cursor += width
+    return out
+
+
 def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: datetime, period: int = 60,
-            max_queries: int = MAX_QUERIES, instances: dict[str, str] | None = None) -> TidyColumns:
-    """The tidy frame of the region's tagged instances for [start, end) (``instances``: skip discovery)."""
+            max_queries: int = MAX_QUERIES, window_periods: int | None = DEFAULT_WINDOW_PERIODS,
+            instances: dict[str, str] | None = None) -> TidyColumns:
+    """The tidy frame of the region's tagged instances for [start, end) (``instances``: skip discovery).
+
+    ``window_periods``: periods per call (None: the whole interval in one call per chunk of queries).
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise InputError("start and end must be timezone-aware (UTC)", source=f"cloudwatch:{region}")
     if not start < end:
@@ -73,30 +108,48 @@ def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: dat
                          source=f"cloudwatch:{region}")
     if not 1 <= max_queries <= MAX_QUERIES:
         raise ValueError(f"max_queries must be within 1..{MAX_QUERIES}")
+    windows = time_windows(start, end, period=period, window_periods=window_periods)
     instances = discover_instances(ec2) if instances is None else instances
-    frames = []
-    for chunk in _chunks(metric_queries(instances, period), max_queries):
-        meta = {q["Id"]: (iid, metric) for q, iid, metric in chunk}
-        token = None
-        while True:
-            kwargs: dict[str, Any] = {"MetricDataQueries": [q for q, _, _ in chunk], "StartTime": start,
-                                      "EndTime": end, "ScanBy": "TimestampAscending"}
-            if token:
-                kwargs["NextToken"] = token
-            page = cloudwatch.get_metric_data(**kwargs)
-            for res in page.get("MetricDataResults", []):
-                iid, metric = meta[res["Id"]]
-                if res.get("Timestamps"):
-                    frames.append(pd.DataFrame({
-                        "timestamp": pd.to_datetime(res["Timestamps"], utc=True), "region": region,
-                        "service": instances[iid], "instance_id": iid, "metric": metric,
-                        "value": np.asarray(res["Values"], dtype=float)}))
-            token = page.get("NextToken")
-            if not token:
-                break
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TIDY_COLUMNS))
-    if len(frame):
-        # Pages of one series can overlap at their edges, and a server may round the interval outwards.
-        inside = (frame["timestamp"] >= pd.Timestamp(start)) & (frame["timestamp"] < pd.Timestamp(end))
-        frame = frame[inside].drop_duplicates(["instance_id", "metric", "timestamp"], keep="last")
+    queries = metric_queries(instances, period)
+    series_of = {q["Id"]: n for n, (q, _, _) in enumerate(queries)}
+    # Flat lists of arrays (one frame at the end): a DataFrame per result costs more than moto's answer.
+    series_parts: list[np.ndarray] = []
+    ts_parts: list[np.ndarray] = []
+    value_parts: list[np.ndarray] = []
+    for w_start, w_end in windows:
+        for chunk in _chunks(queries, max_queries):
+            token = None
+            while True:
+                kwargs: dict[str, Any] = {"MetricDataQueries": [q for q, _, _ in chunk], "StartTime": w_start,
+                                          "EndTime": w_end, "ScanBy": "TimestampAscending"}
+                if token:
+                    kwargs["NextToken"] = token
+                page = cloudwatch.get_metric_data(**kwargs)
+                for res in page.get("MetricDataResults", []):
+                    stamps = res.get("Timestamps")
+                    if stamps:
+                        ts_parts.append(np.array([t.timestamp() for t in stamps], dtype=np.float64))
+                        value_parts.append(np.asarray(res["Values"], dtype=np.float64))
+                        series_parts.append(np.full(len(stamps), series_of[res["Id"]], dtype=np.int64))
+                token = page.get("NextToken")
+                if not token:
+                    break
+    if not ts_parts:
+        return from_pandas(pd.DataFrame(columns=list(TIDY_COLUMNS)), source=f"cloudwatch:{region}",
+                           region=region)
+    series = np.concatenate(series_parts)
+    ts = np.concatenate(ts_parts)
+    values = np.concatenate(value_parts)
+    # Pages of one series can overlap at their edges, and a server may round a window outwards.
+    inside = (ts >= start.timestamp()) & (ts < end.timestamp())
+    # Series by series in time order (as one call would return them): the fingerprint's fast path.
+    order = np.flatnonzero(inside)[np.lexsort((ts[inside], series[inside]))]
+    series, ts, values = series[order], ts[order], values[order]
+    iids = np.array([iid for _, iid, _ in queries], dtype=object)
+    services = np.array([instances[iid] for _, iid, _ in queries], dtype=object)
+    metrics = np.array([metric for _, _, metric in queries], dtype=object)
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(ts, unit="s", utc=True), "region": region,
+                          "service": services[series], "instance_id": iids[series], "metric": metrics[series],
+                          "value": values})
+    frame = frame.drop_duplicates(["instance_id", "metric", "timestamp"], keep="last")
     return from_pandas(frame.reset_index(drop=True), source=f"cloudwatch:{region}", region=region)

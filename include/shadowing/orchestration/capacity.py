@@ -7,9 +7,12 @@ from typing import Any
 
 
 def refresh_region(region: str, *, end: datetime, run_id: str | None = None, period: int = 60,
-                   bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7)
-                   ) -> dict[str, Any]:
+                   bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7),
+                   bootstrap_period: int = 3600, window_periods: int | None = 6) -> dict[str, Any]:
     """Fold everything since the region's last valid fingerprint (up to ``end``) into it and store the result.
+
+    The first fingerprint of a region reads ``bootstrap`` of history at ``bootstrap_period`` (hourly samples
+    of a week), later runs fold at ``period``; GetMetricData calls cover at most ``window_periods`` periods.
 
     Returns {"id", "valid", "skipped", "window", "services"}. A failed validation is stored (auditable) but not
     made current, and fails the task without retries (AirflowFailException: the same data fails the same way),
@@ -32,13 +35,15 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
         from datetime import UTC
 
         previous_end = datetime.fromtimestamp(parse_iso(previous.payload["window"]["end"]), UTC)
-    interval = next_interval(previous_end, end, bootstrap=bootstrap, max_gap=max_gap, step_seconds=period)
+    interval = next_interval(previous_end, end, bootstrap=bootstrap, max_gap=max_gap, step_seconds=period,
+                             bootstrap_step_seconds=bootstrap_period)
     if interval.empty:
         assert previous is not None
         return {"id": previous.id, "valid": True, "skipped": True, "note": interval.note,
                 "window": previous.payload["window"], "services": _summary(previous.payload)}
     cols = extract(aws_client("cloudwatch", region), aws_client("ec2", region), region=region,
-                   start=interval.start, end=interval.end, period=period)
+                   start=interval.start, end=interval.end, period=interval.step_seconds,
+                   window_periods=window_periods)
     fingerprint = fold(previous.payload if previous else None, cols,
                        window=(interval.start.timestamp(), interval.end.timestamp()), region=region)
     if interval.note:
@@ -53,7 +58,7 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
                            window_start=interval.start, window_end=interval.end)
     return {"id": fid, "valid": True, "skipped": False, "note": interval.note, "window": fingerprint["window"],
-            "services": _summary(fingerprint)}
+            "period": interval.step_seconds, "rows": len(cols), "services": _summary(fingerprint)}
 
 
 def _summary(fingerprint: dict[str, Any]) -> dict[str, Any]:
