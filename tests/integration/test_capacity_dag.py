@@ -41,7 +41,8 @@ def test_dag_fingerprints_the_world_and_keeps_it_on_bad_data(
     assert state is not None
     app = build_app(state.services, state.seed, state.instances_per_service)
     dag = _dag()
-    conf = {"bootstrap_hours": 1.0, "period_seconds": 60}
+    # the bootstrap reads its hour at one 3600 s period; the folds read minutes, 3 periods per call
+    conf = {"bootstrap_hours": 1.0, "period_seconds": 60, "bootstrap_period_seconds": 3600, "window_periods": 3}
 
     run = dag.test(logical_date=NOW, run_conf=conf)
     assert run.state == "success", run.state
@@ -56,6 +57,8 @@ def test_dag_fingerprints_the_world_and_keeps_it_on_bad_data(
     fp = first.payload
     assert fp["region"] == REGION
     assert fp["window"] == {"start": "2025-06-02T11:00:00Z", "end": "2025-06-02T12:00:00Z"}
+    assert fp["params"]["step_seconds"] == 3600  # one hourly sample per series (the world's 5-minute points averaged)
+    assert all(s["metrics"]["cpu_utilization"]["count"] == s["instances"]["distinct"] for s in fp["services"].values())
     world_services = {s.name: s.instances for s in app.compute_services()}
     assert set(fp["services"]) == set(world_services)
     for name, s in fp["services"].items():

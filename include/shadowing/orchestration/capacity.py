@@ -20,7 +20,7 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from shadowing.capacity.fingerprint import fold, parse_iso
+    from shadowing.capacity.fingerprint import ProfileParams, fold, parse_iso
     from shadowing.capacity.interval import next_interval
     from shadowing.errors import ValidationFailed
     from shadowing.metrics.cloudwatch import extract
@@ -44,8 +44,11 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     cols = extract(aws_client("cloudwatch", region), aws_client("ec2", region), region=region,
                    start=interval.start, end=interval.end, period=interval.step_seconds,
                    window_periods=window_periods)
+    # The bootstrap's alignment step is the period it was read at (a short history of one sample per series
+    # gives the data no spacing to infer it from); later folds keep the fingerprint's step.
     fingerprint = fold(previous.payload if previous else None, cols,
-                       window=(interval.start.timestamp(), interval.end.timestamp()), region=region)
+                       window=(interval.start.timestamp(), interval.end.timestamp()), region=region,
+                       params=ProfileParams(step_seconds=interval.step_seconds))
     if interval.note:
         fingerprint["warnings"] = [f"interval: {interval.note}", *fingerprint["warnings"]]
     try:
