@@ -15,6 +15,7 @@ import pytest
 from tests.security.iam_scan import scan_package
 from tests.support.aws_recorder import (
     _ACTION_ALIASES,
+    HARNESS,
     POLICY_FILES,
     RECORDER,
     ROLES,
@@ -185,3 +186,23 @@ def test_recorder_sees_a_package_call_against_the_emulator(aws: str) -> None:
     after = RECORDER.calls["refresh"]["cloudwatch:DescribeAlarms"]
     assert RECORDER.current_test in after - before or RECORDER.current_test in after
     assert "cloudwatch:DescribeAlarms" in RECORDER.calls["harness"]
+
+
+def _role_here() -> str:
+    import sys
+
+    return role_from_stack(sys._getframe(0))
+
+
+def test_pool_workers_keep_the_role_of_the_code_that_submitted_them() -> None:
+    RECORDER.install()
+    namespace: dict[str, Any] = {"__name__": "shadowing.blueprint.prestage", "work": _role_here}
+    exec("def prestage():\n"  # noqa: S102 - a frame of the pre-stager, which fans out to a pool
+         "    from concurrent.futures import ThreadPoolExecutor\n"
+         "    with ThreadPoolExecutor(2) as pool:\n"
+         "        return pool.submit(work).result()\n", namespace)
+    assert namespace["prestage"]() == "prestage"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # submitted from a test: the harness
+        assert pool.submit(_role_here).result() == HARNESS

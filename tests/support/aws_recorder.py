@@ -177,23 +177,39 @@ _PRESTAGE_ENTRIES = {("shadowing.blueprint.prestage", "prestage"), ("shadowing.b
 _NEUTRAL_MODULES = ("shadowing.failover.drill",)  # `make drill`: a demo tool driving refresh, then a drill
 
 
-def role_from_stack(frame: Any) -> str:
-    """Attribute a call to a role: the innermost role-bearing frame on the calling thread's stack decides
-    (failover modules → failover, a pre-staging entry point → prestage, the world seeder → harness); with
-    none, any other package frame means refresh, and no package frame at all means the test harness."""
+_INHERITED = threading.local()  # a pool worker's view of the stack that submitted its work
+
+
+def _stack_role(frame: Any) -> tuple[str | None, bool]:
+    """(the innermost role-bearing frame's role or None, whether any package frame is on the stack)."""
     in_package = False
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module.startswith(_PACKAGE) and not module.startswith(_SKIP_MODULES + _NEUTRAL_MODULES):
             in_package = True
             if module.startswith(("shadowing.failover", "shadowing.orchestration.failover")):
-                return "failover"
+                return "failover", True
             if module.startswith("shadowing.world"):
-                return HARNESS
+                return HARNESS, True
             if (module, frame.f_code.co_name) in _PRESTAGE_ENTRIES:
-                return "prestage"
+                return "prestage", True
         frame = frame.f_back
-    return "refresh" if in_package else HARNESS
+    return None, in_package
+
+
+def _effective(frame: Any) -> tuple[str | None, bool]:
+    role, in_package = _stack_role(frame)
+    inherited_role, inherited_package = getattr(_INHERITED, "value", (None, False))
+    return role or inherited_role, in_package or inherited_package
+
+
+def role_from_stack(frame: Any) -> str:
+    """Attribute a call to a role: the innermost role-bearing frame on the calling thread's stack decides
+    (failover modules → failover, a pre-staging entry point → prestage, the world seeder → harness); with
+    none, any other package frame means refresh, and no package frame at all means the test harness. Work
+    run in a thread pool sees the stack that submitted it (see ``AwsActionRecorder.install``)."""
+    role, in_package = _effective(frame)
+    return role or ("refresh" if in_package else HARNESS)
 
 
 class AwsActionRecorder:
@@ -204,6 +220,7 @@ class AwsActionRecorder:
         self.current_test = "<collection>"
         self._lock = threading.Lock()
         self._original: Any = None
+        self._original_submit: Any = None
 
     def install(self) -> None:
         from botocore.client import BaseClient
@@ -226,11 +243,34 @@ class AwsActionRecorder:
 
         BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
 
+        # Pool workers (the launcher, pre-staging, inventory reads) lose the submitting stack: carry it over.
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._original_submit = original_submit = ThreadPoolExecutor.submit
+
+        def submit(pool: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            context = _effective(sys._getframe(1))
+
+            def run_with_context(*a: Any, **kw: Any) -> Any:
+                previous = getattr(_INHERITED, "value", None)
+                _INHERITED.value = context
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    _INHERITED.value = previous
+
+            return original_submit(pool, run_with_context, *args, **kwargs)
+
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+
     def uninstall(self) -> None:
         from botocore.client import BaseClient
 
         if self._original is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
             BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+            ThreadPoolExecutor.submit = self._original_submit  # type: ignore[method-assign]
             self._original = None
 
     def used(self) -> dict[str, set[str]]:
