@@ -43,3 +43,17 @@ def test_graphs_are_per_region(warehouse_url: str) -> None:
     save_graph(engine, region="eu-west-1", graph={"nodes": []}, valid=True)
     latest = latest_valid_graph(engine, "us-east-1")
     assert latest is not None and latest.id == second and latest.payload == {"nodes": [1, 2]}
+
+
+def test_concurrent_first_migrations_of_one_sqlite_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Several processes opening a new warehouse at once (DAG tasks, the UI) must not race on the schema."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = "import sys; from shadowing.warehouse import open_warehouse; open_warehouse(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    engine = open_warehouse(url)
+    assert {"capacity_fingerprints", "blueprint_versions"} <= set(sa.inspect(engine).get_table_names())
