@@ -218,7 +218,11 @@ def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any]
     form = frame.locator("#trigger-form")
     assert form.locator("select[name=mode]").input_value() == "dry_run"
     form.get_by_role("button", name="Trigger failover").click()
-    frame.locator("#trigger-status [data-run-state]").wait_for(timeout=30_000)
+    try:
+        frame.locator("#trigger-status [data-run-state]").wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "shadow-regions-trigger-failed.png"), full_page=True)
+        raise AssertionError(f"trigger did not start a run: {frame.locator('#trigger-status').inner_text()!r}")
     frame.locator("#trigger-status [data-run-state='success'], #trigger-status [data-run-state='failed']").wait_for(
         timeout=600_000)
     page.screenshot(path=str(ARTIFACTS / "shadow-regions-after-dry-run.png"), full_page=True)
