@@ -173,6 +173,11 @@
       el("option", { value: "drill", text: "drill (launch in the shadow, no traffic move)" }),
       el("option", { value: "live", text: "live (move production traffic)" }));
     const status = el("span", { class: "small", id: "trigger-status" });
+    // The region is re-rendered when a run ends: show the last run's outcome again in the new form.
+    if (state.lastRun && state.lastRun.region === d.region) {
+      status.replaceChildren("run ", runLink(state.lastRun.runId), ": ",
+        el("span", { "data-run-state": state.lastRun.runState, text: state.lastRun.runState }));
+    }
     const button = el("button", { type: "submit", text: "Trigger failover" });
     const form = el("form", { class: "trigger", id: "trigger-form" },
       el("strong", { text: "Failover " + d.region + ":" }), mode, button,
@@ -203,9 +208,13 @@
     return form;
   }
 
-  function followRun(runId, status, region) {
-    const link = el("a", { href: airflowUrl("dags/" + FAILOVER_DAG + "/runs/" + encodeURIComponent(runId)),
+  function runLink(runId) {
+    return el("a", { href: airflowUrl("dags/" + FAILOVER_DAG + "/runs/" + encodeURIComponent(runId)),
       target: "_top", text: runId });
+  }
+
+  function followRun(runId, status, region) {
+    const link = runLink(runId);
     const stateText = el("span", { "data-run-state": "queued", text: "queued" });
     status.replaceChildren("run ", link, ": ", stateText);
     const started = Date.now();
@@ -215,6 +224,7 @@
         stateText.textContent = run.state;
         stateText.dataset.runState = run.state;
         if (run.state === "success" || run.state === "failed") {
+          state.lastRun = { region, runId, runState: run.state };
           if (state.region === region) await loadRegion(region);
           loadRegions();
           return;
