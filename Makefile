@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements.txt -r requirements-dev.txt
 	$(VENV)/bin/uv pip install --python $(PY) --quiet --no-deps -e .
 	@touch $(STAMP)
 

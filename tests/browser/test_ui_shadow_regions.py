@@ -69,10 +69,20 @@ class Airflow:
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.url + path, method=method, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode())
-        with urllib.request.urlopen(req, timeout=90) as resp:
-            return json.loads(resp.read() or b"null")
+        data = None if body is None else json.dumps(body).encode()
+        # airflow standalone keeps its metadata in SQLite: right after a cold start, with the scheduler and
+        # the dag-processor writing, the API server may answer 500 (database is locked). Retry those.
+        for attempt in range(6):
+            req = urllib.request.Request(self.url + path, method=method, headers=headers, data=data)
+            try:
+                with urllib.request.urlopen(req, timeout=90) as resp:
+                    return json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == 5:
+                    detail = exc.read()[:500].decode(errors="replace")
+                    raise AssertionError(f"{method} {path}: HTTP {exc.code}: {detail}") from exc
+                time.sleep(3 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def get(self, path: str) -> Any:
         return self._request("GET", path)
@@ -81,8 +91,8 @@ class Airflow:
         try:
             self.get(f"/api/v2/dags/{dag_id}")
             return True
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
+        except AssertionError as exc:
+            if "HTTP 404" in str(exc):
                 return False
             raise
 
