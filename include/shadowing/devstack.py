@@ -276,7 +276,7 @@ def down(stack: Stack) -> None:
 def status(stack: Stack) -> int:
     running = {name: _read_pid(stack, name) for name in ("moto", "publisher", "airflow")}
     for name, pid in running.items():
-        print(f"{name:10} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:10} {f'running (pid {pid})' if pid else 'stopped'}")
     return 0 if all(running.values()) else 1
 
 

@@ -230,15 +230,17 @@ def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any]
     form.get_by_role("button", name="Trigger failover").click()
     try:
         frame.locator("#trigger-status [data-run-state]").wait_for(timeout=30_000)
-    except Exception:
+    except Exception as exc:
         page.screenshot(path=str(ARTIFACTS / "shadow-regions-trigger-failed.png"), full_page=True)
-        raise AssertionError(f"trigger did not start a run: {frame.locator('#trigger-status').inner_text()!r}")
+        raise AssertionError(
+            f"trigger did not start a run: {frame.locator('#trigger-status').inner_text()!r}") from exc
     try:
         frame.locator("#trigger-status [data-run-state='success'], #trigger-status [data-run-state='failed']"
                       ).wait_for(timeout=600_000)
-    except Exception:
+    except Exception as exc:
         page.screenshot(path=str(ARTIFACTS / "shadow-regions-run-not-finished.png"), full_page=True)
-        raise AssertionError(f"run did not finish on the page: {frame.locator('#trigger-status').inner_text()!r}")
+        raise AssertionError(
+            f"run did not finish on the page: {frame.locator('#trigger-status').inner_text()!r}") from exc
     page.screenshot(path=str(ARTIFACTS / "shadow-regions-after-dry-run.png"), full_page=True)
     assert frame.locator("#trigger-status [data-run-state]").get_attribute("data-run-state") == "success"
     rows = frame.locator("#failovers tr[data-mode='dry_run']")
