@@ -69,6 +69,11 @@ class WorldClients:
     @classmethod
     def connect(cls, endpoint_url: str | None, region: str = "us-east-1") -> WorldClients:
         target = AwsTarget(endpoint_url=endpoint_url)
+        if endpoint_url and target.session(region).get_credentials() is None:
+            # The emulated world is a demo tool: the emulator accepts any credentials, so when the shell has
+            # none, use recognisably fake ones rather than fail.
+            target = AwsTarget(endpoint_url=endpoint_url, access_key_id="AKIASHADOWINGWORLD",
+                               secret_access_key="shadowing-world-emulator")
         probe(target, region)
         session = target.session(region)  # one session: its model loaders are shared by all clients
 
