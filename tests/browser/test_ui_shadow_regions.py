@@ -198,7 +198,7 @@ def test_page_lists_regions_with_charts_graph_and_history(stack: dict[str, Any],
     rows.first.wait_for(timeout=60_000)
     assert rows.count() == 20
     frame.locator(f"#regions tr[data-region='{PRIMARY}']").click()
-    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=30_000)
+    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=120_000)
     assert frame.locator("#capacity svg.qbar").count() >= 1
     assert frame.locator("#capacity svg.week polyline").count() >= 1
     assert frame.locator("#graph-svg g.node").count() >= 3
@@ -206,7 +206,7 @@ def test_page_lists_regions_with_charts_graph_and_history(stack: dict[str, Any],
     page.screenshot(path=str(ARTIFACTS / "shadow-regions-primary.png"), full_page=True)
 
     frame.locator("#regions tr[data-region='eu-west-1']").click()
-    frame.locator("#summary h2").filter(has_text="eu-west-1").wait_for(timeout=30_000)
+    frame.locator("#summary h2").filter(has_text="eu-west-1").wait_for(timeout=120_000)
     assert frame.locator("#capacity .capacity-row").count() == 40  # first page of 60 services
     assert frame.locator("#graph-svg g.node.cycle").count() == 2
     assert frame.locator("#failing-checks tbody tr").count() >= 1
@@ -223,7 +223,7 @@ def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any]
     page.goto(stack["airflow_url"] + "/plugin/shadow-regions")
     frame = page.frame_locator("iframe")
     frame.locator(f"#regions tr[data-region='{PRIMARY}']").click()
-    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=30_000)
+    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=120_000)
     before = frame.locator("#failovers tr[data-mode='dry_run']").count()
     form = frame.locator("#trigger-form")
     assert form.locator("select[name=mode]").input_value() == "dry_run"
