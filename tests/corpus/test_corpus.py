@@ -89,6 +89,9 @@ def _file_case(case: dict[str, Any], path: Path, tmp_path: Path, capsys: pytest.
     if rc == 0:
         # never a lost good graph: the good config's edge is still there beside whatever was bad
         assert ("web", "api") in _graph_edges(out), f"{case['id']}: the good edge was lost"
+        if kind == "configs" and case["match"]:  # what was skipped is said, naming the file and the part
+            warnings = json.loads(out.read_text())["graph"]["warnings"]
+            assert any(re.search(case["match"], w) for w in warnings), f"{case['id']}: no warning: {warnings}"
 
 
 class _CloudWatchReplay:

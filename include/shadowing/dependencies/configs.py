@@ -73,6 +73,27 @@ class _Workload:
     aliases: list[str] = field(default_factory=list)
 
 
+class MalformedDocument(ValueError):
+    """A configuration document whose structure is not what its kind promises (e.g. metadata: 7)."""
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """`value` when a mapping, {} when absent; anything else makes the whole document unusable."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise MalformedDocument(f"{where} is {type(value).__name__}, not a mapping")
+
+
+def _sequence(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise MalformedDocument(f"{where} is {type(value).__name__}, not a list")
+
+
 # ---------------------------------------------------------------------------------------------- file walking
 
 
@@ -180,8 +201,13 @@ class _Extraction:
             return
         if suffix in {".yaml", ".yml"} or name.startswith("docker-compose"):
             docs = _load_yaml_docs(path, text, warnings)
-            for doc in docs:
-                self._read_yaml_doc(doc, rel, source)
+            for number, doc in enumerate(docs, start=1):
+                try:
+                    self._read_yaml_doc(doc, rel, source)
+                except MalformedDocument as exc:  # one bad manifest never costs the others in the file
+                    kind = doc.get("kind") if isinstance(doc, dict) else None
+                    label = f" ({kind})" if isinstance(kind, str) else ""
+                    warnings.append(f"{source} document {number}{label}: {exc}; document skipped")
             return
         if suffix == ".json":
             try:
@@ -190,7 +216,7 @@ class _Extraction:
                 warnings.append(f"{source}:{exc.lineno}: JSON not parsed ({exc.msg}); file skipped")
                 return
             if isinstance(data, dict) and ("service" in data or "services" in data) and _looks_consul(data):
-                self.consul.append((data, source))
+                self._read_consul(data, source)
             else:
                 self.generic[rel] = data
             return
@@ -203,23 +229,44 @@ class _Extraction:
         if suffix == ".env":
             self.generic[rel] = dict(_parse_properties(text))
 
+    def _read_consul(self, data: dict[str, Any], source: str) -> None:
+        """Keep the well-formed service definitions of a Consul file; warn about (and skip) the others."""
+        kept = []
+        for svc in _consul_services(data):
+            name = svc.get("name") or svc.get("Name")
+            try:
+                _check_consul_service(svc)
+            except MalformedDocument as exc:
+                self.findings.warnings.append(f"{source}: Consul service {name!r}: {exc}; service skipped")
+                continue
+            kept.append(svc)
+        if kept:
+            self.consul.append(({"services": kept}, source))
+
     def _read_yaml_doc(self, doc: Any, rel: str, source: str) -> None:
         if not isinstance(doc, dict):
             return
         kind = doc.get("kind")
         if isinstance(kind, str) and "apiVersion" in doc:
             if kind == "List":
-                for item in doc.get("items") or []:
+                for item in _sequence(doc.get("items"), "items"):
                     self._read_yaml_doc(item, rel, source)
-            elif kind in WORKLOAD_KINDS:
+                return
+            meta = _mapping(doc.get("metadata"), "metadata")
+            spec = _mapping(doc.get("spec"), "spec")
+            if kind in WORKLOAD_KINDS:
                 self._read_k8s_workload(doc, source)
             elif kind == "Service":
+                _mapping(spec.get("selector"), "spec.selector")
+                _sequence(spec.get("ports"), "spec.ports")
                 self.k8s_services.append((doc, source))
             elif kind == "ConfigMap":
-                name = (doc.get("metadata") or {}).get("name")
+                name = meta.get("name")
+                data = _mapping(doc.get("data"), "data")
                 if name:
-                    self.configmaps[name] = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
+                    self.configmaps[str(name)] = {str(k): str(v) for k, v in data.items()}
             elif kind == "NetworkPolicy":
+                _check_policy(spec)
                 self.policies.append((doc, source))
             return
         services = doc.get("services")
@@ -230,41 +277,55 @@ class _Extraction:
         self.generic.setdefault(rel, doc)
 
     def _read_k8s_workload(self, doc: dict[str, Any], source: str) -> None:
-        meta = doc.get("metadata") or {}
-        spec = doc.get("spec") or {}
+        meta = _mapping(doc.get("metadata"), "metadata")
+        spec = _mapping(doc.get("spec"), "spec")
+        where = "spec"
         if doc.get("kind") == "CronJob":
-            spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-        template = spec.get("template") or ({"metadata": meta, "spec": spec} if doc.get("kind") == "Pod" else {})
-        pod = template.get("spec") or {}
-        labels = {str(k): str(v) for k, v in (((template.get("metadata") or {}).get("labels")) or {}).items()}
+            spec = _mapping(_mapping(spec.get("jobTemplate"), "spec.jobTemplate").get("spec"),
+                            "spec.jobTemplate.spec")
+            where = "spec.jobTemplate.spec"
+        template = (_mapping(spec.get("template"), f"{where}.template") if doc.get("kind") != "Pod"
+                    else {"metadata": meta, "spec": spec})
+        pod = _mapping(template.get("spec"), f"{where}.template.spec") if doc.get("kind") != "Pod" else spec
+        pod_where = "spec" if doc.get("kind") == "Pod" else f"{where}.template.spec"
+        template_meta = _mapping(template.get("metadata"), f"{where}.template.metadata")
+        labels = {str(k): str(v) for k, v in _mapping(template_meta.get("labels"), "labels").items()}
         env: list[tuple[str, str]] = []
         words: list[str] = []
         ports: list[int] = []
         image = None
-        containers = list(pod.get("containers") or []) + list(pod.get("initContainers") or [])
-        for container in containers:
+        containers = (_sequence(pod.get("containers"), f"{pod_where}.containers")
+                      + _sequence(pod.get("initContainers"), f"{pod_where}.initContainers"))
+        for index, container in enumerate(containers):
             if not isinstance(container, dict):
                 continue
-            image = image or container.get("image")
-            for item in container.get("env") or []:
+            at = f"{pod_where}.containers[{index}]"
+            image = image or (str(container["image"]) if container.get("image") is not None else None)
+            for item in _sequence(container.get("env"), f"{at}.env"):
                 if not isinstance(item, dict):
                     continue
                 if "value" in item:
                     env.append((str(item.get("name")), str(item["value"])))
-                ref = ((item.get("valueFrom") or {}).get("configMapKeyRef")) or {}
+                value_from = _mapping(item.get("valueFrom"), f"{at}.env.valueFrom")
+                ref = _mapping(value_from.get("configMapKeyRef"), f"{at}.env.valueFrom.configMapKeyRef")
                 if ref.get("name") and ref.get("key"):
                     env.append((str(item.get("name")), f"configmap:{ref['name']}/{ref['key']}"))
-            for item in container.get("envFrom") or []:
-                ref = (item or {}).get("configMapRef") or {}
+            for item in _sequence(container.get("envFrom"), f"{at}.envFrom"):
+                ref = _mapping(_mapping(item, f"{at}.envFrom[]").get("configMapRef"), f"{at}.envFrom.configMapRef")
                 if ref.get("name"):
                     env.append(("*", f"configmap:{ref['name']}/*"))
             for key in ("command", "args"):
-                words.extend(str(w) for w in container.get(key) or [])
-            for port in container.get("ports") or []:
+                value = container.get(key)
+                words.extend([value] if isinstance(value, str) else (str(w) for w in _sequence(value, f"{at}.{key}")))
+            for port in _sequence(container.get("ports"), f"{at}.ports"):
                 if isinstance(port, dict) and isinstance(port.get("containerPort"), int):
                     ports.append(port["containerPort"])
-        mounts = [str(((v or {}).get("configMap") or {}).get("name")) for v in pod.get("volumes") or []
-                  if ((v or {}).get("configMap") or {}).get("name")]
+        mounts = []
+        for volume in _sequence(pod.get("volumes"), f"{pod_where}.volumes"):
+            config_map = _mapping(_mapping(volume, f"{pod_where}.volumes[]").get("configMap"),
+                                  f"{pod_where}.volumes.configMap")
+            if config_map.get("name"):
+                mounts.append(str(config_map["name"]))
         name = meta.get("name")
         if not name:
             self.findings.warnings.append(f"{source}: {doc.get('kind')} without metadata.name skipped")
@@ -277,39 +338,49 @@ class _Extraction:
         for name, svc in services.items():
             if not isinstance(svc, dict):
                 continue
-            env_raw = svc.get("environment") or {}
-            env = ([(str(k), str(v)) for k, v in env_raw.items()] if isinstance(env_raw, dict) else
-                   [tuple(str(e).split("=", 1)) if "=" in str(e) else (str(e), "") for e in env_raw])
-            words: list[str] = []
-            for key in ("command", "entrypoint"):
-                value = svc.get(key)
-                words.extend(value.split() if isinstance(value, str) else [str(w) for w in value or []])
-            deps = svc.get("depends_on") or []
-            depends = list(deps) if isinstance(deps, (dict, list)) else []
-            ports: list[int] = []
-            for port in svc.get("ports") or []:
-                target = port.get("target") if isinstance(port, dict) else str(port).split("/")[0].split(":")[-1]
-                if str(target).isdigit():
-                    ports.append(int(target))
-            ports.extend(int(p) for p in svc.get("expose") or [] if str(p).isdigit())
-            mounts = []
-            for volume in svc.get("volumes") or []:
-                host = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]
-                if host and str(host).startswith((".", "/")):
-                    mounts.append((Path(folder) / str(host)).resolve().as_posix())
-            aliases = [a for a in (svc.get("hostname"), svc.get("container_name")) if a]
-            for link in svc.get("links") or []:
-                target, _, alias = str(link).partition(":")
-                self.findings.catalog.add(target, source=source)
-                if alias:
-                    self.findings.catalog.alias(alias, target)
-            networks = svc.get("networks")
-            if isinstance(networks, dict):
-                for net in networks.values():
-                    aliases.extend((net or {}).get("aliases") or [])
-            env_pairs = [(str(k), str(v)) for k, v in env]
-            self.workloads.append(_Workload(str(name), "compose", {}, svc.get("image"), env_pairs, words, ports,
-                                            mounts, [str(d) for d in depends], source, [str(a) for a in aliases]))
+            try:
+                self._read_compose_service(str(name), svc, folder, source)
+            except MalformedDocument as exc:  # the other services of the file still count
+                self.findings.warnings.append(f"{source}: service {name!r}: {exc}; service skipped")
+
+    def _read_compose_service(self, name: str, svc: dict[str, Any], folder: str, source: str) -> None:
+        env_raw = svc.get("environment") or {}
+        if not isinstance(env_raw, (dict, list)):
+            raise MalformedDocument(f"environment is {type(env_raw).__name__}, not a mapping or list")
+        env = ([(str(k), str(v)) for k, v in env_raw.items()] if isinstance(env_raw, dict) else
+               [tuple(str(e).split("=", 1)) if "=" in str(e) else (str(e), "") for e in env_raw])
+        words: list[str] = []
+        for key in ("command", "entrypoint"):
+            value = svc.get(key)
+            words.extend(value.split() if isinstance(value, str) else [str(w) for w in _sequence(value, key)])
+        deps = svc.get("depends_on") or []
+        depends = list(deps) if isinstance(deps, (dict, list)) else []
+        ports: list[int] = []
+        for port in _sequence(svc.get("ports"), "ports"):
+            target = port.get("target") if isinstance(port, dict) else str(port).split("/")[0].split(":")[-1]
+            if str(target).isdigit():
+                ports.append(int(target))
+        ports.extend(int(p) for p in _sequence(svc.get("expose"), "expose") if str(p).isdigit())
+        mounts = []
+        for volume in _sequence(svc.get("volumes"), "volumes"):
+            host = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]
+            if host and str(host).startswith((".", "/")):
+                mounts.append((Path(folder) / str(host)).resolve().as_posix())
+        aliases = [a for a in (svc.get("hostname"), svc.get("container_name")) if a]
+        for link in _sequence(svc.get("links"), "links"):
+            target, _, alias = str(link).partition(":")
+            self.findings.catalog.add(target, source=source)
+            if alias:
+                self.findings.catalog.alias(alias, target)
+        networks = svc.get("networks")
+        if isinstance(networks, dict):
+            for net_name, net in networks.items():
+                aliases.extend(_sequence(_mapping(net, f"networks.{net_name}").get("aliases"),
+                                         f"networks.{net_name}.aliases"))
+        env_pairs = [(str(k), str(v)) for k, v in env]
+        image = svc.get("image")
+        self.workloads.append(_Workload(str(name), "compose", {}, None if image is None else str(image), env_pairs, words, ports,
+                                        mounts, [str(d) for d in depends], source, [str(a) for a in aliases]))
 
     # -- pass 1b: register services ----------------------------------------------------------------------
     def register(self) -> None:
@@ -575,6 +646,34 @@ class _Extraction:
                                 self._add(caller, callee, port, "network_policy",
                                           f"NetworkPolicy {(doc.get('metadata') or {}).get('name')} ingress "
                                           f"allows {caller}", source, declared=True)
+
+
+def _check_consul_service(svc: dict[str, Any]) -> None:
+    if not isinstance(svc.get("name") or svc.get("Name"), str):
+        raise MalformedDocument("name is not text")
+    connect = _mapping(svc.get("connect"), "connect")
+    sidecar = _mapping(connect.get("sidecar_service"), "connect.sidecar_service")
+    proxy = _mapping(sidecar.get("proxy"), "connect.sidecar_service.proxy")
+    for index, upstream in enumerate(_sequence(proxy.get("upstreams"), "connect.sidecar_service.proxy.upstreams")):
+        at = f"connect.sidecar_service.proxy.upstreams[{index}]"
+        if not isinstance(upstream, dict):
+            raise MalformedDocument(f"{at} is {type(upstream).__name__}, not a mapping")
+        target = upstream.get("destination_name")
+        if target is not None and not isinstance(target, str):
+            raise MalformedDocument(f"{at}.destination_name is {type(target).__name__}, not text")
+
+
+def _check_policy(spec: dict[str, Any]) -> None:
+    """Refuse a NetworkPolicy whose selectors or rules are not shaped as Kubernetes defines them."""
+    _mapping(_mapping(spec.get("podSelector"), "spec.podSelector").get("matchLabels"), "spec.podSelector.matchLabels")
+    for index, rule in enumerate(_sequence(spec.get("ingress"), "spec.ingress")):
+        at = f"spec.ingress[{index}]"
+        rule = _mapping(rule, at)
+        _sequence(rule.get("ports"), f"{at}.ports")
+        for peer_index, peer in enumerate(_sequence(rule.get("from"), f"{at}.from")):
+            selector = _mapping(_mapping(peer, f"{at}.from[{peer_index}]").get("podSelector"),
+                                f"{at}.from[{peer_index}].podSelector")
+            _mapping(selector.get("matchLabels"), f"{at}.from[{peer_index}].podSelector.matchLabels")
 
 
 def _under(path: str, mount: str) -> bool:

@@ -9,6 +9,7 @@ Plain csv + numpy (no pandas): an inventory is small, and the flow path should n
 from __future__ import annotations
 
 import csv
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,14 @@ def _parse_time(value: str, source: str, line: int, column: str, default: int) -
     return int(parsed.timestamp())
 
 
+def _canonical_ip(text: str, source: str, line: int) -> str:
+    """The address as flow logs write it; a typo (10.0.1.300) is refused, since that row would never match."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InputError(f"not an IPv4 or IPv6 address: {text!r}", source=source, line=line, field="ip") from None
+
+
 def inventory_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "inventory",
                         line_numbers: Iterable[int] | None = None) -> Inventory:
     """From mappings with ip, service and optional valid_from, valid_to (text or epoch), kind."""
@@ -137,6 +146,7 @@ def inventory_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "invent
         ip, service = fields.get("ip", "").strip(), fields.get("service", "").strip()
         if not ip or not service:
             raise InputError("empty ip or service", source=source, line=line)
+        ip = _canonical_ip(ip, source, line)
         valid_from = _parse_time(fields.get("valid_from", ""), source, line, "valid_from", OPEN_START)
         valid_to = _parse_time(fields.get("valid_to", ""), source, line, "valid_to", OPEN_END)
         if valid_to <= valid_from:

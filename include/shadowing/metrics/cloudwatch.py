@@ -21,8 +21,9 @@ metric requested per call, so every extra window re-bills every query — there,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,10 @@ MAX_QUERIES = 500  # GetMetricData: at most 500 MetricDataQuery per call
 DEFAULT_WINDOW_PERIODS = 6
 # Pre-staged standby instances carry the service tag but no load of the primary: not part of its demand.
 _NOT_DEMAND_ROLES = frozenset({"prestaged"})
+# Result statuses that still carry (possibly partial) data; others (Forbidden, InternalError) are warned about.
+_DATA_STATUSES = frozenset({"Complete", "PartialData"})
+
+log = logging.getLogger(__name__)
 
 
 def discover_instances(ec2: Any) -> dict[str, str]:
@@ -94,6 +99,68 @@ def time_windows(start: datetime, end: datetime, *, period: int, window_periods:
     return out
 
 
+def _epoch_seconds(stamps: list[Any], where: str, source: str) -> np.ndarray:
+    """Epoch seconds of a result's Timestamps (datetimes from boto3; ISO-8601 text from a replayed response)."""
+    try:
+        return np.array([t.timestamp() for t in stamps], dtype=np.float64)
+    except AttributeError:
+        pass  # not all datetimes: the careful path below names the bad one
+    out = np.empty(len(stamps), dtype=np.float64)
+    for n, stamp in enumerate(stamps):
+        parsed = stamp
+        if isinstance(stamp, str):
+            try:
+                parsed = datetime.fromisoformat(stamp)
+            except ValueError:
+                parsed = None
+        if not isinstance(parsed, datetime):
+            raise InputError(f"{where}: Timestamps[{n}] is not a time: {stamp!r}", source=source,
+                             field="Timestamps")
+        out[n] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return out
+
+
+def _numbers(values: Any, where: str, source: str) -> np.ndarray:
+    """A result's Values as float64; text, null or nested values are refused rather than coerced."""
+    array = np.asarray(values) if isinstance(values, list) else None
+    if array is None or array.ndim != 1 or array.dtype.kind not in "fiu":
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), values) \
+            if isinstance(values, list) else values
+        raise InputError(f"{where}: Values holds a non-number: {bad!r}", source=source, field="Values")
+    return array.astype(np.float64, copy=False)
+
+
+def _result_arrays(res: Any, queries: dict[str, tuple[str, str]], source: str
+                   ) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(query Id, epoch seconds, values) of one MetricDataResult; None when it carries nothing usable."""
+    if not isinstance(res, dict):
+        raise InputError(f"a MetricDataResult is {type(res).__name__}, not an object", source=source,
+                         field="MetricDataResults")
+    query_id = res.get("Id")
+    status = res.get("StatusCode")
+    if status is not None and status not in _DATA_STATUSES:
+        log.warning("%s: GetMetricData result %r has status %s (%s)", source, query_id, status,
+                    "; ".join(str(m.get("Value", m)) if isinstance(m, dict) else str(m)
+                              for m in res.get("Messages") or []) or "no message")
+    stamps = res.get("Timestamps")
+    if not stamps:
+        return None
+    if query_id not in queries:  # CloudWatch never does this; a proxy or replay might: skip, say so
+        log.warning("%s: GetMetricData returned a result for Id %r that was not asked for; %d datapoint(s) "
+                    "ignored", source, query_id, len(stamps) if isinstance(stamps, list) else 0)
+        return None
+    iid, metric = queries[query_id]
+    where = f"result {query_id!r} ({iid} {metric})"
+    values = res.get("Values")
+    if not isinstance(stamps, list) or not isinstance(values, list):
+        raise InputError(f"{where}: Timestamps and Values must both be lists", source=source,
+                         field="Values" if isinstance(stamps, list) else "Timestamps")
+    if len(stamps) != len(values):
+        raise InputError(f"{where}: {len(stamps)} Timestamps but {len(values)} Values", source=source,
+                         field="Values")
+    return query_id, _epoch_seconds(stamps, where, source), _numbers(values, where, source)
+
+
 def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: datetime, period: int = 60,
             max_queries: int = MAX_QUERIES, window_periods: int | None = DEFAULT_WINDOW_PERIODS,
             instances: dict[str, str] | None = None) -> TidyColumns:
@@ -112,6 +179,8 @@ def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: dat
     instances = discover_instances(ec2) if instances is None else instances
     queries = metric_queries(instances, period)
     series_of = {q["Id"]: n for n, (q, _, _) in enumerate(queries)}
+    asked = {q["Id"]: (iid, metric) for q, iid, metric in queries}
+    source = f"cloudwatch:{region}"
     # Flat lists of arrays (one frame at the end): a DataFrame per result costs more than moto's answer.
     series_parts: list[np.ndarray] = []
     ts_parts: list[np.ndarray] = []
@@ -125,12 +194,13 @@ def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: dat
                 if token:
                     kwargs["NextToken"] = token
                 page = cloudwatch.get_metric_data(**kwargs)
-                for res in page.get("MetricDataResults", []):
-                    stamps = res.get("Timestamps")
-                    if stamps:
-                        ts_parts.append(np.array([t.timestamp() for t in stamps], dtype=np.float64))
-                        value_parts.append(np.asarray(res["Values"], dtype=np.float64))
-                        series_parts.append(np.full(len(stamps), series_of[res["Id"]], dtype=np.int64))
+                for res in page.get("MetricDataResults") or []:
+                    found = _result_arrays(res, asked, source)
+                    if found is not None:
+                        query_id, stamps, values = found
+                        ts_parts.append(stamps)
+                        value_parts.append(values)
+                        series_parts.append(np.full(len(stamps), series_of[query_id], dtype=np.int64))
                 token = page.get("NextToken")
                 if not token:
                     break
