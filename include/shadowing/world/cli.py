@@ -34,8 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     world = subparsers.add_parser("world", help="the emulated primary region (demo and tests)")
     sub = world.add_subparsers(dest="world_command", required=True, metavar="SUBCOMMAND")
 
-    p = sub.add_parser("seed", help="create (or repair) the emulated primary region us-east-1")
+    p = sub.add_parser("seed", help="create (or repair) an emulated primary region (default us-east-1)")
     p.add_argument("--endpoint-url", required=True, help="AWS endpoint, e.g. the moto server URL")
+    p.add_argument("--region", default="us-east-1",
+                   help="primary region to seed (one world per region; its AZs are <region>a, b and c)")
     p.add_argument("--services", type=_positive(), help="generated app of N services (default: shopfront)")
     p.add_argument("--instances-per-service", type=_positive())
     p.add_argument("--seed", type=int, default=0)
@@ -79,18 +81,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(handler=_export)
 
 
-def _clients(url: str):  # type: ignore[no-untyped-def]
+def _clients(url: str, region: str = "us-east-1"):  # type: ignore[no-untyped-def]
     import logging
 
     logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
     from shadowing.world.state import WorldClients
-    return WorldClients.connect(url)
+    return WorldClients.connect(url, region)
 
 
 def _seed(args: argparse.Namespace) -> int:
     from shadowing.world.seeding import seed_world
 
-    report = seed_world(_clients(args.endpoint_url), services=args.services,
+    report = seed_world(_clients(args.endpoint_url, args.region), services=args.services,
                         instances_per_service=args.instances_per_service, seed=args.seed,
                         history_days=args.history_days, secondary_history_days=args.secondary_history_days,
                         flow_minutes=args.flow_minutes, progress=lambda m: print(m, file=sys.stderr))

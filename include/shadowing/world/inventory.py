@@ -18,7 +18,14 @@ from shadowing.world.app import App
 from shadowing.world.shapes import hash_uniform
 
 ACCOUNT_ID = "123456789012"
-AZ_NAMES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+def az_names(region: str) -> tuple[str, str, str]:
+    """The world's three AZs in ``region``: letters a, b, c (the blueprint maps AZs by letter)."""
+    return (f"{region}a", f"{region}b", f"{region}c")
+
+
+AZ_NAMES = az_names("us-east-1")
 AZ_IDS = ("use1-az1", "use1-az2", "use1-az4")
 LB_SERVICE = "alb"  # pseudo-service of the load balancer's ENIs (not part of the application graph)
 

@@ -25,7 +25,7 @@ from shadowing.aws import tags as T
 from shadowing.metrics.names import INSTANCE_DIMENSION, METRICS
 from shadowing.world.app import App, Service, build_app
 from shadowing.world.discovery import discovery_events
-from shadowing.world.inventory import ACCOUNT_ID, AZ_NAMES, LB_SERVICE, Endpoint, Inventory
+from shadowing.world.inventory import ACCOUNT_ID, LB_SERVICE, Endpoint, Inventory, az_names
 from shadowing.world.metrics import instance_block
 from shadowing.world.state import (
     ENDPOINT_KIND,
@@ -139,7 +139,7 @@ class Seeder:
         have = {s["AvailabilityZone"]: s["SubnetId"] for s in self.c.ec2.describe_subnets(
             Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]}
         out = []
-        for az_i, az in enumerate(AZ_NAMES):
+        for az_i, az in enumerate(az_names(self.c.region)):
             if az not in have:
                 have[az] = self.c.ec2.create_subnet(
                     VpcId=vpc, CidrBlock=f"10.0.{az_i * 16}.0/20", AvailabilityZone=az,
@@ -528,7 +528,10 @@ class Seeder:
             name = f"{self.world}-{purpose}".lower()
             if name in have:
                 continue
-            self.c.s3.create_bucket(Bucket=name)
+            # outside us-east-1, S3 wants the bucket's region named (a world seeded in any primary region)
+            where = ({} if self.c.region == "us-east-1"
+                     else {"CreateBucketConfiguration": {"LocationConstraint": self.c.region}})
+            self.c.s3.create_bucket(Bucket=name, **where)
             self.c.s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": T.to_aws(
                 _tags(self.world, "web" if purpose == "static-assets" else "api-gateway"))})
             self.report.created["bucket"] += 1
@@ -553,8 +556,9 @@ class Seeder:
 # -------------------------------------------------------------------- inventory from AWS
 def inventory_from_aws(clients: WorldClients, state: WorldState, app: App) -> Inventory:
     """Time-ranged endpoints of the seeded world, from instance/ENI tags (terminated instances included)."""
-    subnet_az = {s["SubnetId"]: AZ_NAMES.index(s["AvailabilityZone"]) for s in clients.ec2.describe_subnets(
-        Filters=[{"Name": "vpc-id", "Values": [state.vpc_id or ""]}])["Subnets"] if s["AvailabilityZone"] in AZ_NAMES}
+    azs = az_names(clients.region)
+    subnet_az = {s["SubnetId"]: azs.index(s["AvailabilityZone"]) for s in clients.ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [state.vpc_id or ""]}])["Subnets"] if s["AvailabilityZone"] in azs}
     instances = [inst for page in clients.ec2.get_paginator("describe_instances").paginate(
         Filters=[{"Name": f"tag:{T.WORLD}", "Values": [state.world_id]}]) for res in page["Reservations"]
         for inst in res["Instances"]]
