@@ -1,31 +1,47 @@
 """Backtest of sizing rules: fit on the first part of each series, replay the rest.
 
-Every ``refit_seconds`` each rule sizes capacity from the history seen so far (nothing from the future), and
-the samples of the next interval are checked against it: coverage is the share of samples with
-demand ≤ capacity, slack is capacity − demand (reported relative to the series' mean demand so series of
-different units can be averaged). Capacity is compared in demand units (e.g. CPU percent of one instance),
-before rounding to whole instances, which would hide the differences on single-instance traces.
+Every ``refit_seconds`` each rule sizes capacity from the history seen so far (samples strictly before the
+re-size time, nothing from the future), and the samples of the next interval are checked against it. All rules
+are re-sized at the same times from the same past samples. Per series:
 
-Rules compared:
-* ``shadowing``: our :class:`~shadowing.capacity.sizing.SizingRule` (quantile of all history from the
-  sketch, × (1 + margin) × confidence while history is short);
-* ``arc-max24h``: AWS ARC Region switch's rule, the maximum over the last 24 h × 100 %;
-* ``vpa-p90+15%``: the Kubernetes VPA recommender, decayed (half-life 24 h) P90 + 15 %.
+* coverage: share of replayed samples (5-minute intervals) with demand ≤ capacity;
+* slack: idle capacity, mean over replayed samples of max(capacity − demand, 0). A miss counts as a miss, never
+  as negative slack that would offset other intervals' idle capacity;
+* relative slack: slack ÷ the series' mean demand over the replay (so series of different units average), and
+  slack ÷ need, where need is the replay's p99.5 demand (the least static capacity that, in hindsight, covers
+  99.5 %): a normalisation that series with a near-zero mean or rare huge bursts do not dominate.
+
+Across series, coverage is pooled over all replayed samples; relative slack is reported as mean and median.
+Capacity is compared in demand units (e.g. CPU percent of one instance), before rounding to whole instances,
+which would hide the differences on single-instance traces.
+
+Rules compared (all with the same inputs and cadence):
+
+* ``shadowing`` (:data:`~shadowing.capacity.sizing.PEAK_AWARE`), max(decayed p97, hour-of-week peak of the
+  next hour) × 1.20 × confidence; ``shadowing-classic``, the earlier all-history p99.5 × 1.10 × confidence;
+* ``arc-max24h``: AWS ARC Region switch's EC2 Auto Scaling block (``sampledMaxInLast24Hours``,
+  ``targetPercent`` 100): the maximum over the last 24 h × 100 %;
+* ``vpa-p90+15%``: the Kubernetes VPA recommender's CPU target: P90 of a decaying histogram (weights halve
+  every 24 h; exponential buckets growing by 5 %; the percentile is the upper edge of the bucket holding it, as
+  VPA's ``Percentile`` returns) + 15 % safety margin. VPA's absolute floors (first bucket 0.01 core, 25
+  millicores minimum) have no meaning in percent or bytes, so the first bucket is 0.01 of the series' unit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from shadowing.capacity.sizing import SizingRule
+from shadowing.capacity.sizing import PEAK_AWARE, SizingRule, summarize_values
 from shadowing.metrics import frame as tidy
-from shadowing.metrics.sketch import LogSketch
 
 DAY = 86400.0
+NEED_QUANTILE = 0.995
+
+Rule = Callable[[np.ndarray, np.ndarray, float, float], float]  # (ts, values, now, first_ts) → capacity
 
 
 @dataclass(frozen=True)
@@ -34,8 +50,10 @@ class SeriesResult:
     rule: str
     samples: int
     covered: int
-    mean_slack: float
+    mean_slack: float  # mean idle capacity, max(capacity − demand, 0)
     mean_demand: float
+    need: float = math.nan  # replay's p99.5 demand
+    mean_shortfall: float = 0.0  # mean of max(demand − capacity, 0)
 
     @property
     def coverage(self) -> float:
@@ -45,104 +63,241 @@ class SeriesResult:
     def relative_slack(self) -> float:
         return self.mean_slack / self.mean_demand if self.mean_demand > 0 else math.nan
 
+    @property
+    def slack_per_need(self) -> float:
+        return self.mean_slack / self.need if self.need > 0 else math.nan
 
-Rule = Callable[[np.ndarray, np.ndarray, float, float], float]  # (ts, values, now, first_ts) → capacity
+
+@dataclass
+class Replay:
+    """One series' replayed demand and, per rule, the capacity in force at each replayed sample."""
+
+    series: str
+    demand: np.ndarray
+    interval_starts: np.ndarray  # index in ``demand`` where each re-sizing interval starts
+    capacity: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def score(self, rule: str, multiplier: float = 1.0, *, label: str | None = None) -> SeriesResult:
+        cap = self.capacity[rule] * multiplier
+        d = self.demand
+        n = int(d.size)
+        if n == 0:
+            return SeriesResult(self.series, label or rule, 0, 0, math.nan, math.nan)
+        gap = cap - d
+        return SeriesResult(self.series, label or rule, n, int((gap >= 0).sum()),
+                            float(np.maximum(gap, 0).mean()), float(d.mean()),
+                            float(np.quantile(d, NEED_QUANTILE)), float(np.maximum(-gap, 0).mean()))
 
 
-def ours(rule: SizingRule) -> Rule:
+# --- rules ---------------------------------------------------------------------------------------------
+
+def ours(rule: SizingRule, *, decay_half_life_seconds: float = DAY) -> Rule:
+    """A :class:`SizingRule` on raw history, through the same sketch and inputs as the fingerprint."""
     def size(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
-        q = LogSketch.from_values(values).quantiles([rule.percentile], float(values.min()), float(values.max()))[0]
-        return rule.capacity(q or 0.0, now - first)
+        summary = summarize_values(rule, ts, values, now=now, history_start=first,
+                                   decay_half_life_seconds=decay_half_life_seconds)
+        base = rule.base(summary)
+        return rule.capacity(base if base is not None else 0.0, summary.history_seconds)
     return size
 
 
-def arc_max24h(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
-    recent = values[ts >= now - DAY]
-    return float(recent.max()) if recent.size else float(values.max())
+def arc_rule(window_seconds: float = DAY, target_percent: float = 100.0) -> Rule:
+    def size(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
+        recent = values[ts >= now - window_seconds]
+        return float(recent.max() if recent.size else values.max()) * target_percent / 100.0
+    return size
 
 
-def vpa_p90(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
-    weights = np.exp2((ts - now) / DAY)
-    q = LogSketch.from_values(values, weights).quantiles([0.9], float(values.min()), float(values.max()),
-                                                         weighted=True)[0]
-    return (q or 0.0) * 1.15
+arc_max24h = arc_rule()
+
+
+def vpa_histogram_percentile(values: np.ndarray, weights: np.ndarray, percentile: float, *,
+                             first_bucket: float = 0.01, ratio: float = 1.05) -> float:
+    """VPA's ``histogram.Percentile``: exponential buckets (bucket b starts at first·(ratio^b − 1)/(ratio − 1));
+    the answer is the END of the first bucket at which the cumulative weight reaches percentile × total."""
+    values = np.maximum(np.asarray(values, dtype=np.float64), 0.0)
+    buckets = np.where(values < first_bucket, 0,
+                       np.floor(np.log1p(values * (ratio - 1) / first_bucket) / math.log(ratio))).astype(np.int64)
+    cum = np.cumsum(np.bincount(buckets, weights=weights))
+    if cum.size == 0 or cum[-1] <= 0:
+        return 0.0
+    b = int(np.searchsorted(cum, percentile * cum[-1], side="left"))
+    return first_bucket * (ratio ** (b + 1) - 1) / (ratio - 1)
+
+
+def vpa_rule(percentile: float = 0.9, margin: float = 0.15, half_life_seconds: float = DAY) -> Rule:
+    def size(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
+        weights = np.exp2((ts - now) / half_life_seconds)
+        return vpa_histogram_percentile(values, weights, percentile) * (1.0 + margin)
+    return size
+
+
+vpa_p90 = vpa_rule()
+
+
+def default_rules(rule: SizingRule | None = None) -> dict[str, Rule]:
+    """Ours (``rule``, the peak-aware rule by default), the classic form, and the two references."""
+    rules = {"shadowing": ours(rule or PEAK_AWARE)}
+    if rule is None or rule != SizingRule():
+        rules["shadowing-classic"] = ours(SizingRule())
+    rules["arc-max24h"] = arc_max24h
+    rules["vpa-p90+15%"] = vpa_p90
+    return rules
+
+
+# --- replay --------------------------------------------------------------------------------------------
+
+def replay_series(ts: np.ndarray, values: np.ndarray, rules: dict[str, Rule], *, name: str,
+                  fit_fraction: float = 0.25, refit_seconds: float = 3600.0) -> Replay:
+    order = np.argsort(ts, kind="stable")
+    ts, values = np.asarray(ts, dtype=np.float64)[order], np.asarray(values, dtype=np.float64)[order]
+    first, last = float(ts[0]), float(ts[-1])
+    start = first + fit_fraction * (last - first)
+    # cut times every refit_seconds from the end of the fit; the last cut lies beyond the last sample
+    n_cuts = int(math.floor((last - start) / refit_seconds)) + 2
+    cuts = start + refit_seconds * np.arange(n_cuts)
+    bounds = np.searchsorted(ts, cuts, side="left")
+    keep = [i for i in range(n_cuts - 1) if bounds[i + 1] > bounds[i] and bounds[i] > 0]
+    first_replayed = bounds[keep[0]] if keep else ts.size
+    demand = values[first_replayed:] if keep else values[:0]
+    starts = np.array([bounds[i] - first_replayed for i in keep], dtype=np.int64)
+    out = Replay(name, demand, starts)
+    for rule_name, rule in rules.items():
+        cap = np.empty(demand.size)
+        for i in keep:
+            lo, hi = bounds[i], bounds[i + 1]
+            cap[lo - first_replayed:hi - first_replayed] = rule(ts[:lo], values[:lo], float(cuts[i]), first)
+        out.capacity[rule_name] = cap
+    return out
 
 
 def backtest_series(ts: np.ndarray, values: np.ndarray, rules: dict[str, Rule], *, name: str,
                     fit_fraction: float = 0.25, refit_seconds: float = 3600.0) -> list[SeriesResult]:
-    order = np.argsort(ts, kind="stable")
-    ts, values = ts[order], values[order]
-    first, last = float(ts[0]), float(ts[-1])
-    t = first + fit_fraction * (last - first)
-    cuts = np.arange(t, last + refit_seconds, refit_seconds)
-    bounds = np.searchsorted(ts, cuts, side="left")
-    replay = values[bounds[0]:]
-    results = []
-    for rule_name, rule in rules.items():
-        covered, slack_sum, n = 0, 0.0, 0
-        for i in range(len(cuts) - 1):
-            lo, hi = bounds[i], bounds[i + 1]
-            if hi <= lo or lo == 0:
-                continue
-            cap = rule(ts[:lo], values[:lo], float(cuts[i]), first)
-            seg = values[lo:hi]
-            covered += int((seg <= cap).sum())
-            slack_sum += float((cap - seg).sum())
-            n += hi - lo
-        results.append(SeriesResult(name, rule_name, n, covered, slack_sum / n if n else math.nan,
-                                    float(replay.mean()) if replay.size else math.nan))
-    return results
+    replay = replay_series(ts, values, rules, name=name, fit_fraction=fit_fraction, refit_seconds=refit_seconds)
+    return [replay.score(rule) for rule in rules]
 
 
-def default_rules(rule: SizingRule | None = None) -> dict[str, Rule]:
-    return {"shadowing": ours(rule or SizingRule()), "arc-max24h": arc_max24h, "vpa-p90+15%": vpa_p90}
+def series_of(cols: tidy.TidyColumns, *, min_samples: int = 10) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(service/instance/metric, ts, values) of every series of a cleaned, de-duplicated frame, by name."""
+    n_met = max(len(cols.metrics), 1)
+    key = cols.instance.astype(np.int64) * n_met + cols.metric
+    out = []
+    for k in np.unique(key).tolist():
+        rows = np.flatnonzero(key == k)
+        if rows.size < min_samples:
+            continue
+        name = f"{cols.services[int(cols.service[rows[0]])]}/{cols.instances[k // n_met]}/{cols.metrics[k % n_met]}"
+        out.append((name, cols.ts[rows], cols.values[rows]))
+    return sorted(out, key=lambda s: s[0])
+
+
+def replay_all(cols: tidy.TidyColumns, rules: dict[str, Rule], *, fit_fraction: float = 0.25,
+               refit_seconds: float = 3600.0) -> list[Replay]:
+    cols = tidy.drop_duplicates(tidy.clean(cols))
+    return [replay_series(ts, values, rules, name=name, fit_fraction=fit_fraction, refit_seconds=refit_seconds)
+            for name, ts, values in series_of(cols)]
 
 
 def backtest(cols: tidy.TidyColumns, *, rule: SizingRule | None = None, fit_fraction: float = 0.25,
              refit_seconds: float = 3600.0) -> list[SeriesResult]:
     """Backtest every series of ``cols`` (cleaned first) with our rule and the two reference rules."""
-    cols = tidy.drop_duplicates(tidy.clean(cols))
     rules = default_rules(rule)
-    series = cols.instance.astype(np.int64) * max(len(cols.metrics), 1) + cols.metric
-    out: list[SeriesResult] = []
-    for key in np.unique(series).tolist():
-        mask = series == key
-        i, m = key // max(len(cols.metrics), 1), key % max(len(cols.metrics), 1)
-        svc = cols.services[int(cols.service[np.flatnonzero(mask)[0]])]
-        name = f"{svc}/{cols.instances[i]}/{cols.metrics[m]}"
-        if mask.sum() < 10:
-            continue
-        out.extend(backtest_series(cols.ts[mask], cols.values[mask], rules, name=name,
-                                   fit_fraction=fit_fraction, refit_seconds=refit_seconds))
-    return out
+    return [r.score(name) for r in replay_all(cols, rules, fit_fraction=fit_fraction,
+                                              refit_seconds=refit_seconds) for name in rules]
 
 
-def summary(results: list[SeriesResult]) -> dict[str, dict[str, float]]:
-    """Per rule: pooled coverage over all replayed samples, mean relative slack over series, worst series."""
+# --- summaries -----------------------------------------------------------------------------------------
+
+def summary(results: Iterable[SeriesResult]) -> dict[str, dict[str, float]]:
+    """Per rule: pooled coverage over all replayed samples, worst series, mean and median relative slack."""
+    results = list(results)
     out: dict[str, dict[str, float]] = {}
     for rule in dict.fromkeys(r.rule for r in results):
         rs = [r for r in results if r.rule == rule and r.samples]
         samples = sum(r.samples for r in rs)
         rel = [r.relative_slack for r in rs if math.isfinite(r.relative_slack)]
+        per_need = [r.slack_per_need for r in rs if math.isfinite(r.slack_per_need)]
         out[rule] = {"series": len(rs), "samples": samples,
                      "coverage": sum(r.covered for r in rs) / samples if samples else math.nan,
                      "min_series_coverage": min((r.coverage for r in rs), default=math.nan),
                      "mean_relative_slack": float(np.mean(rel)) if rel else math.nan,
-                     "median_relative_slack": float(np.median(rel)) if rel else math.nan}
+                     "median_relative_slack": float(np.median(rel)) if rel else math.nan,
+                     "mean_slack_per_need": float(np.mean(per_need)) if per_need else math.nan}
     return out
+
+
+def frontier(replays: Sequence[Replay], rule: str, multipliers: Sequence[float]) -> list[tuple[float, dict[str, float]]]:
+    """Coverage vs slack of ``rule`` with its capacity scaled by each multiplier (a sweep of its margin)."""
+    return [(m, summary(r.score(rule, m) for r in replays)[rule]) for m in multipliers]
+
+
+def least_slack_at(points: Sequence[tuple[float, dict[str, float]]], target: float
+                   ) -> tuple[float, dict[str, float]] | None:
+    """The point of a frontier with the least mean relative slack among those covering ≥ target."""
+    ok = [p for p in points if p[1]["coverage"] >= target]
+    return min(ok, key=lambda p: p[1]["mean_relative_slack"]) if ok else None
+
+
+def clairvoyant_bound(replays: Sequence[Replay], target: float = 0.995) -> dict[str, float]:
+    """A lower bound no re-sizing rule can beat: capacities chosen per interval KNOWING its demand.
+
+    Per interval, capacity sits at one of its samples (dropping the k highest as misses); the k per interval
+    minimise Σ series' relative slack + λ·misses, with λ bisected until pooled coverage reaches ``target``.
+    """
+    pieces = []  # (series index, weight 1/(n·mean), sorted-descending demand of the interval)
+    total = 0
+    for s, r in enumerate(replays):
+        n, mean = r.demand.size, float(r.demand.mean()) if r.demand.size else 0.0
+        if n == 0 or mean <= 0:
+            continue
+        total += n
+        for seg in np.split(r.demand, r.interval_starts[1:]):
+            pieces.append((s, 1.0 / (n * mean), np.sort(seg)[::-1]))
+    series = sorted({p[0] for p in pieces})
+
+    def solve(lam: float) -> tuple[float, int, dict[int, float]]:
+        misses, rel = 0, dict.fromkeys(series, 0.0)
+        for s, w, d in pieces:
+            k = np.arange(d.size)
+            slack = d * (d.size - k) - np.cumsum(d[::-1])[::-1]  # capacity d[k]: Σ (d[k] − d[j]) for j ≥ k
+            best = int(np.argmin(slack * w + lam * k))
+            misses += best
+            rel[s] += float(slack[best] * w)
+        return 1.0 - misses / total, misses, rel
+
+    lo, hi = 0.0, 1.0
+    while solve(hi)[0] < target and hi < 1e6:
+        hi *= 4
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if solve(mid)[0] < target else (lo, mid)
+    cov, _, rel = solve(hi)
+    vals = list(rel.values())
+    return {"coverage": cov, "mean_relative_slack": float(np.mean(vals)), "median_relative_slack":
+            float(np.median(vals)), "series": len(vals), "samples": total}
 
 
 def format_table(results: list[SeriesResult], *, per_series: bool = False) -> str:
     lines = []
+    width = max([len(r.rule) for r in results] + [12])
     if per_series:
-        lines.append(f"{'series':58} {'rule':12} {'coverage':>9} {'rel.slack':>9}")
+        lines.append(f"{'series':48} {'rule':{width}} {'coverage':>9} {'rel.slack':>9} {'slack/need':>10}")
         for r in results:
-            lines.append(f"{r.series[:58]:58} {r.rule:12} {r.coverage:9.4f} {r.relative_slack:9.3f}")
+            lines.append(f"{r.series[:48]:48} {r.rule:{width}} {r.coverage:9.4f} {r.relative_slack:9.3f} "
+                         f"{r.slack_per_need:10.3f}")
         lines.append("")
-    lines.append(f"{'rule':12} {'series':>6} {'samples':>8} {'coverage':>9} {'min series':>10} "
-                 f"{'mean rel. slack':>15} {'median rel. slack':>17}")
+    lines.append(summary_header(width))
     for rule, s in summary(results).items():
-        lines.append(f"{rule:12} {s['series']:6d} {s['samples']:8d} {s['coverage']:9.4%} "
-                     f"{s['min_series_coverage']:10.4%} {s['mean_relative_slack']:15.3f} "
-                     f"{s['median_relative_slack']:17.3f}")
+        lines.append(summary_line(rule, s, width))
     return "\n".join(lines)
+
+
+def summary_header(width: int = 12) -> str:
+    return (f"{'rule':{width}} {'series':>6} {'samples':>8} {'coverage':>9} {'min series':>10} "
+            f"{'mean rel. slack':>15} {'median rel. slack':>17} {'slack/need':>10}")
+
+
+def summary_line(rule: str, s: dict[str, float], width: int = 12) -> str:
+    return (f"{rule:{width}} {int(s['series']):6d} {int(s['samples']):8d} {s['coverage']:9.4%} "
+            f"{s['min_series_coverage']:10.4%} {s['mean_relative_slack']:15.3f} "
+            f"{s['median_relative_slack']:17.3f} {s['mean_slack_per_need']:10.3f}")

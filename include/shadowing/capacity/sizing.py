@@ -1,21 +1,45 @@
-"""Shadow capacity from a service's aggregate demand: a percentile, a margin, and caution while history is short.
+"""Shadow capacity from a service's aggregate demand: a high quantile, the weekly peak, a margin, and caution.
 
 Demand is the service aggregate (time-aligned sum over instances) of ``metric``; for CPU that is in
 "percent of one instance" units, so ``target_utilization`` (percent of one instance a shadow instance may run
-at) turns it into an instance count:
+at) turns it into an instance count. Two forms of the rule share one dataclass:
 
-    capacity = quantile(aggregate, percentile) × (1 + margin) × confidence
-    instances = max(min_instances, ceil(capacity / target_utilization))
+* classic (``decayed=False, seasonal=False``), the historical default::
+
+      base = quantile(all history, percentile)
+
+* peak-aware (:data:`PEAK_AWARE`, the recommended rule; ``decayed=True, seasonal=True``)::
+
+      base = max(quantile(decayed histogram, percentile), hour-of-week peak over [now, now + lookahead))
+
+  The decayed histogram is the fingerprint's ``decayed_sketch`` (weights halve every 24 h, as VPA's), so the
+  quantile follows level shifts; the hour-of-week peak (the highest demand ever seen in the hours of the week
+  the next ``lookahead_seconds`` fall in) covers the weekly and daily bursts a quantile treats as outliers.
+
+and then, for both::
+
+    capacity = base × (1 + margin) × confidence
     confidence = 1 + short_history_boost × max(0, 1 − history / full_history)
+    instances = max(min_instances, ceil(capacity / target_utilization))
 
-The rule's parameters travel with every result so a recommendation can always be explained and replayed.
+Every input comes from the fingerprint's aggregate entry (``sketch``, ``decayed_sketch``,
+``hour_of_week_peak``, ``min``, ``max``): see :func:`summarize_aggregate`. The rule's parameters travel with
+every result so a recommendation can always be explained and replayed; ``bench/backtest.py`` measures both
+forms against AWS ARC's and Kubernetes VPA's rules on real CloudWatch traces.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+
+HOURS_PER_WEEK = 168
+# 1970-01-01 was a Thursday: shift so that hour-of-week 0 is Monday 00:00 UTC (as capacity.batch does).
+_EPOCH_HOUR_OF_WEEK = 3 * 24
 
 
 @dataclass(frozen=True)
@@ -28,32 +52,148 @@ class SizingRule:
     full_history_seconds: float = 7 * 86400.0
     min_instances: int = 1
     name: str = "shadowing-percentile"
+    decayed: bool = False  # quantile of the decayed histogram (half-life of the fingerprint) instead of all history
+    seasonal: bool = False  # also cover the hour-of-week peak of the next lookahead_seconds
+    lookahead_seconds: float = 3600.0  # how far ahead a sizing has to hold: the refresh cadence
 
     def confidence(self, history_seconds: float) -> float:
         short = max(0.0, 1.0 - max(history_seconds, 0.0) / self.full_history_seconds)
         return 1.0 + self.short_history_boost * short
 
     def capacity(self, demand_quantile: float, history_seconds: float) -> float:
-        """Capacity in demand units (e.g. CPU percent of one instance)."""
+        """Capacity in demand units (e.g. CPU percent of one instance) from the base demand."""
         return max(demand_quantile, 0.0) * (1.0 + self.margin) * self.confidence(history_seconds)
+
+    def base(self, summary: DemandSummary) -> float | None:
+        """The demand the rule covers before margin and confidence (None when nothing is known)."""
+        parts = [summary.quantile]
+        if self.seasonal:
+            parts.append(summary.seasonal_peak)
+        known = [p for p in parts if p is not None and math.isfinite(p)]
+        return max(known) if known else None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def recommend(rule: SizingRule, *, demand_quantile: float | None, history_seconds: float,
-              observed_instances: float | None = None) -> dict[str, Any]:
-    """The sizing block of a service in the fingerprint."""
-    if demand_quantile is None or not math.isfinite(demand_quantile):
+#: The recommended rule (tuned on half of the NAB CloudWatch traces, verified on the other half: see
+#: ``bench/backtest.py``): max(decayed p97, hour-of-week peak of the next hour) × 1.20 × confidence.
+PEAK_AWARE = SizingRule(percentile=0.97, margin=0.20, short_history_boost=0.25, decayed=True, seasonal=True,
+                        name="shadowing-peak-aware")
+
+
+@dataclass(frozen=True)
+class DemandSummary:
+    """What a rule needs to know about demand, taken from a fingerprint aggregate (or from raw history)."""
+
+    quantile: float | None  # the rule's percentile: of all history, or of the decayed histogram
+    history_seconds: float
+    seasonal_peak: float | None = None  # highest demand seen in the hours of the week the lookahead covers
+    inputs: dict[str, Any] = field(default_factory=dict)  # what the figures came from, for the record
+
+
+def hour_of_week(ts_seconds: np.ndarray) -> np.ndarray:
+    return ((np.asarray(ts_seconds, dtype=np.int64) // 3600 + _EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK).astype(np.int64)
+
+
+def lookahead_cells(now: float, lookahead_seconds: float) -> np.ndarray:
+    """Hours of the week that [now, now + lookahead) touches."""
+    hours = np.arange(math.floor(now / 3600.0), math.ceil((now + max(lookahead_seconds, 1.0)) / 3600.0))
+    return np.unique(hour_of_week(hours * 3600))
+
+
+def seasonal_peak(hour_of_week_peak: Any, now: float, lookahead_seconds: float) -> float | None:
+    """Max of the 168 hour-of-week peaks (None / -inf / NaN = no data that hour) over the lookahead."""
+    if hour_of_week_peak is None:
+        return None
+    peaks = np.array([math.nan if p is None else float(p) for p in hour_of_week_peak], dtype=np.float64)
+    if peaks.size != HOURS_PER_WEEK:
+        return None
+    cells = peaks[lookahead_cells(now, lookahead_seconds)]
+    cells = cells[np.isfinite(cells)]
+    return float(cells.max()) if cells.size else None
+
+
+def summarize_aggregate(rule: SizingRule, aggregate: Mapping[str, Any], *, now: float,
+                        history_seconds: float) -> DemandSummary:
+    """The rule's inputs from a fingerprint aggregate entry (``sketch``/``decayed_sketch``,
+    ``hour_of_week_peak``, ``min``, ``max``) at ``now`` (the fingerprint window's end)."""
+    from shadowing.metrics.sketch import LogSketch
+
+    lo, hi = aggregate.get("min"), aggregate.get("max")
+    quantile: float | None = None
+    source = "sketch"
+    if rule.decayed and aggregate.get("decayed_sketch"):
+        sk = LogSketch.weights_from_compact(aggregate["decayed_sketch"])
+        quantile = sk.quantiles([rule.percentile], lo, hi, weighted=True)[0]
+        source = "decayed_sketch"
+    if quantile is None and aggregate.get("sketch"):  # no decayed histogram (older fingerprint): all history
+        quantile = LogSketch.from_compact(aggregate["sketch"]).quantiles([rule.percentile], lo, hi)[0]
+        source = "sketch"
+    peak = seasonal_peak(aggregate.get("hour_of_week_peak"), now, rule.lookahead_seconds) if rule.seasonal else None
+    return DemandSummary(quantile, history_seconds, peak, {"quantile_from": source})
+
+
+def summarize_values(rule: SizingRule, ts: np.ndarray, values: np.ndarray, *, now: float, history_start: float,
+                     decay_half_life_seconds: float = 86400.0) -> DemandSummary:
+    """The same inputs computed from raw history (the backtest), through the same sketch as the fingerprint."""
+    from shadowing.metrics.sketch import LogSketch
+
+    ts = np.asarray(ts, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return DemandSummary(None, now - history_start)
+    lo, hi = float(values.min()), float(values.max())
+    if rule.decayed:
+        weights = np.exp2((ts - now) / decay_half_life_seconds)
+        q = LogSketch.from_values(values, weights).quantiles([rule.percentile], lo, hi, weighted=True)[0]
+    else:
+        q = LogSketch.from_values(values).quantiles([rule.percentile], lo, hi)[0]
+    peak = None
+    if rule.seasonal:
+        peaks = np.full(HOURS_PER_WEEK, -np.inf)
+        np.maximum.at(peaks, hour_of_week(ts), values)
+        peak = seasonal_peak(np.where(np.isfinite(peaks), peaks, np.nan).tolist(), now, rule.lookahead_seconds)
+    return DemandSummary(q, now - history_start, peak)
+
+
+def recommend(rule: SizingRule, *, demand_quantile: float | None = None, history_seconds: float,
+              observed_instances: float | None = None, aggregate: Mapping[str, Any] | None = None,
+              now: float | None = None) -> dict[str, Any]:
+    """The sizing block of a service in the fingerprint.
+
+    Pass ``aggregate`` (the service's aggregate entry for ``rule.metric``) and ``now`` (the window end): every
+    form of the rule sizes from it. ``demand_quantile`` alone (the all-history quantile) only serves the classic
+    form; a decayed or seasonal rule given nothing else is refused with a reason rather than sized wrongly.
+    """
+    if aggregate is not None and now is not None:
+        summary = summarize_aggregate(rule, aggregate, now=now, history_seconds=history_seconds)
+    elif rule.decayed or rule.seasonal:
+        return {"instances": None, "reason": f"rule {rule.name} needs the {rule.metric} aggregate entry and the "
+                f"window end", "rule": rule.as_dict()}
+    else:
+        summary = DemandSummary(demand_quantile, history_seconds)
+    return size(rule, summary, observed_instances=observed_instances)
+
+
+def size(rule: SizingRule, summary: DemandSummary, *, observed_instances: float | None = None) -> dict[str, Any]:
+    base = rule.base(summary)
+    if base is None:
         return {"instances": None, "reason": f"no {rule.metric} aggregate to size from", "rule": rule.as_dict()}
-    capacity = rule.capacity(demand_quantile, history_seconds)
+    capacity = rule.capacity(base, summary.history_seconds)
     instances = max(rule.min_instances, math.ceil(capacity / rule.target_utilization - 1e-9))
-    return {
+    out = {
         "instances": int(instances),
         "capacity": capacity,
-        "demand_quantile": demand_quantile,
-        "confidence": rule.confidence(history_seconds),
-        "history_seconds": history_seconds,
+        "demand_quantile": summary.quantile,
+        "confidence": rule.confidence(summary.history_seconds),
+        "history_seconds": summary.history_seconds,
         "observed_instances": observed_instances,
         "rule": rule.as_dict(),
     }
+    if rule.seasonal:
+        out["seasonal_peak"] = summary.seasonal_peak
+        out["base_demand"] = base
+    if summary.inputs:
+        out["inputs"] = summary.inputs
+    return out
