@@ -54,15 +54,14 @@ def _warehouse() -> Engine:
         return _engine_cache["engine"]  # type: ignore[return-value]
 
 
-def _data_docs_dir() -> Path | None:
+def _data_docs_dir() -> Path:
     """Where the Great Expectations Data Docs site is built (``SHADOWING_DATA_DOCS_DIR`` or the state folder)."""
     configured = os.environ.get("SHADOWING_DATA_DOCS_DIR")
-    site = Path(configured) if configured else state_dir() / "data_docs"
-    return site if site.is_dir() else None
+    return Path(configured) if configured else state_dir() / "data_docs"
 
 
 shadow_regions_app = create_app(_warehouse, region_pairs=region_pairs, data_docs_dir=_data_docs_dir,
-                                dependencies=[Depends(requires_authenticated())])
+                                build_data_docs=True, dependencies=[Depends(requires_authenticated())])
 
 
 class ShadowingPlugin(AirflowPlugin):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from shadowing.ui.synthetic import populate
@@ -109,3 +111,61 @@ def test_plugin_is_registered_and_requires_an_airflow_login(airflow_db: str, sql
     client = TestClient(create_airflow_app())
     assert client.get("/shadow-regions/api/regions").status_code == 401
     assert client.get("/shadow-regions/").status_code == 401
+
+
+def test_gx_data_docs_of_the_latest_validations_are_built_served_and_offline(sqlite_url: str,
+                                                                               tmp_path: Path) -> None:
+    """GX's own site, built from the stored artefacts (the newest and the current valid one), no CDN asset,
+    and known stale as soon as a newer artefact is stored."""
+    from datetime import UTC, datetime
+
+    from shadowing.quality.data_docs import (
+        latest_artefact_ids,
+        remote_asset_references,
+        site_is_current,
+        site_stamp,
+    )
+    from shadowing.warehouse.store import save_fingerprint
+
+    engine = open_warehouse(sqlite_url)
+    populate(engine, regions=2, services=4, versions=1, failovers=1, seed=3)
+    # A newer, failed fingerprint: the docs show it and the valid one that stays current.
+    with engine.connect() as conn:
+        fingerprint = conn.execute(sa.text("SELECT payload FROM capacity_fingerprints WHERE id = 1")).scalar()
+    fingerprint = json.loads(fingerprint) if isinstance(fingerprint, str) else fingerprint
+    first = next(iter(fingerprint["services"].values()))
+    first["metrics"]["cpu_utilization"]["max"] = 250.0  # utilisation above 100 %: the suite must fail it
+
+    def store_broken() -> int:
+        return save_fingerprint(engine, region="us-east-1", fingerprint=fingerprint, valid=False,
+                                errors=["capacity_fingerprint: expect_column_values_to_be_between utilisation_max"],
+                                run_id="manual__broken", window_start=datetime.now(UTC), window_end=datetime.now(UTC))
+
+    new_id = store_broken()
+    site = tmp_path / "data_docs"
+    client = TestClient(create_app(lambda: engine, region_pairs=lambda: {"us-east-1": "us-west-2"},
+                                   data_docs_dir=lambda: site, build_data_docs=True))
+    assert client.get("/api/regions/us-east-1").json()["data_docs"] == {"great_expectations": True}
+
+    index = client.get("/data-docs/")
+    assert index.status_code == 200, index.text
+    assert "Data Docs created by Great Expectations" in index.text
+    assert "capacity_fingerprint" in index.text and "dependency_graph_edges" in index.text
+    run_name = f"us-east-1-fingerprint-{new_id}"  # region, artefact, stored id
+    assert run_name in index.text and "us-east-1-fingerprint-1" in index.text
+    [page] = site.glob(f"validations/capacity_fingerprint/{run_name}/*/us-east-1.html")
+    result = client.get("/data-docs/" + page.relative_to(site).as_posix())
+    assert result.status_code == 200
+    assert "capacity_fingerprint" in result.text and "Failed" in result.text and "utilisation_max" in result.text
+
+    pages = [*site.rglob("*.html"), *site.glob("static/styles/*.css")]
+    assert len(pages) >= 6
+    for path in pages:
+        assert remote_asset_references(path.read_text()) == [], path
+    assert client.get("/data-docs/static/vendor/bootstrap/bootstrap.min.css").status_code == 200
+    assert client.get("/data-docs/static/vendor/jquery/jquery.min.js").status_code == 200
+    assert "Validation results" in client.get("/data-docs/validations.html").text  # ours stays beside it
+
+    assert site_is_current(site, site_stamp(latest_artefact_ids(engine, ["us-east-1"])))
+    store_broken()  # the next visit rebuilds (not repeated here: a build is GX's import, seconds)
+    assert not site_is_current(site, site_stamp(latest_artefact_ids(engine, ["us-east-1"])))

@@ -60,10 +60,9 @@ def load_suite_dict(suite: Path | dict[str, Any]) -> dict[str, Any]:
     return json.loads(Path(suite).read_text())
 
 
-def run_suite(df: pd.DataFrame, suite: Path | dict[str, Any], *, name: str,
-              label_columns: tuple[str, ...] = ()) -> ValidationReport:
-    """Validate ``df`` against ``suite``; failures name the expectation, column and (with ``label_columns``)
-    the offending rows by those columns' values."""
+def validate_frame(df: pd.DataFrame, suite: Path | dict[str, Any], *, name: str,
+                   result_format: str = "COMPLETE") -> Any:
+    """The GX ``ExpectationSuiteValidationResult`` of ``df`` against ``suite`` (what Data Docs render)."""
     ctx = context()  # first: it quiets GX's import-time logging
     import great_expectations as gx
 
@@ -84,10 +83,17 @@ def run_suite(df: pd.DataFrame, suite: Path | dict[str, Any], *, name: str,
     gx_suite = gx.ExpectationSuite(name=spec.get("name", name), expectations=[
         {"type": e["type"], "kwargs": dict(e.get("kwargs", {})), "meta": e.get("meta", {})}
         for e in spec.get("expectations", [])])
+    return batch_def.get_batch(batch_parameters={"dataframe": df}).validate(
+        gx_suite, result_format={"result_format": result_format})
+
+
+def run_suite(df: pd.DataFrame, suite: Path | dict[str, Any], *, name: str,
+              label_columns: tuple[str, ...] = ()) -> ValidationReport:
+    """Validate ``df`` against ``suite``; failures name the expectation, column and (with ``label_columns``)
+    the offending rows by those columns' values."""
     if df.empty:
         return ValidationReport(False, [f"{name}: nothing to validate (empty table)"])
-    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(
-        gx_suite, result_format={"result_format": "COMPLETE"})
+    result = validate_frame(df, suite, name=name)
     failures = []
     for r in result.results:
         if r.success:
