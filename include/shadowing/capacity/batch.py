@@ -9,6 +9,7 @@ per-service distribution (instance batches → service) and the incremental fold
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,10 @@ class GroupBatch:
     bin_count: np.ndarray  # float64 (integers)
     bin_decayed: np.ndarray  # float64, weights 2^((t − ref)/h_decay)
     reference_time: float  # seconds since epoch the decayed weights refer to
+    # Exact (numpy linear) quantiles per group at ``exact_levels``, when computed from the raw values; merged
+    # or folded states lose them and read quantiles from the sketch (≤ 1 % relative error).
+    exact_quantiles: np.ndarray | None = None
+    exact_levels: tuple[float, ...] = ()
 
     @property
     def std(self) -> np.ndarray:
@@ -53,6 +58,8 @@ class GroupBatch:
         return self.ewma_value
 
     def quantiles(self, qs: tuple[float, ...], *, decayed: bool = False) -> np.ndarray:
+        if not decayed and self.exact_quantiles is not None and tuple(qs) == self.exact_levels:
+            return self.exact_quantiles
         weights = self.bin_decayed if decayed else self.bin_count
         return sketch.grouped_quantiles(self.bin_group, self.bin_ord, weights, self.n_groups, qs,
                                         self.minimum, self.maximum, weighted=decayed)
@@ -349,3 +356,137 @@ def run_hour_peaks(runs: Runs, values: np.ndarray, hour_of_row: np.ndarray
     peaks = np.maximum.reduceat(values, seg)
     run_of_seg = np.searchsorted(runs.starts, seg, side="right") - 1
     return runs.group_of_run[run_of_seg], hour_of_row[seg], peaks
+
+
+# --- fastest path: a dense matrix (series × steps on one shared time grid) ----------------------------
+
+# Rows per block: about 4 MB of float64 per block keeps each numpy pass in cache.
+_BLOCK_VALUES = 1 << 19
+_BLOCK_THREADS = 2
+
+
+@dataclass
+class DenseResult:
+    """Statistics of the rows of a dense matrix, plus the per-row peak of every hour the grid touches."""
+
+    batch: GroupBatch
+    hour_peaks: np.ndarray  # (rows, hours)
+    hours: np.ndarray  # (hours,) absolute hour number (epoch seconds // 3600) of each column of hour_peaks
+
+
+def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay: np.ndarray, hour_starts: np.ndarray,
+                 levels: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Every per-row statistic of one block of rows (a handful of cache-resident numpy passes)."""
+    rows, length = block.shape
+    total = block.sum(axis=1)
+    mean = total / length
+    dev = block - mean[:, None]
+    m2 = np.einsum("ij,ij->i", dev, dev)
+    del dev
+    out = {"mean": mean, "m2": m2, "ewma": block @ w_ewma,
+           "peaks": np.maximum.reduceat(block, hour_starts, axis=1)}
+    if levels:
+        ordered = np.sort(block, axis=1)
+        out["min"], out["max"] = ordered[:, 0].copy(), ordered[:, -1].copy()
+        q = np.empty((rows, len(levels)))
+        for j, level in enumerate(levels):
+            # numpy's default ("linear") method: interpolate between the order statistics around q·(n − 1).
+            pos = level * (length - 1)
+            lo = math.floor(pos)
+            hi = min(lo + 1, length - 1)
+            frac = pos - lo
+            a, b = ordered[:, lo], ordered[:, hi]
+            q[:, j] = np.where(frac >= 0.5, b - (b - a) * (1 - frac), a + (b - a) * frac)
+        out["quantiles"] = q
+        del ordered
+    else:
+        out["min"], out["max"] = block.min(axis=1), block.max(axis=1)
+    # Sketch bins: bucket ordinal of every value, counted per (row, ordinal) in one bincount over row-local
+    # ordinal ranges (rows are time series: their values span a few hundred buckets at most).
+    if float(out["min"].min()) >= sketch.MIN_INDEXABLE:
+        ords = sketch.keys(block)
+        ords += sketch.OFFSET
+    else:
+        ords = sketch.ordinals(block)
+    omin = ords.min(axis=1).astype(np.int64)
+    span = ords.max(axis=1).astype(np.int64) - omin + 1
+    cells = int(span.sum())
+    if cells > 8 * ords.size + (1 << 16):
+        # Zeros/negatives next to large values (a wide ordinal range): the general sparse counting.
+        groups = np.repeat(np.arange(rows, dtype=np.int64), length)
+        flat = ords.reshape(-1)
+        bg, bo, (bc, bd) = _bin_counts(groups, flat, rows, [None, np.tile(w_decay, rows)])
+        out.update(bin_group=bg, bin_ord=bo, bin_count=bc, bin_decayed=bd)
+        return out
+    base = np.concatenate(([0], np.cumsum(span)[:-1]))
+    key = ords.astype(np.int64) if cells >= 2**31 else ords
+    key += (base - omin).astype(key.dtype)[:, None]
+    flat = key.reshape(-1)
+    counts = np.bincount(flat, minlength=cells)
+    decayed = np.bincount(flat, weights=np.broadcast_to(w_decay, block.shape).reshape(-1), minlength=cells)
+    nonzero = np.flatnonzero(counts)
+    row = np.searchsorted(base, nonzero, side="right") - 1
+    out.update(bin_group=row.astype(np.int64), bin_ord=(nonzero - base[row] + omin[row]).astype(np.int32),
+               bin_count=counts[nonzero].astype(np.float64), bin_decayed=decayed[nonzero])
+    return out
+
+
+def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float, ewma_half_life: float,
+                  decay_half_life: float, exact_levels: tuple[float, ...] = (),
+                  row_order: np.ndarray | None = None) -> DenseResult:
+    """:func:`compute` for a (series × steps) matrix whose columns are the time ``grid`` (epoch seconds).
+
+    Same statistics, mergeable state and sketch bins, but with whole-row reductions instead of group-code
+    bincounts, blocks of rows on two threads, and (``exact_levels``) exact quantiles from sorted rows.
+    ``row_order``: the rows to use, in output order (default: all, as they are).
+    """
+    n_rows = matrix.shape[0] if row_order is None else int(row_order.size)
+    length = matrix.shape[1]
+    grid = np.asarray(grid, dtype=np.float64)
+    # EWMA weights relative to the last step (no underflow), expressed relative to the reference in log2.
+    w_ewma = np.exp2((grid - grid[-1]) / ewma_half_life)
+    den = float(w_ewma.sum())
+    w_ewma /= den
+    log2w = math.log2(den) + (float(grid[-1]) - reference_time) / ewma_half_life
+    w_decay = np.exp2((grid - reference_time) / decay_half_life)
+    hour = np.floor(grid / 3600).astype(np.int64)
+    hour_starts = np.concatenate(([0], np.flatnonzero(hour[1:] != hour[:-1]) + 1))
+    per_block = max(1, _BLOCK_VALUES // max(length, 1))
+    bounds = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
+
+    def run(bound: tuple[int, int]) -> dict[str, np.ndarray]:
+        a, b = bound
+        block = matrix[a:b] if row_order is None else matrix[row_order[a:b]]
+        return _dense_block(block, w_ewma, w_decay, hour_starts, exact_levels)
+
+    if len(bounds) > 1 and _BLOCK_THREADS > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(_BLOCK_THREADS, thread_name_prefix="fingerprint-block") as pool:
+            parts = list(pool.map(run, bounds))
+    else:
+        parts = [run(b) for b in bounds]
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+
+    offsets = np.repeat(np.array([a for a, _ in bounds], dtype=np.int64), [p["bin_group"].size for p in parts])
+    count = np.full(n_rows, float(length))
+    batch = GroupBatch(n_rows, count, cat("mean"), cat("m2"), cat("min"), cat("max"), cat("ewma"),
+                       np.full(n_rows, log2w), np.full((n_rows, HOURS_PER_WEEK), -np.inf),
+                       cat("bin_group").astype(np.int64) + offsets, cat("bin_ord").astype(np.int32),
+                       cat("bin_count"), cat("bin_decayed"), float(reference_time),
+                       cat("quantiles").reshape(n_rows, len(exact_levels)) if exact_levels else None,
+                       tuple(exact_levels))
+    peaks = np.concatenate([p["peaks"] for p in parts]) if parts else np.zeros((0, hour_starts.size))
+    return DenseResult(batch, peaks, hour[hour_starts])
+
+
+def hour_of_week_peaks(targets: np.ndarray, hour_peaks: np.ndarray, hours: np.ndarray, n_out: int) -> np.ndarray:
+    """(n_out, 168) peaks: the max of ``hour_peaks`` rows per target and hour of the week."""
+    how = np.full((n_out, HOURS_PER_WEEK), -np.inf)
+    slot = (hours + _EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
+    rows = np.broadcast_to(np.asarray(targets, dtype=np.int64)[:, None], hour_peaks.shape)
+    cols = np.broadcast_to(slot[None, :], hour_peaks.shape)
+    np.maximum.at(how, (rows.reshape(-1), cols.reshape(-1)), hour_peaks.reshape(-1))
+    return how

@@ -54,6 +54,9 @@ class TidyColumns:
     # (service, metric) → rows :func:`clean` dropped because their value was impossible (missing, infinite,
     # negative, utilisation above 100 %): the share of such rows tells a broken source from a stray point.
     rejected: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Optional layout hint from readers: first row of every run of constant (service, instance, metric),
+    # ascending (a tidy file holds long runs). Lets checks work per run instead of per row; dropped by take().
+    runs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.values.size)
@@ -65,7 +68,7 @@ class TidyColumns:
     def take(self, mask: np.ndarray) -> TidyColumns:
         rows = self.rows[mask] if self.rows is not None else np.flatnonzero(mask) + 1
         return replace(self, ts=self.ts[mask], values=self.values[mask], service=self.service[mask],
-                       instance=self.instance[mask], metric=self.metric[mask], rows=rows)
+                       instance=self.instance[mask], metric=self.metric[mask], rows=rows, runs=None)
 
     @property
     def span(self) -> tuple[float, float] | None:
@@ -127,7 +130,12 @@ def _epoch_seconds(column: pd.Series) -> np.ndarray:
 
 
 def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
-    """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes."""
+    """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes.
+
+    Text columns come as dictionary indices and are handled as runs (a tidy file repeats each name over a
+    whole series): run starts from one comparison pass over the narrow indices, then one ``np.repeat`` per
+    output column; the (service, instance) pair code is assigned per run, never per row.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -141,20 +149,20 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports pandas (~1 s).
     pf = pq.ParquetFile(path, read_dictionary=text, memory_map=True)
     n = pf.metadata.num_rows
-    # One output array per column, filled row group by row group: no table-wide concatenation or cast
-    # copies, and text stays as dictionary indices mapped to global codes through small lookup tables.
     ts = np.empty(n, dtype=np.float64)
     values = np.empty(n, dtype=np.float64)
-    codes = {c: np.zeros(n, dtype=np.int32) for c in ("service", "instance_id", "metric")}
     names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
-    region_rows: dict[str, int] = {}
+    # Per text column: run starts (global row numbers) and the global code of each run.
+    run_starts: dict[str, list[np.ndarray]] = {c: [] for c in names}
+    run_codes: dict[str, list[np.ndarray]] = {c: [] for c in names}
     ts_nulls: list[np.ndarray] = []
 
     def buffer(arr: Any, np_dtype: Any) -> np.ndarray:
         """The data buffer of a null-free primitive array as numpy (no copy, no pandas import)."""
         return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
 
-    def fill_codes(col: Any, out: np.ndarray | None, known: dict[str, int], counts: dict[str, int] | None) -> None:
+    def add_runs(col: Any, name: str, pos: int) -> None:
+        known = names[name]
         for chunk in col.chunks:
             if not pa.types.is_dictionary(chunk.type):
                 chunk = pc.dictionary_encode(chunk)
@@ -164,14 +172,14 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             idx = chunk.indices
             if chunk.null_count:
                 idx = pc.fill_null(idx, len(local))
-            idx_np = buffer(idx.cast(pa.int32()), np.int32)
-            if counts is not None:
-                for code, c in enumerate(np.bincount(idx_np, minlength=len(lookup)).tolist()):
-                    if c:
-                        name = local[code] if code < len(local) else "unknown"
-                        counts[name] = counts.get(name, 0) + c
-            if out is not None:
-                out[pos:pos + len(chunk)] = lookup[idx_np]
+            if not pa.types.is_signed_integer(idx.type) and not pa.types.is_unsigned_integer(idx.type):
+                idx = idx.cast(pa.int32())
+            idx_np = buffer(idx, idx.type.to_pandas_dtype())
+            starts = np.concatenate(([0], np.flatnonzero(idx_np[1:] != idx_np[:-1]) + 1)) if len(idx_np) else \
+                np.zeros(0, dtype=np.int64)
+            run_starts[name].append(starts + pos)
+            run_codes[name].append(lookup[idx_np[starts]])
+            pos += len(chunk)
 
     pos = 0
     for i in range(pf.num_row_groups):
@@ -180,42 +188,75 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         ts_col = rg.column("timestamp")
         if pa.types.is_timestamp(ts_col.type):
             per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
-            raw = ts_col.cast(pa.int64()).combine_chunks()
-            if raw.null_count:
-                ts_nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + pos)
-                raw = pc.fill_null(raw, 0)
-            np.divide(buffer(raw, np.int64), per_second, out=ts[pos:pos + m])
+            at = pos
+            for chunk in ts_col.chunks:
+                raw = chunk.view(pa.int64())
+                if raw.null_count:
+                    ts_nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + at)
+                    raw = pc.fill_null(raw, 0)
+                np.divide(buffer(raw, np.int64), per_second, out=ts[at:at + len(raw)])
+                at += len(raw)
         else:
             ts[pos:pos + m] = _epoch_seconds(ts_col.to_pandas())
-        val = pc.cast(rg.column("value"), pa.float64(), safe=False).combine_chunks()
-        if val.null_count:
-            val = pc.fill_null(val, math.nan)
-        values[pos:pos + m] = buffer(val, np.float64)
-        for c in ("service", "instance_id", "metric"):
+        at = pos
+        for chunk in rg.column("value").chunks:
+            if not pa.types.is_float64(chunk.type):
+                chunk = pc.cast(chunk, pa.float64(), safe=False)
+            if chunk.null_count:
+                chunk = pc.fill_null(chunk, math.nan)
+            values[at:at + len(chunk)] = buffer(chunk, np.float64)
+            at += len(chunk)
+        for c in ("region", "service", "instance_id", "metric"):
             if c in rg.column_names:
-                fill_codes(rg.column(c), codes[c], names[c], None)
+                add_runs(rg.column(c), c, pos)
             else:
-                codes[c][pos:pos + m] = names[c].setdefault("unknown", len(names[c]))
-        if "region" in rg.column_names:
-            fill_codes(rg.column("region"), None, names["region"], region_rows)
-        else:
-            region_rows["unknown"] = region_rows.get("unknown", 0) + m
+                run_starts[c].append(np.array([pos], dtype=np.int64))
+                run_codes[c].append(np.array([names[c].setdefault("unknown", len(names[c]))], dtype=np.int32))
         pos += m
     for rows in ts_nulls:
         ts[rows] = np.nan
-    svc, inst, met = codes["service"], codes["instance_id"], codes["metric"]
+
+    def runs(c: str) -> tuple[np.ndarray, np.ndarray]:
+        starts = np.concatenate(run_starts[c]) if run_starts[c] else np.zeros(0, np.int64)
+        codes = np.concatenate(run_codes[c]) if run_codes[c] else np.zeros(0, np.int32)
+        return starts.astype(np.int64), codes.astype(np.int32)
+
+    def expand(starts: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        # The narrowest integer type that holds the codes: fresh memory is what costs most here.
+        dtype = np.int8 if codes.size == 0 or codes.max() < 127 else np.int16 if codes.max() < 32767 else np.int32
+        codes = codes.astype(dtype)
+        if starts.size > max(n >> 8, 64):
+            return np.repeat(codes, np.diff(np.append(starts, n)))
+        # Few long runs: filling slices runs at memset speed (np.repeat copies element by element).
+        out = np.empty(n, dtype=dtype)
+        bounds = [*starts.tolist(), n]
+        for a, b, code in zip(bounds[:-1], bounds[1:], codes.tolist(), strict=True):
+            out[a:b] = code
+        return out
+
     services, instances, metrics = (list(names[c]) for c in ("service", "instance_id", "metric"))
-    regions = list(region_rows)
-    # Instance ids are scoped by service: a code pair → a dense per-(service, instance) code.
-    pair = svc.astype(np.int64) * max(len(instances), 1) + inst
-    used = np.bincount(pair, minlength=len(services) * len(instances)) > 0
-    pair_codes = (np.cumsum(used) - 1).astype(np.int32)[pair]
-    del pair
-    used_pairs = np.flatnonzero(used)
+    svc_starts, svc_codes = runs("service")
+    inst_starts, inst_codes = runs("instance_id")
+    # Instance ids are scoped by service: one dense code per (service, instance) pair, assigned per run.
+    both = np.union1d(svc_starts, inst_starts)
+    pair_key = (svc_codes[np.searchsorted(svc_starts, both, side="right") - 1].astype(np.int64)
+                * max(len(instances), 1) + inst_codes[np.searchsorted(inst_starts, both, side="right") - 1])
+    used_pairs, pair_of_run = np.unique(pair_key, return_inverse=True)
+    pair_codes = expand(both, pair_of_run.astype(np.int32))
+    svc = expand(svc_starts, svc_codes)
+    run_starts_metric, run_codes_metric = runs("metric")
+    met = expand(run_starts_metric, run_codes_metric)
     inst_names = [instances[p % len(instances)] for p in used_pairs.tolist()]
+    reg_starts, reg_codes = runs("region")
+    region_count = np.bincount(reg_codes, weights=np.diff(np.append(reg_starts, n)),
+                               minlength=len(names["region"])) if reg_codes.size else np.zeros(0)
+    region_rows = {name: int(region_count[code]) for name, code in names["region"].items()
+                   if code < region_count.size and region_count[code] > 0}
+    regions = list(region_rows)
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
+    series_runs = np.union1d(both, run_starts_metric) if n else None
     cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
-                       region=region or top_region, source=str(path))
+                       region=region or top_region, source=str(path), runs=series_runs)
     if len(regions) > 1 and region is None:
         cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
@@ -377,6 +418,13 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
     """
     warnings = list(cols.warnings)
     bad = np.zeros(len(cols), dtype=bool)
+    # Four reductions decide which row masks are needed at all (NaN propagates through min/max): a clean
+    # input pays for no mask.
+    n = len(cols)
+    ts_lo, ts_hi = (float(cols.ts.min()), float(cols.ts.max())) if n else (0.0, 0.0)
+    v_lo, v_hi = (float(cols.values.min()), float(cols.values.max())) if n else (0.0, 0.0)
+    ts_finite = math.isfinite(ts_lo) and math.isfinite(ts_hi)
+    v_finite = math.isfinite(v_lo) and math.isfinite(v_hi)
 
     def flag(mask: np.ndarray, what: str) -> None:
         nonlocal bad
@@ -385,32 +433,46 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
             warnings.append(_describe(cols, mask, what))
             bad |= mask
 
-    flag(~np.isfinite(cols.ts), "with an unparseable timestamp dropped")
-    flag(np.isnan(cols.values), "with a missing or non-numeric value dropped")
-    flag(np.isinf(cols.values), "with an infinite value dropped")
+    if not ts_finite:
+        flag(~np.isfinite(cols.ts), "with an unparseable timestamp dropped")
+    if not v_finite:
+        flag(np.isnan(cols.values), "with a missing or non-numeric value dropped")
+        flag(np.isinf(cols.values), "with an infinite value dropped")
     metric_names = np.array(cols.metrics, dtype=object)
     if len(cols.metrics):
-        non_negative = np.isin(metric_names, list(NON_NEGATIVE_METRICS))[cols.metric]
-        flag(non_negative & (cols.values < 0), "with a negative value (impossible for this metric) dropped")
-        percent = np.isin(metric_names, list(PERCENT_METRICS))[cols.metric]
-        flag(percent & (cols.values > 100), "with utilisation above 100 % dropped")
+        non_negative = np.isin(metric_names, list(NON_NEGATIVE_METRICS))
+        if non_negative.any() and not (v_finite and v_lo >= 0):
+            flag(non_negative[cols.metric] & (cols.values < 0),
+                 "with a negative value (impossible for this metric) dropped")
+        percent = np.isin(metric_names, list(PERCENT_METRICS))
+        if percent.any() and not (v_finite and v_hi <= 100):
+            limit_of_metric = np.where(percent, 100.0, np.inf)
+            suspect = True
+            if cols.runs is not None and cols.runs.size and v_finite:
+                # Per run of one series: a peak within the limit clears the whole run.
+                over = np.maximum.reduceat(cols.values, cols.runs) > limit_of_metric[cols.metric[cols.runs]]
+                suspect = bool(over.any())
+            if suspect:
+                flag(cols.values > limit_of_metric[cols.metric], "with utilisation above 100 % dropped")
     impossible = bad.copy()  # value-level rejections so far (timestamps/windows below are not the value's fault)
-    if watermark is not None:
+    if watermark is not None and not (ts_finite and ts_lo >= watermark):
         flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
     limit = None
     if window is not None:
-        flag(cols.ts < window[0], "before the window start dropped")
+        if not (ts_finite and ts_lo >= window[0]):
+            flag(cols.ts < window[0], "before the window start dropped")
         limit = window[1]
-        flag((cols.ts >= window[1]) & (cols.ts <= window[1] + CLOCK_SKEW_TOLERANCE_SECONDS),
-             "at or after the window end dropped (next window)")
+        if not (ts_finite and ts_hi < window[1]):
+            flag((cols.ts >= window[1]) & (cols.ts <= window[1] + CLOCK_SKEW_TOLERANCE_SECONDS),
+                 "at or after the window end dropped (next window)")
     elif now is not None:
         limit = now
-    if limit is not None:
+    if limit is not None and not (ts_finite and ts_hi <= limit + CLOCK_SKEW_TOLERANCE_SECONDS):
         flag(cols.ts > limit + CLOCK_SKEW_TOLERANCE_SECONDS,
              "dated in the future (clock skew) dropped")
     unknown = sorted(set(cols.metrics) - set(CANONICAL_METRICS))
     if unknown:
-        used = np.bincount(cols.metric[~bad], minlength=len(cols.metrics)) > 0
+        used = np.bincount(cols.metric[~bad] if bad.any() else cols.metric, minlength=len(cols.metrics)) > 0
         listed = [m for m in unknown if used[cols.metrics.index(m)]]
         if listed:
             warnings.append(f"{cols.source}: unknown metric name(s) {', '.join(listed)} profiled generically")
