@@ -52,8 +52,8 @@ def regional_failover() -> None:
         return fo.run_step("launch", state)
 
     @task
-    def configure_network(state: dict) -> dict:
-        return fo.run_step("network", state)
+    def configure_network(state: dict, launched: dict) -> dict:
+        return fo.run_step("network", state, launched)
 
     @task
     def redirect_traffic(state: dict) -> dict:
@@ -81,7 +81,7 @@ def regional_failover() -> None:
 
     state = prepare()
     launched = launch(state)
-    network = configure_network(state)
+    network = configure_network(state, launched)
     traffic = redirect_traffic(state)
     replication = trigger_replication(state)
     verified = verify(state)

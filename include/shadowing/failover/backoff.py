@@ -59,8 +59,12 @@ def is_retryable(exc: BaseException) -> bool:
     """Throttling, 5xx, and connection-level failures (including a response that never arrived)."""
     from botocore.exceptions import ConnectionError as BotoConnectionError
     from botocore.exceptions import HTTPClientError, ReadTimeoutError
+    from botocore.parsers import ResponseParserError
 
     if isinstance(exc, BotoConnectionError | HTTPClientError | ReadTimeoutError):
+        return True
+    # A 5xx with a non-AWS body (e.g. an overloaded server's HTML page) cannot be parsed: transient too.
+    if isinstance(exc, ResponseParserError):
         return True
     code = error_code(exc)
     if code in THROTTLING_CODES or code in TRANSIENT_CODES:

@@ -108,7 +108,7 @@ def remove_launched_capacity(env: FailoverEnv, state: FailoverState) -> dict[str
     blueprint = load_blueprint(env, state)
     ec2 = env.ec2(state.shadow_region)
     with recorded_step(env, state, "failback_capacity") as detail:
-        ids = {i["InstanceId"] for i in launcher.describe_tagged(ec2, state.failover_id, role="launched")}
+        ids = set(launcher.census(ec2, state.failover_id, role="launched"))
         detail["deregistered"] = network.deregister_launched(env.clients.get("elbv2", state.shadow_region),
                                                              blueprint, ids)
         detail["terminated"] = len(launcher.terminate_launched(ec2, state.failover_id, timeout=env.launch_timeout))

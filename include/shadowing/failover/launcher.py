@@ -17,8 +17,10 @@ different request (IdempotentParameterMismatch). A surplus (two racing workers) 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 MAX_WORKERS = 16
+STATUS_CHUNK = 100  # DescribeInstanceStatus ids per call
+DESCRIBE_CHUNK = 1000  # DescribeInstances ids per call
 CREATE_BACKOFF = Backoff(attempts=10)
 
 
@@ -51,11 +55,30 @@ class ServiceResult:
     create_calls: int = 0
     retries: int = 0
     terminated_surplus: list[str] = field(default_factory=list)
+    # Private address per instance, from the RunInstances answers (or descriptions on a resume): the network
+    # step's DNS records need them and should not have to describe hundreds of instances again.
+    addresses: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service, "expected": self.expected, "present": len(self.instance_ids),
                 "created": self.created, "create_calls": self.create_calls, "retries": self.retries,
                 "terminated_surplus": list(self.terminated_surplus)}
+
+
+def serial_creates(ec2: Any) -> bool:
+    """Must creates be serialised? Only against an emulator: moto's RunInstances shares a per-subnet address
+    generator between its request threads ("generator already executing" → HTTP 500); real AWS takes them in
+    parallel."""
+    from urllib.parse import urlparse
+
+    endpoint = getattr(getattr(ec2, "meta", None), "endpoint_url", None) or ""
+    host = urlparse(endpoint).hostname or ""
+    return not (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"))
+
+
+def create_gate(ec2: Any) -> AbstractContextManager[Any]:
+    """A lock around RunInstances for the emulator, a no-op context for real AWS."""
+    return threading.Lock() if serial_creates(ec2) else nullcontext()
 
 
 def instance_tags(ctx: LaunchContext, launch: ServiceLaunch) -> dict[str, str]:
@@ -73,22 +96,116 @@ def instance_tags(ctx: LaunchContext, launch: ServiceLaunch) -> dict[str, str]:
     return tags
 
 
+def tag_values(ec2: Any, key: str, values: Iterable[str] | None = None) -> dict[str, str]:
+    """Instance id → value of tag ``key`` (only values in ``values`` when given), from DescribeTags.
+
+    Tags only, no instance bodies: one narrow call where DescribeInstances would describe every instance (and
+    moto's DescribeInstances costs O(instances × all tags in the region): seconds at a few hundred instances).
+    """
+    wanted = None if values is None else sorted(set(values))
+    chunks: list[list[str] | None] = [None] if wanted is None else \
+        [wanted[i:i + 200] for i in range(0, len(wanted), 200)]  # ≤ 200 values per filter
+    found: dict[str, str] = {}
+    for chunk in chunks:
+        filters = [{"Name": "resource-type", "Values": ["instance"]}, {"Name": "key", "Values": [key]}]
+        if chunk is not None:
+            if not chunk:
+                continue
+            filters.append({"Name": "value", "Values": chunk})
+        for page in ec2.get_paginator("describe_tags").paginate(Filters=filters,
+                                                                  PaginationConfig={"PageSize": 1000}):
+            for tag in page["Tags"]:
+                if tag.get("Key") == key and (chunk is None or tag.get("Value") in chunk):
+                    found[tag["ResourceId"]] = tag.get("Value", "")
+    return found
+
+
+def instance_states(ec2: Any, instance_ids: Iterable[str]) -> dict[str, str]:
+    """Instance id → state name, from DescribeInstanceStatus (IncludeAllInstances; ≤ 100 ids a call).
+
+    Ids EC2 does not know (yet: tags and instances are eventually consistent on AWS; or long gone) are left out.
+    """
+    import re
+
+    pending = sorted(set(instance_ids))
+    states: dict[str, str] = {}
+    for start in range(0, len(pending), STATUS_CHUNK):
+        chunk = pending[start:start + STATUS_CHUNK]
+        while chunk:
+            try:
+                statuses = ec2.describe_instance_status(InstanceIds=chunk, IncludeAllInstances=True)
+            except Exception as exc:
+                if error_code(exc) != "InvalidInstanceID.NotFound":
+                    raise
+                unknown = set(re.findall(r"i-[0-9a-f]+", str(exc)))
+                if not unknown & set(chunk):
+                    raise
+                chunk = [i for i in chunk if i not in unknown]
+                continue
+            for status in statuses["InstanceStatuses"]:
+                states[status["InstanceId"]] = status["InstanceState"]["Name"]
+            break
+    return states
+
+
+def census(ec2: Any, failover_id: str, *, service: str | None = None, role: str | None = None,
+           states: Iterable[str] | None = LIVE_STATES) -> dict[str, tuple[str, str]]:
+    """Instance id → (service, state) of one failover's instances (optionally one service / role).
+
+    Counted from tags (DescribeTags) and states (DescribeInstanceStatus). An instance whose tags are visible but
+    whose state is not yet counts as ``pending``: it exists, so it must never be created twice.
+    """
+    ids = tag_values(ec2, tag_keys.FAILOVER_ID, [failover_id])
+    if not ids:
+        return {}
+    services = tag_values(ec2, tag_keys.SERVICE, None if service is None else [service])
+    keep = [i for i in ids if i in services]
+    if role is not None:
+        roles = tag_values(ec2, tag_keys.ROLE, [role])
+        keep = [i for i in keep if i in roles]
+    known = instance_states(ec2, keep)
+    wanted = None if states is None else set(states)
+    result: dict[str, tuple[str, str]] = {}
+    for instance_id in keep:
+        state = known.get(instance_id, "pending")
+        if wanted is None or state in wanted:
+            result[instance_id] = (services[instance_id], state)
+    return result
+
+
+def describe_ids(ec2: Any, instance_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Full descriptions of the given instances only (≤ 1000 ids a call; unknown ids left out)."""
+    ids = sorted(set(instance_ids))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(ids), DESCRIBE_CHUNK):
+        chunk = ids[start:start + DESCRIBE_CHUNK]
+        try:
+            for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=chunk):
+                for reservation in page["Reservations"]:
+                    found.extend(reservation["Instances"])
+        except Exception as exc:
+            if error_code(exc) != "InvalidInstanceID.NotFound":
+                raise
+            known = instance_states(ec2, chunk)  # drop the ids EC2 does not know yet, describe the rest
+            if known and len(known) < len(chunk):
+                found.extend(describe_ids(ec2, known))
+    return found
+
+
 def describe_tagged(ec2: Any, failover_id: str, *, service: str | None = None, tier: int | None = None,
                     states: Iterable[str] = LIVE_STATES, role: str | None = None) -> list[dict[str, Any]]:
-    """Instances of one failover (optionally one service/tier), any live state, all pages."""
-    filters = [{"Name": f"tag:{tag_keys.FAILOVER_ID}", "Values": [failover_id]},
-               {"Name": "instance-state-name", "Values": list(states)}]
-    if service is not None:
-        filters.append({"Name": f"tag:{tag_keys.SERVICE}", "Values": [service]})
+    """Full descriptions of one failover's instances (optionally one service/tier/role) in ``states``.
+
+    Finds the ids by tags first and describes only those: nothing when the failover has nothing yet.
+    """
+    ids = census(ec2, failover_id, service=service, role=role, states=states)
+    if not ids:
+        return []
+    found = describe_ids(ec2, ids)
+    wanted = set(states)
+    found = [i for i in found if i["State"]["Name"] in wanted]
     if tier is not None:
-        filters.append({"Name": f"tag:{tag_keys.TIER}", "Values": [str(tier)]})
-    if role is not None:
-        filters.append({"Name": f"tag:{tag_keys.ROLE}", "Values": [role]})
-    found: list[dict[str, Any]] = []
-    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters,
-                                                                  PaginationConfig={"PageSize": 1000}):
-        for reservation in page["Reservations"]:
-            found.extend(reservation["Instances"])
+        found = [i for i in found if tag_keys.from_aws(i.get("Tags")).get(tag_keys.TIER) == str(tier)]
     return found
 
 
@@ -146,15 +263,16 @@ def _run_request(ctx: LaunchContext, launch: ServiceLaunch, subnet: str, count: 
 
 def ensure_service(ec2: Any, ec2_create: Any, ctx: LaunchContext, launch: ServiceLaunch, *,
                    existing: list[dict[str, Any]] | None = None, policy: Backoff = CREATE_BACKOFF,
-                   sleep: Callable[[float], None] | None = None) -> ServiceResult:
+                   sleep: Callable[[float], None] | None = None,
+                   gate: AbstractContextManager[Any] | None = None) -> ServiceResult:
     """Bring one service to exactly its planned count (see module doc). ``existing`` skips the first count."""
     import time
 
     pause = sleep or time.sleep
     result = ServiceResult(service=launch.service, expected=launch.count)
-    current = count_by_placement(existing if existing is not None
-                                 else describe_tagged(ec2, ctx.failover_id, service=launch.service),
-                                 launch.subnets)
+    seen = existing if existing is not None else describe_tagged(ec2, ctx.failover_id, service=launch.service)
+    _remember_addresses(result, seen)
+    current = count_by_placement(seen, launch.subnets)
     failures = 0
     while True:
         missing = missing_per_subnet(launch.per_subnet, current)
@@ -164,7 +282,8 @@ def ensure_service(ec2: Any, ec2_create: Any, ctx: LaunchContext, launch: Servic
         request = _run_request(ctx, launch, subnet, missing[subnet], len(current.get(subnet, [])))
         try:
             result.create_calls += 1
-            response = ec2_create.run_instances(**request)
+            with gate if gate is not None else nullcontext():
+                response = ec2_create.run_instances(**request)
         except Exception as exc:
             if not is_retryable(exc):
                 raise
@@ -176,9 +295,11 @@ def ensure_service(ec2: Any, ec2_create: Any, ctx: LaunchContext, launch: Servic
                      error_code(exc) or type(exc).__name__, failures)
             pause(policy.delay(failures))
             # The call may have happened (dropped response): trust only what the tags say now.
-            current = count_by_placement(describe_tagged(ec2, ctx.failover_id, service=launch.service),
-                                         launch.subnets)
+            seen = describe_tagged(ec2, ctx.failover_id, service=launch.service)
+            _remember_addresses(result, seen)
+            current = count_by_placement(seen, launch.subnets)
             continue
+        _remember_addresses(result, response["Instances"])
         created = [i["InstanceId"] for i in response["Instances"]]
         result.created += len(created)
         current.setdefault(subnet, []).extend(created)
@@ -190,29 +311,29 @@ def ensure_service(ec2: Any, ec2_create: Any, ctx: LaunchContext, launch: Servic
         ec2.terminate_instances(InstanceIds=extra)
         result.terminated_surplus = extra
     result.instance_ids = sorted(i for s, ids in current.items() for i in ids if i not in set(extra))
+    result.addresses = {i: result.addresses[i] for i in result.instance_ids if i in result.addresses}
     return result
 
 
+def _remember_addresses(result: ServiceResult, instances: Iterable[dict[str, Any]]) -> None:
+    for instance in instances:
+        if instance.get("PrivateIpAddress"):
+            result.addresses[instance["InstanceId"]] = instance["PrivateIpAddress"]
+
+
 def wait_running(ec2: Any, failover_id: str, instance_ids: list[str], *, timeout: float = 600) -> None:
-    """Our own waiter (botocore's polls every 15 s): all ``instance_ids`` running."""
+    """Our own waiter (botocore's polls every 15 s): all ``instance_ids`` running (DescribeInstanceStatus:
+    states only, ≤ 100 ids a call; ids EC2 does not know yet are simply not running yet)."""
     if not instance_ids:
         return
     wanted = set(instance_ids)
 
     def check() -> bool | None:
-        running: set[str] = set()
-        for chunk_start in range(0, len(instance_ids), 500):
-            chunk = instance_ids[chunk_start:chunk_start + 500]
-            pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=chunk)
-            for page in pages:
-                for reservation in page["Reservations"]:
-                    for instance in reservation["Instances"]:
-                        state = instance["State"]["Name"]
-                        if state == "running":
-                            running.add(instance["InstanceId"])
-                        elif state in ("shutting-down", "terminated", "stopped", "stopping"):
-                            raise RuntimeError(f"instance {instance['InstanceId']} of {failover_id} is {state}")
-        return True if wanted <= running else None
+        states = instance_states(ec2, wanted)
+        dead = sorted(i for i, s in states.items() if s in ("shutting-down", "terminated", "stopped", "stopping"))
+        if dead:
+            raise RuntimeError(f"instance(s) {dead[:5]} of {failover_id} are {states[dead[0]]}")
+        return True if all(states.get(i) == "running" for i in wanted) else None
 
     poll_until(check, what=f"{len(wanted)} instances running", timeout=timeout, interval=0.2)
 
@@ -277,7 +398,7 @@ class TierResult:
 
 def launch_tier(ec2: Any, ec2_create: Any, elbv2: Any, ctx: LaunchContext, tier: TierPlan, *,
                 existing: list[dict[str, Any]] | None = None, pool: ThreadPoolExecutor | None = None,
-                timeout: float = 600) -> TierResult:
+                timeout: float = 600, gate: AbstractContextManager[Any] | None = None) -> TierResult:
     """Launch every service of a tier in parallel, wait until running, register and wait healthy."""
     by_service: dict[str, list[dict[str, Any]]] | None = None
     if existing is not None:
@@ -285,12 +406,13 @@ def launch_tier(ec2: Any, ec2_create: Any, elbv2: Any, ctx: LaunchContext, tier:
         for instance in existing:
             name = tag_keys.from_aws(instance.get("Tags")).get(tag_keys.SERVICE, "")
             by_service.setdefault(name, []).append(instance)
+    gate = gate if gate is not None else create_gate(ec2_create)
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="launch")
     try:
         futures = {launch.service: executor.submit(
             ensure_service, ec2, ec2_create, ctx, launch,
-            existing=None if by_service is None else by_service.get(launch.service, []))
+            existing=None if by_service is None else by_service.get(launch.service, []), gate=gate)
             for launch in tier.services}
         results = {name: future.result() for name, future in futures.items()}
     finally:
@@ -315,22 +437,25 @@ def launch_all(ec2: Any, ec2_create: Any, elbv2: Any, ctx: LaunchContext, tiers:
                timeout: float = 600) -> list[TierResult]:
     """Tier after tier (dependency order); one upfront count of everything the failover already has."""
     existing = describe_tagged(ec2, ctx.failover_id)
+    gate = create_gate(ec2_create)
     results: list[TierResult] = []
     with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="launch") as pool:
         for tier in tiers:
             log.info("tier %d: %s", tier.index, ", ".join(s.service for s in tier.services))
             results.append(launch_tier(ec2, ec2_create, elbv2, ctx, tier, existing=existing, pool=pool,
-                                       timeout=timeout))
+                                       timeout=timeout, gate=gate))
     return results
 
 
 def terminate_launched(ec2: Any, failover_id: str, *, timeout: float = 600) -> list[str]:
     """Terminate every instance the failover launched (ROLE=launched); pre-staged resources are never touched."""
-    instances = describe_tagged(ec2, failover_id, role="launched", states=LIVE_STATES)
-    ids = sorted(i["InstanceId"] for i in instances)
-    for start in range(0, len(ids), 500):
-        ec2.terminate_instances(InstanceIds=ids[start:start + 500])
+    ids = sorted(census(ec2, failover_id, role="launched"))
+    for start in range(0, len(ids), DESCRIBE_CHUNK):
+        ec2.terminate_instances(InstanceIds=ids[start:start + DESCRIBE_CHUNK])
     if ids:
-        poll_until(lambda: True if not describe_tagged(ec2, failover_id, role="launched") else None,
-                   what="launched instances terminated", timeout=timeout, interval=0.2)
+        def gone() -> bool | None:
+            states = instance_states(ec2, ids)
+            return True if all(states.get(i, "terminated") == "terminated" for i in ids) else None
+
+        poll_until(gone, what="launched instances terminated", timeout=timeout, interval=0.2)
     return ids

@@ -174,14 +174,24 @@ def wait_insync(route53: Any, change_id: str, timeout: float = 300) -> None:
                what="Route 53 change INSYNC", timeout=timeout, interval=0.2, max_interval=5.0)
 
 
-def service_records(ec2: Any, blueprint: Blueprint, failover_id: str, zone: str,
-                    lb_dns: str | None) -> list[dict[str, Any]]:
-    """One record per launched service: ALB CNAME for load-balanced services, else multi-value A records."""
+def launched_addresses(ec2: Any, failover_id: str) -> dict[str, list[str]]:
+    """Service → private addresses of the failover's instances, described from the cloud (the fallback when the
+    launch step's own answer is not at hand)."""
     addresses: dict[str, list[str]] = {}
     for instance in describe_tagged(ec2, failover_id):
         service = tag_keys.from_aws(instance.get("Tags")).get(tag_keys.SERVICE)
         if service and instance.get("PrivateIpAddress"):
             addresses.setdefault(service, []).append(instance["PrivateIpAddress"])
+    return addresses
+
+
+def service_records(ec2: Any, blueprint: Blueprint, failover_id: str, zone: str,
+                    lb_dns: str | None, addresses: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """One record per launched service: ALB CNAME for load-balanced services, else multi-value A records."""
+    needs_addresses = any(spec.target_group is None or not lb_dns for spec in blueprint.services.values())
+    if addresses is None and needs_addresses:
+        addresses = launched_addresses(ec2, failover_id)
+    addresses = addresses or {}
     records: list[dict[str, Any]] = []
     for name, spec in sorted(blueprint.services.items()):
         fqdn = f"{name}.{zone}"
@@ -195,7 +205,7 @@ def service_records(ec2: Any, blueprint: Blueprint, failover_id: str, zone: str,
 
 
 def configure_network(ec2: Any, elbv2: Any, route53: Any, blueprint: Blueprint, *, failover_id: str,
-                      mode: str) -> dict[str, Any]:
+                      mode: str, addresses: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The whole network step; returns what it ensured (for the event timeline)."""
     arns = ensure_target_groups(elbv2, blueprint)
     lb = ensure_load_balancer(elbv2, blueprint, arns)
@@ -207,7 +217,7 @@ def configure_network(ec2: Any, elbv2: Any, route53: Any, blueprint: Blueprint, 
         name = zone_for(blueprint.primary_region, failover_id, mode)
         zone = ensure_private_zone(route53, name, vpc, blueprint.shadow_region,
                                    reference=f"shadowing-{name}")
-        records = service_records(ec2, blueprint, failover_id, name, lb["DNSName"] if lb else None)
+        records = service_records(ec2, blueprint, failover_id, name, lb["DNSName"] if lb else None, addresses)
         if records:
             for start in range(0, len(records), 500):
                 change = route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={

@@ -46,7 +46,10 @@ def run_failover(env: FailoverEnv, request: FailoverRequest, *, run_id: str, all
             if only is not None and name not in only:
                 continue
             started = time.perf_counter()
-            results[name] = function(env, state)
+            if name == "network":  # the launch step's answer carries the addresses for the DNS records
+                results[name] = steps.configure_network(env, state, results.get("launch"))
+            else:
+                results[name] = function(env, state)
             wall[name] = time.perf_counter() - started
     except BaseException as exc:  # recorded in the event by the step; finalize still closes it
         error = exc

@@ -251,18 +251,24 @@ def launch(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
             "create_retries": sum(s.retries for t in results for s in t.services.values()),
             "surplus_terminated": sum(len(s.terminated_surplus) for t in results for s in t.services.values()),
         })
-    return detail
+    # Not in the event (the timeline stays small): handed to the network step so it need not describe again.
+    return {**detail, "addresses": {name: sorted(result.addresses.values())
+                                    for t in results for name, result in t.services.items()}}
 
 
-def configure_network(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+def configure_network(env: FailoverEnv, state: FailoverState,
+                      launched: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``launched``: the launch step's result (its ``addresses`` spare describing every instance again)."""
     if state.mode == "dry_run":
         return _skip(env, state, "network", "dry run")
     blueprint = load_blueprint(env, state)
     region = state.shadow_region
+    addresses = (launched or {}).get("addresses")
     with recorded_step(env, state, "network") as detail:
         detail.update(network.configure_network(env.ec2(region), env.clients.get("elbv2", region),
                                                 env.clients.get("route53", region), blueprint,
-                                                failover_id=state.failover_id, mode=state.mode))
+                                                failover_id=state.failover_id, mode=state.mode,
+                                                addresses=addresses))
     return detail
 
 
@@ -322,7 +328,7 @@ def teardown_drill(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     region = state.shadow_region
     ec2 = env.ec2(region)
     with recorded_step(env, state, "teardown") as detail:
-        ids = {i["InstanceId"] for i in launcher.describe_tagged(ec2, state.failover_id, role="launched")}
+        ids = set(launcher.census(ec2, state.failover_id, role="launched"))
         detail["deregistered"] = network.deregister_launched(env.clients.get("elbv2", region), blueprint, ids)
         detail["terminated"] = len(launcher.terminate_launched(ec2, state.failover_id,
                                                                timeout=env.launch_timeout))

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from shadowing.aws import tags as tag_keys
 from shadowing.blueprint.model import Blueprint
-from shadowing.failover.launcher import describe_tagged, target_group_arns
+from shadowing.failover.launcher import census, target_group_arns
 from shadowing.failover.network import find_zone, zone_for
 from shadowing.failover.plan import FailoverPlan
 from shadowing.failover.traffic import traffic_on_shadow
 
 
-def instance_census(ec2: Any, plan: FailoverPlan) -> dict[str, Any]:
-    """Expected vs present per service: duplicates (surplus) and missing instances."""
-    present = Counter(tag_keys.from_aws(i.get("Tags")).get(tag_keys.SERVICE, "?")
-                      for i in describe_tagged(ec2, plan.failover_id))
+def instance_census(ec2: Any, plan: FailoverPlan,
+                    instances: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Expected vs present per service: duplicates (surplus) and missing instances (counted by tags + states)."""
+    instances = census(ec2, plan.failover_id) if instances is None else instances
+    present = Counter(service for service, _state in instances.values())
     expected = {s.service: s.count for s in plan.services}
     duplicates = sum(max(0, present.get(name, 0) - n) for name, n in expected.items()) + \
         sum(n for name, n in present.items() if name not in expected)
@@ -29,11 +29,12 @@ def instance_census(ec2: Any, plan: FailoverPlan) -> dict[str, Any]:
 
 def verify_failover(ec2: Any, elbv2: Any, route53: Any, blueprint: Blueprint, plan: FailoverPlan) -> dict[str, Any]:
     """Instances exact, targets healthy, service DNS present, traffic on the shadow (live). Problems listed."""
-    census = instance_census(ec2, plan)
+    instances = census(ec2, plan.failover_id)
+    counted = instance_census(ec2, plan, instances)
     problems: list[str] = []
-    if census["duplicates"] or census["missing"]:
-        problems.append(f"instances: {census['duplicates']} duplicate(s), {census['missing']} missing")
-    launched = {i["InstanceId"] for i in describe_tagged(ec2, plan.failover_id, states=["running"])}
+    if counted["duplicates"] or counted["missing"]:
+        problems.append(f"instances: {counted['duplicates']} duplicate(s), {counted['missing']} missing")
+    launched = {i for i, (_service, state) in instances.items() if state == "running"}
     wanted = {s.target_group for s in plan.services if s.target_group}
     unhealthy = 0
     for name, arn in target_group_arns(elbv2, wanted).items():
@@ -51,4 +52,4 @@ def verify_failover(ec2: Any, elbv2: Any, route53: Any, blueprint: Blueprint, pl
         problems.append("internal DNS zone missing")
     if plan.mode == "live":
         problems.extend(traffic_on_shadow(route53, elbv2, blueprint))
-    return {**census, "unhealthy_targets": unhealthy, "problems": problems, "ok": not problems}
+    return {**counted, "unhealthy_targets": unhealthy, "problems": problems, "ok": not problems}

@@ -101,10 +101,22 @@ def prepare(context: Any) -> dict[str, Any]:
         blueprint_version=params.get("blueprint_version"), reason=params.get("reason") or "",
         confirm_region=params.get("confirm_region") or "", trigger=params.get("trigger") or "manual",
         detected_at=params.get("detected_at") or _trigger_time(context),
-        triggered_by=getattr(context["dag_run"], "triggering_user_name", None))
+        triggered_by=triggered_by(context))
     state = prepare(env(), request, failover_id=failover_id(context["dag"].dag_id, run_id), dag_run_id=run_id,
                     allowed_primaries=_primaries())
     return state.to_dict()
+
+
+def triggered_by(context: Any) -> str:
+    """Who started this run, for the failover event: the health monitor (and its run) for a sensor trigger,
+    else the user Airflow authenticated (UI/API/CLI); a monitor run started by hand names that user too."""
+    run = context["dag_run"]
+    user = getattr(run, "triggering_user_name", None)
+    if (context["params"].get("trigger") or "manual") == "sensor":
+        monitor_run = (getattr(run, "conf", None) or {}).get("monitor_run_id")
+        who = f"primary_health_monitor run {monitor_run}" if monitor_run else "primary_health_monitor"
+        return f"{who} (started by {user})" if user else who
+    return user or f"unknown ({getattr(run, 'run_type', None) or 'unknown'} run {run.run_id})"
 
 
 def _trigger_time(context: Any) -> str | None:
@@ -114,10 +126,12 @@ def _trigger_time(context: Any) -> str | None:
     return stamp.isoformat() if stamp is not None else None
 
 
-def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
+def run_step(step: str, state: dict[str, Any], launched: dict[str, Any] | None = None) -> dict[str, Any]:
     from shadowing.failover import steps
     from shadowing.failover.steps import FailoverState
 
+    if step == "network":
+        return steps.configure_network(env(), FailoverState.from_dict(state), launched)
     functions = {"preflight": steps.run_preflight, "launch": steps.launch, "network": steps.configure_network,
                  "traffic": steps.redirect_traffic, "replication": steps.trigger_replication,
                  "verify": steps.verify_failover, "teardown": steps.teardown_drill, "finalize": steps.finalize}
