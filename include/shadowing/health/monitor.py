@@ -76,6 +76,9 @@ def triggered_run_ids(engine: Engine, region: str, limit: int = 5) -> list[str]:
 
 def failover_conf(assessment: dict[str, Any]) -> dict[str, Any]:
     """The ``regional_failover`` run conf for a triggering assessment."""
-    return {"primary_region": assessment["region"], "mode": "live", "trigger": "sensor",
+    conf = {"primary_region": assessment["region"], "mode": "live", "trigger": "sensor",
             "detected_at": assessment["detected_at"],
             "reason": f"primary_health_monitor: {assessment['reason']}"}
+    if assessment.get("monitor_run_id"):  # who triggered: recorded as the failover's triggered_by
+        conf["monitor_run_id"] = assessment["monitor_run_id"]
+    return conf

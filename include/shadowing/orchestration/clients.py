@@ -51,3 +51,55 @@ def warehouse_engine(conn_id: str = WAREHOUSE_CONN_ID) -> Engine:
     from shadowing.warehouse import open_warehouse
 
     return open_warehouse(warehouse_url(conn_id))
+
+
+AIRFLOW_API_CONN_ID = "airflow_api"  # http connection to Airflow's own REST API (a viewer-role user suffices)
+
+
+class AirflowApi:
+    """A minimal client of Airflow's REST API (what tasks may not read from the metadata DB themselves)."""
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = {"username": username, "password": password}
+        self._token: str | None = None
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+              token: str | None = None) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.base_url}{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode())
+        request.add_header("Accept", "application/json")
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (configured URL)
+            return dict(json.loads(response.read() or b"{}"))
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from urllib.parse import urlencode
+
+        if self._token is None:
+            self._token = str(self._call("POST", "/auth/token", self._credentials)["access_token"])
+        query = f"?{urlencode(params, doseq=True)}" if params else ""
+        return self._call("GET", f"{path}{query}", token=self._token)
+
+
+def airflow_api(conn_id: str = AIRFLOW_API_CONN_ID) -> AirflowApi | None:
+    """The REST API client from the ``airflow_api`` connection (None when there is no such connection)."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+    extra = conn.extra_dejson or {}
+    base = str(extra.get("base_url") or conn.host or "")
+    if base and "://" not in base:
+        base = f"{conn.schema or 'http'}://{base}{f':{conn.port}' if conn.port else ''}"
+    return AirflowApi(base, conn.login or "", conn.password or "")

@@ -34,22 +34,50 @@ def policy_from(params: dict[str, Any]) -> Any:
     return HealthPolicy.from_mapping(merged)
 
 
+def switch_edits(after: datetime | None, before: datetime) -> list[Any]:
+    """Edits of the auto-failover Variable in Airflow's event log (REST API, connection ``airflow_api``)."""
+    from shadowing.errors import ShadowingError
+    from shadowing.health.switch import variable_edits
+    from shadowing.orchestration.clients import AIRFLOW_API_CONN_ID, airflow_api
+
+    api = airflow_api()
+    if api is None:
+        raise ShadowingError(f"no Airflow connection {AIRFLOW_API_CONN_ID!r} to read the event log with")
+    entries = api.get("/api/v2/eventLogs", switch_edit_query(after, before)).get("event_logs") or []
+    return variable_edits(entries, AUTO_FAILOVER_VARIABLE)
+
+
+def switch_edit_query(after: datetime | None, before: datetime) -> dict[str, Any]:
+    """``GET /api/v2/eventLogs`` parameters: Variable edits in (after, before), newest first."""
+    from shadowing.health.switch import VARIABLE_EVENTS
+
+    params: dict[str, Any] = {"included_events": list(VARIABLE_EVENTS), "before": before.isoformat(),
+                              "order_by": "-when", "limit": 100}
+    if after is not None:
+        params["after"] = after.isoformat()
+    return params
+
+
 def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
     from shadowing.health.monitor import assess_region, triggered_run_ids
     from shadowing.health.policy import auto_failover_enabled
+    from shadowing.health.switch import audit_switch
     from shadowing.orchestration.clients import aws_client, warehouse_engine
 
     engine = warehouse_engine()
     policy = policy_from(context["params"])
     auto = auto_failover_enabled(_variable(AUTO_FAILOVER_VARIABLE), region)
+    # Who flipped the switch is audited before the switch is acted on.
+    audit_switch(engine, region, auto, run_id=context["run_id"], now=datetime.now(UTC), find_edits=switch_edits)
     probes = list((_variable(PROBES_VARIABLE) or {}).get(region) or [])
     previous = triggered_run_ids(engine, region)
     running = bool(previous) and context["ti"].get_dr_count(
         dag_id=FAILOVER_DAG_ID, run_ids=previous, states=["queued", "running"]) > 0
     now = datetime.now(UTC)
-    return assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
-                         probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
-                         trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}")
+    result = assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
+                           probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
+                           trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}")
+    return {**result, "monitor_run_id": context["run_id"]}
 
 
 def trigger_kwargs(assessments: list[dict[str, Any]]) -> list[dict[str, Any]]:

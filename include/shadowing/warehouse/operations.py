@@ -362,3 +362,49 @@ def auto_failover_decisions(engine: Engine, primary_region: str, *, decision: st
     return [AutoFailoverDecision(r["id"], r["primary_region"], _now(r["decided_at"]), r["decision"], r["reason"],
                                  bool(r["auto_failover"]), r["failover_id"], r["run_id"], r["detail"] or {})
             for r in rows]
+
+
+# ─────────────────────────────────────────── auto-failover switch ───────────────────────────────────────────
+
+SWITCH_ENABLED, SWITCH_DISABLED = "switch_enabled", "switch_disabled"
+
+
+def last_switch_change(engine: Engine, primary_region: str) -> AutoFailoverDecision | None:
+    """The last audited flip of the region's auto-failover switch (None: never audited → the default, off)."""
+    aa = auto_failover_audit
+    query = (sa.select(aa).where(aa.c.primary_region == primary_region,
+                                 aa.c.decision.in_((SWITCH_ENABLED, SWITCH_DISABLED)))
+             .order_by(aa.c.decided_at.desc(), aa.c.id.desc()).limit(1))
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return None if row is None else AutoFailoverDecision(
+        row["id"], row["primary_region"], _now(row["decided_at"]), row["decision"], row["reason"],
+        bool(row["auto_failover"]), row["failover_id"], row["run_id"], row["detail"] or {})
+
+
+def record_switch_state(engine: Engine, *, primary_region: str, enabled: bool, changed_by: str,
+                        run_id: str | None = None, detail: Mapping[str, Any] | None = None,
+                        observed_at: datetime | None = None) -> int | None:
+    """Audit the switch's state as observed now, when it differs from the last audited state (never audited
+    counts as off, the switch's default). Returns the new row's id, or None when nothing changed.
+
+    Compare and insert happen in one write transaction, so two observers never audit the same flip twice."""
+    aa = auto_failover_audit
+    decision = SWITCH_ENABLED if enabled else SWITCH_DISABLED
+
+    def work(conn: sa.Connection) -> int | None:
+        if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serialises writers
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                         {"key": f"shadowing:auto_failover_switch:{primary_region}"})
+        last = conn.execute(sa.select(aa.c.decision).where(
+            aa.c.primary_region == primary_region, aa.c.decision.in_((SWITCH_ENABLED, SWITCH_DISABLED)))
+            .order_by(aa.c.decided_at.desc(), aa.c.id.desc()).limit(1)).scalar()
+        if (last or SWITCH_DISABLED) == decision:
+            return None
+        reason = f"auto-failover turned {'on' if enabled else 'off'} for {primary_region} by {changed_by}"
+        return int(conn.execute(sa.insert(aa).values(
+            primary_region=primary_region, decided_at=_now(observed_at), decision=decision, reason=reason,
+            auto_failover=bool(enabled), failover_id=None, run_id=run_id,
+            detail={"changed_by": changed_by, "previous": last, **dict(detail or {})})).inserted_primary_key[0])
+
+    return run_in_write_transaction(engine, work)
