@@ -1,5 +1,7 @@
 # Production image: Airflow 3 with Shadowing's pinned requirements and package.
-FROM apache/airflow:3.3.2-python3.12
+# The tag's Airflow and Python versions are those of requirements.txt (its apache-airflow pin and the
+# --python-version it is compiled for): tests/deploy/test_compose.py checks they agree.
+FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
 USER airflow
