@@ -4,7 +4,8 @@
     failover run           --endpoint-url URL --warehouse-url URL --mode dry_run|drill|live [--run-id ID]
                            [--steps launch,...] [--confirm-region R] [--no-teardown]
     failover drill-summary [--endpoint-url URL] [--services N] [--instances-per-service M]
-                           fresh emulated world → refresh pipeline → drill; ONE JSON line counted from the emulator
+                           fresh emulated world → refresh DAGs (dag.test) → drill DAG; ONE JSON line on stdout,
+                           counted from the emulator (the DAGs' logs go to stderr)
 """
 
 from __future__ import annotations
@@ -105,10 +106,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _drill_summary(args: argparse.Namespace) -> int:
+    import contextlib
+    import logging
+
     from shadowing.failover.drill import drill_summary
 
-    summary = drill_summary(endpoint_url=args.endpoint_url, warehouse_url=args.warehouse_url,
-                            primary_region=args.primary_region, services=args.services,
-                            instances_per_service=args.instances_per_service)
-    sys.stdout.write(json.dumps(summary, sort_keys=False) + "\n")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    out = sys.stdout
+    # The DAG runs log to stdout: send them to stderr so that stdout carries exactly the one JSON line.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = drill_summary(endpoint_url=args.endpoint_url, warehouse_url=args.warehouse_url,
+                                primary_region=args.primary_region, services=args.services,
+                                instances_per_service=args.instances_per_service)
+    out.write(json.dumps(summary, sort_keys=False) + "\n")
+    out.flush()
     return 0

@@ -18,6 +18,15 @@ def failover_id(dag_id: str, run_id: str) -> str:
     return f"fo-{digest}"
 
 
+FAILBACK_PREFIX = "fb-"
+
+
+def failback_id(dag_id: str, run_id: str) -> str:
+    """``fb-<hash>``: the event id of one failback run (its own row in ``failover_events``)."""
+    digest = hashlib.sha256(f"{dag_id}\x00{run_id}".encode()).hexdigest()[:16]
+    return f"{FAILBACK_PREFIX}{digest}"
+
+
 def client_token(*parts: object) -> str:
     """An EC2 ClientToken (≤ 64 ASCII chars) from the parts that identify one create call.
 

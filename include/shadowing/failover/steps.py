@@ -142,23 +142,29 @@ def launch_context(state: FailoverState) -> launcher.LaunchContext:
                                   blueprint_version=state.blueprint_version, primary_region=state.primary_region)
 
 
+def event_of(state: FailoverState) -> str:
+    """The event row a step is recorded on: the failover's own, or a failback's (``extra.event_id``)."""
+    return str(state.extra.get("event_id") or state.failover_id)
+
+
 @contextmanager
 def recorded_step(env: FailoverEnv, state: FailoverState, step: str) -> Iterator[dict[str, Any]]:
     """Record a step's start, end, outcome, duration and detail in the event (failed + error on exception)."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    ops.record_failover_step(env.engine, state.failover_id, step, started_at=started)
+    event_id = event_of(state)
+    ops.record_failover_step(env.engine, event_id, step, started_at=started)
     detail: dict[str, Any] = {}
     try:
         yield detail
     except BaseException as exc:
         detail.update({"error": f"{type(exc).__name__}: {exc}"[:2000], "seconds": time.perf_counter() - t0})
-        ops.record_failover_step(env.engine, state.failover_id, step, finished_at=datetime.now(UTC),
+        ops.record_failover_step(env.engine, event_id, step, finished_at=datetime.now(UTC),
                                  outcome="failed", detail=detail)
         raise
     outcome = detail.pop("outcome", "succeeded")
     detail["seconds"] = round(time.perf_counter() - t0, 3)
-    ops.record_failover_step(env.engine, state.failover_id, step, finished_at=datetime.now(UTC),
+    ops.record_failover_step(env.engine, event_id, step, finished_at=datetime.now(UTC),
                              outcome=outcome, detail=detail)
     log.info("step %s %s in %.2fs", step, outcome, detail["seconds"])
 

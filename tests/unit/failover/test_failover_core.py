@@ -165,3 +165,47 @@ def test_outcome_needs_every_step_of_the_mode() -> None:
     assert outcome_of(event(done[:-1]), "drill")[0] == "failed"
     broken = done[:-1] + [{"step": "verify", "finished_at": "t", "outcome": "failed", "detail": {"error": "x"}}]
     assert outcome_of(event(broken), "drill") == ("failed", "step verify failed: x")
+
+
+class _Meta:
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+
+
+class _StatusClient:
+    """DescribeInstanceStatus as EC2 answers it: NotFound for the whole call when one id is unknown."""
+
+    def __init__(self, states: dict[str, str], endpoint_url: str = "http://127.0.0.1:5000") -> None:
+        self.states = states
+        self.meta = _Meta(endpoint_url)
+        self.calls: list[list[str]] = []
+
+    def describe_instance_status(self, InstanceIds: list[str], IncludeAllInstances: bool) -> dict:  # noqa: N803
+        self.calls.append(list(InstanceIds))
+        unknown = [i for i in InstanceIds if i not in self.states]
+        if unknown:
+            raise ClientError({"Error": {"Code": "InvalidInstanceID.NotFound",
+                                         "Message": f"The instance IDs {unknown} do not exist"}},
+                              "DescribeInstanceStatus")
+        return {"InstanceStatuses": [{"InstanceId": i, "InstanceState": {"Name": self.states[i]}}
+                                     for i in InstanceIds]}
+
+
+def test_creates_are_serialised_only_against_an_emulator() -> None:
+    from shadowing.failover.launcher import serial_creates
+
+    assert serial_creates(_StatusClient({}, "http://127.0.0.1:5000"))
+    assert not serial_creates(_StatusClient({}, "https://ec2.us-west-2.amazonaws.com"))
+    assert not serial_creates(_StatusClient({}, "https://ec2.cn-north-1.amazonaws.com.cn"))
+
+
+def test_instance_states_in_chunks_leave_out_ids_ec2_does_not_know_yet() -> None:
+    from shadowing.failover.launcher import STATUS_CHUNK, instance_states
+
+    known = {f"i-{n:08x}": "running" if n % 3 else "pending" for n in range(250)}
+    client = _StatusClient(known)
+    states = instance_states(client, [*known, "i-0000ffff"])
+    assert states == known
+    assert all(len(call) <= STATUS_CHUNK for call in client.calls)
+    # the chunk holding the unknown id was asked again without it; the others once each
+    assert len(client.calls) == 4
