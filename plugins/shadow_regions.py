@@ -5,7 +5,9 @@ JSON; an ``external_views`` entry puts it in the navigation bar, rendered by the
 ``/plugin/shadow-regions``. The iframe is same-origin, so the browser sends Airflow's ``_token`` session
 cookie and every route requires an authenticated Airflow user (Airflow's own ``get_user`` dependency: a bearer
 token or that cookie). The page reads the warehouse only; triggering a failover goes through Airflow's REST API
-with the user's own session, so Airflow's DAG permissions apply.
+with the user's own session, so Airflow's DAG permissions apply. ``/shadow-regions/data-docs/`` serves Great
+Expectations Data Docs of the latest stored validations, rebuilt (in a separate process) into
+``SHADOWING_DATA_DOCS_DIR`` or ``<state dir>/data_docs`` when a newer artefact is stored.
 """
 
 from __future__ import annotations
