@@ -452,6 +452,8 @@ def analyse(summary: dict[str, Any]) -> dict[str, Any]:
         work_deps = sum(r["wall_s"] for r in deps)
         ours5 = sum(_ours(r) for r in five)
         ours_deps = sum(_ours(r) for r in deps)
+        cpu5, cpu_deps = sum(r["cpu_s"] for r in five), sum(r["cpu_s"] for r in deps)
+        cpu_per_5min = cpu5 + cpu_deps * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S
         per_5min = work5 + work_deps * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S
         ours_per_5min = ours5 + ours_deps * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S
         out["passes"][slots] = {
@@ -462,6 +464,8 @@ def analyse(summary: dict[str, Any]) -> dict[str, Any]:
             "task_s_5min": work5, "task_s_hourly": work_deps, "ours_s_5min": ours5, "ours_s_hourly": ours_deps,
             "slots_needed": max(1, math.ceil(per_5min / CAPACITY_SCHEDULE_S)),
             "slots_needed_ours": max(1, math.ceil(ours_per_5min / CAPACITY_SCHEDULE_S)),
+            "cpu_s_5min": cpu5, "cpu_s_hourly": cpu_deps,
+            "slots_needed_cpu": max(1, math.ceil(cpu_per_5min / CAPACITY_SCHEDULE_S)),
             "peak_rss_mb": max((r["rss_mb"] for r in records), default=0.0),
             "failed": [f"{r['key']}: {r['error']}" for r in records if not r["ok"]],
             "ready": sum(1 for r in records if r["kind"] == "blueprint" and r["ok"] and r["detail"]["ready"]),
@@ -474,11 +478,13 @@ def analyse(summary: dict[str, Any]) -> dict[str, Any]:
         scale = target / n
         per_5min = (one["task_s_5min"] + one["task_s_hourly"] * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S) * scale
         ours_5min = (one["ours_s_5min"] + one["ours_s_hourly"] * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S) * scale
+        cpu_5min = (one["cpu_s_5min"] + one["cpu_s_hourly"] * CAPACITY_SCHEDULE_S / DEPENDENCY_SCHEDULE_S) * scale
         out["extrapolated"] = {
             "regions": target, "from_regions": n, "one_slot_5min_s": one["task_s_5min"] * scale,
             "one_slot_hourly_s": one["task_s_hourly"] * scale, "ours_5min_s": one["ours_s_5min"] * scale,
             "slots_needed": max(1, math.ceil(per_5min / CAPACITY_SCHEDULE_S)),
             "slots_needed_ours": max(1, math.ceil(ours_5min / CAPACITY_SCHEDULE_S)),
+            "cpu_5min_s": cpu_5min, "slots_needed_cpu": max(1, math.ceil(cpu_5min / CAPACITY_SCHEDULE_S)),
             "two_slot_5min_s": (out["passes"].get("2") or {}).get("five_minute_makespan_s", 0.0) * scale}
     ops: dict[str, list[float]] = {}
     for p in summary["passes"].values():
@@ -507,7 +513,8 @@ def verdict(summary: dict[str, Any], first: dict[str, Any], last: dict[str, Any]
             f"{'fits' if fits else 'BREAKS FIRST'} at {ex['regions']} regions (EXTRAPOLATED): the 5-minute cycle "
             f"is {ex['one_slot_5min_s']:.0f} s of task time on one slot against 300 s, so it needs "
             f"{ex['slots_needed']} parallel slots on this emulator ({ex['slots_needed_ours']} for our own work "
-            "alone, i.e. with AWS answering instantly)")
+            f"alone, i.e. with AWS answering instantly; by CPU seconds, which the shared machine's load does not "
+            f"inflate, {ex['slots_needed_cpu']})")
     need, need_ours = first["slots_needed"], first["slots_needed_ours"]
     fits = [int(s) for s, a in analyse_passes(summary).items() if a <= CAPACITY_SCHEDULE_S]
     if fits:
@@ -587,21 +594,23 @@ def render(summary: dict[str, Any], analysis: dict[str, Any]) -> str:
                  "its 'ours' time")
     lines.append("")
     lines.append(f"{'slots':>5} | {'5-min cycle s':>13} {'headroom':>9} | {'hourly deps s':>13} {'headroom':>9} | "
-                 f"{'Σtask 5min':>10} {'ours':>6} | {'Σtask hour':>10} {'ours':>6} | {'need':>4} {'ours':>4} | "
+                 f"{'Σtask 5min':>10} {'ours':>6} {'cpu':>6} | {'Σtask hour':>10} {'ours':>6} {'cpu':>6} | "
+                 f"{'need':>4} {'ours':>4} {'cpu':>4} | "
                  f"{'peak MB':>7} | {'moto cpu':>8} | ready")
     for _s, a in sorted(analysis["passes"].items(), key=lambda kv: int(kv[0])):
         moto = f"{a['moto_cpu_s']:8.0f}" if a["moto_cpu_s"] is not None else f"{'-':>8}"
         lines.append(
             f"{a['slots']:5d} | {a['five_minute_makespan_s']:13.1f} {a['headroom_5min_s']:9.1f} | "
             f"{a['hourly_makespan_s']:13.1f} {a['headroom_hourly_s']:9.1f} | {a['task_s_5min']:10.1f} "
-            f"{a['ours_s_5min']:6.1f} | {a['task_s_hourly']:10.1f} {a['ours_s_hourly']:6.1f} | "
-            f"{a['slots_needed']:4d} {a['slots_needed_ours']:4d} | {a['peak_rss_mb']:7.0f} | {moto} | "
+            f"{a['ours_s_5min']:6.1f} {a['cpu_s_5min']:6.1f} | {a['task_s_hourly']:10.1f} {a['ours_s_hourly']:6.1f} "
+            f"{a['cpu_s_hourly']:6.1f} | {a['slots_needed']:4d} {a['slots_needed_ours']:4d} "
+            f"{a['slots_needed_cpu']:4d} | {a['peak_rss_mb']:7.0f} | {moto} | "
             f"{a['ready']}/{len(summary['regions'])}")
         for f in a["failed"][:5]:
             lines.append(f"      failed {f}")
     lines.append("  (schedule: capacity_profiler every 300 s, shadow_blueprints on its asset, dependency_mapper every "
                  "3600 s; need = slots for Σ(capacity+blueprint) + Σdeps/12 per 300 s; 'ours' excludes time "
-                 "waiting on the emulator)")
+                 "waiting on the emulator; cpu = the task processes' own CPU seconds)")
     ex = analysis.get("extrapolated")
     if ex:
         lines.append(
@@ -610,7 +619,8 @@ def render(summary: dict[str, Any], analysis: dict[str, Any]) -> str:
             f"{ex['one_slot_5min_s']:.0f} s (headroom {CAPACITY_SCHEDULE_S - ex['one_slot_5min_s']:.0f} s), hourly "
             f"deps {ex['one_slot_hourly_s']:.0f} s; 2 slots: 5-min cycle ≈ {ex['two_slot_5min_s']:.0f} s; needs "
             f"{ex['slots_needed']} slots ({ex['slots_needed_ours']} without the emulator's time; ours alone "
-            f"{ex['ours_5min_s']:.0f} s per cycle)")
+            f"{ex['ours_5min_s']:.0f} s per cycle; our task processes' CPU {ex['cpu_5min_s']:.0f} s per cycle → "
+            f"{ex['slots_needed_cpu']} busy core(s))")
     lines.append("top AWS operations by emulator time (all steady passes): " + "; ".join(
         f"{op} {count:.0f}× {secs:.1f} s" for op, (count, secs) in analysis["top_operations"]))
     lines.extend(f"=> {line}" for line in analysis.get("verdict", []))
