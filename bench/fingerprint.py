@@ -154,7 +154,7 @@ def run(kind: str, *args: str) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{stderr.decode()[-3000:]}")
     out = json.loads(stdout.decode().strip().splitlines()[-1])
-    out.update(wall=wall, peak_mb=usage.ru_maxrss / 1024)
+    out.update(wall=wall, peak_mb=usage.ru_maxrss / 1024, cpu=usage.ru_utime + usage.ru_stime)
     return out
 
 
@@ -207,15 +207,16 @@ def bench(rows: int, repeat: int, contenders: list[str]) -> None:
         for kind in contenders:
             res = run(kind, str(week), str(fp_path)) if kind == "ours" else run(kind, str(week))
             results[kind].append(res)
-            print(f"  run {r + 1} {kind:14} {res['wall']:7.2f} s  peak {res['peak_mb']:6.0f} MiB", flush=True)
+            print(f"  run {r + 1} {kind:14} {res['wall']:7.2f} s  cpu {res['cpu']:7.2f} s  peak {res['peak_mb']:6.0f} MiB "
+                  f" load {os.getloadavg()[0]:.1f}", flush=True)
     best = {k: min(v, key=lambda x: x["wall"]) for k, v in results.items()}
     base = best["ours"]["wall"]
     print(f"\n{'contender':14} {'process s (best)':>16} {'all runs':>22} {'work s':>7} {'vs ours':>8} "
-          f"{'peak MiB':>9}")
+          f"{'peak MiB':>9} {'cpu s':>7}")
     for kind, res in best.items():
         runs = ", ".join(f"{x['wall']:.2f}" for x in results[kind])
         print(f"{kind:14} {res['wall']:16.2f} {runs:>22} {res['work']:7.2f} {res['wall'] / base:7.2f}× "
-              f"{res['peak_mb']:9.0f}")
+              f"{res['peak_mb']:9.0f} {res['cpu']:7.2f}")
     o = best["ours"]
     print(f"ours split: imports {o['imports']:.2f} s, read {o['read']:.2f} s, fingerprint {o['compute']:.2f} s, "
           f"JSON {o['write']:.2f} s; {int(o['groups'])} instance series, fingerprint "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +44,6 @@ class GroupBatch:
     bin_count: np.ndarray  # float64 (integers)
     bin_decayed: np.ndarray  # float64, weights 2^((t − ref)/h_decay)
     reference_time: float  # seconds since epoch the decayed weights refer to
-    # Exact (numpy linear) quantiles per group at ``exact_levels``, when computed from the raw values; merged
-    # or folded states lose them and read quantiles from the sketch (≤ 1 % relative error).
-    exact_quantiles: np.ndarray | None = None
-    exact_levels: tuple[float, ...] = ()
 
     @property
     def std(self) -> np.ndarray:
@@ -58,8 +55,6 @@ class GroupBatch:
         return self.ewma_value
 
     def quantiles(self, qs: tuple[float, ...], *, decayed: bool = False) -> np.ndarray:
-        if not decayed and self.exact_quantiles is not None and tuple(qs) == self.exact_levels:
-            return self.exact_quantiles
         weights = self.bin_decayed if decayed else self.bin_count
         return sketch.grouped_quantiles(self.bin_group, self.bin_ord, weights, self.n_groups, qs,
                                         self.minimum, self.maximum, weighted=decayed)
@@ -365,6 +360,47 @@ _BLOCK_VALUES = 1 << 19
 _BLOCK_THREADS = 2
 
 
+class Background:
+    """``fn(*args, **kwargs)`` on a thread; :meth:`result` joins and returns it (or raises its exception).
+
+    Plain threading: concurrent.futures would import logging (~40 ms of a short process's start).
+    """
+
+    def __init__(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        import threading
+
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self._value = fn(*args, **kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=target, name="fingerprint", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def parallel_map(fn: Any, items: list[Any], threads: int) -> list[Any]:
+    """[fn(x) for x in items] with items dealt round-robin to ``threads`` threads (numpy releases the GIL)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    helpers = [Background(lambda k=k: [fn(x) for x in items[k::threads]]) for k in range(1, threads)]
+    mine = [fn(x) for x in items[0::threads]]
+    shares = [mine, *(h.result() for h in helpers)]
+    out: list[Any] = [None] * len(items)
+    for k, share in enumerate(shares):
+        out[k::threads] = share
+    return out
+
+
 @dataclass
 class DenseResult:
     """Statistics of the rows of a dense matrix, plus the per-row peak of every hour the grid touches."""
@@ -374,56 +410,47 @@ class DenseResult:
     hours: np.ndarray  # (hours,) absolute hour number (epoch seconds // 3600) of each column of hour_peaks
 
 
-def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay: np.ndarray, hour_starts: np.ndarray,
-                 levels: tuple[float, ...]) -> dict[str, np.ndarray]:
-    """Every per-row statistic of one block of rows (a handful of cache-resident numpy passes)."""
+def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarray, hour_starts: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """Every per-row statistic of one block of rows: a handful of cache-resident numpy passes.
+
+    Fresh memory is expensive (page faults), so the block's temporaries reuse one scratch array and the
+    bincount keys are built in place as int64 (bincount would otherwise copy them to intp).
+    """
     rows, length = block.shape
-    total = block.sum(axis=1)
-    mean = total / length
-    dev = block - mean[:, None]
-    m2 = np.einsum("ij,ij->i", dev, dev)
-    del dev
-    out = {"mean": mean, "m2": m2, "ewma": block @ w_ewma,
-           "peaks": np.maximum.reduceat(block, hour_starts, axis=1)}
-    if levels:
-        ordered = np.sort(block, axis=1)
-        out["min"], out["max"] = ordered[:, 0].copy(), ordered[:, -1].copy()
-        q = np.empty((rows, len(levels)))
-        for j, level in enumerate(levels):
-            # numpy's default ("linear") method: interpolate between the order statistics around q·(n − 1).
-            pos = level * (length - 1)
-            lo = math.floor(pos)
-            hi = min(lo + 1, length - 1)
-            frac = pos - lo
-            a, b = ordered[:, lo], ordered[:, hi]
-            q[:, j] = np.where(frac >= 0.5, b - (b - a) * (1 - frac), a + (b - a) * frac)
-        out["quantiles"] = q
-        del ordered
-    else:
-        out["min"], out["max"] = block.min(axis=1), block.max(axis=1)
+    mean = np.add.reduce(block, axis=1) / length
+    scratch = np.subtract(block, mean[:, None])
+    m2 = np.einsum("ij,ij->i", scratch, scratch)
+    out = {"mean": mean, "m2": m2, "ewma": np.einsum("ij,j->i", block, w_ewma),
+           "peaks": np.maximum.reduceat(block, hour_starts, axis=1),
+           "min": block.min(axis=1), "max": block.max(axis=1)}
     # Sketch bins: bucket ordinal of every value, counted per (row, ordinal) in one bincount over row-local
     # ordinal ranges (rows are time series: their values span a few hundred buckets at most).
     if float(out["min"].min()) >= sketch.MIN_INDEXABLE:
-        ords = sketch.keys(block)
+        # sketch.keys, in place: ceil(log2(x) · multiplier), the same operations bit for bit.
+        np.log2(block, out=scratch)
+        scratch *= sketch.MULTIPLIER
+        np.ceil(scratch, out=scratch)
+        ords = scratch.astype(np.int64)
         ords += sketch.OFFSET
     else:
-        ords = sketch.ordinals(block)
-    omin = ords.min(axis=1).astype(np.int64)
-    span = ords.max(axis=1).astype(np.int64) - omin + 1
+        ords = sketch.ordinals(block).astype(np.int64)
+    del scratch
+    weights = w_decay_tiled[:block.size]
+    omin = ords.min(axis=1)
+    span = ords.max(axis=1) - omin + 1
     cells = int(span.sum())
     if cells > 8 * ords.size + (1 << 16):
         # Zeros/negatives next to large values (a wide ordinal range): the general sparse counting.
         groups = np.repeat(np.arange(rows, dtype=np.int64), length)
-        flat = ords.reshape(-1)
-        bg, bo, (bc, bd) = _bin_counts(groups, flat, rows, [None, np.tile(w_decay, rows)])
+        bg, bo, (bc, bd) = _bin_counts(groups, ords.reshape(-1), rows, [None, weights])
         out.update(bin_group=bg, bin_ord=bo, bin_count=bc, bin_decayed=bd)
         return out
     base = np.concatenate(([0], np.cumsum(span)[:-1]))
-    key = ords.astype(np.int64) if cells >= 2**31 else ords
-    key += (base - omin).astype(key.dtype)[:, None]
-    flat = key.reshape(-1)
+    ords += (base - omin)[:, None]
+    flat = ords.reshape(-1)
     counts = np.bincount(flat, minlength=cells)
-    decayed = np.bincount(flat, weights=np.broadcast_to(w_decay, block.shape).reshape(-1), minlength=cells)
+    decayed = np.bincount(flat, weights=weights, minlength=cells)
     nonzero = np.flatnonzero(counts)
     row = np.searchsorted(base, nonzero, side="right") - 1
     out.update(bin_group=row.astype(np.int64), bin_ord=(nonzero - base[row] + omin[row]).astype(np.int32),
@@ -432,12 +459,11 @@ def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay: np.ndarray, hou
 
 
 def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float, ewma_half_life: float,
-                  decay_half_life: float, exact_levels: tuple[float, ...] = (),
-                  row_order: np.ndarray | None = None) -> DenseResult:
+                  decay_half_life: float, row_order: np.ndarray | None = None) -> DenseResult:
     """:func:`compute` for a (series × steps) matrix whose columns are the time ``grid`` (epoch seconds).
 
     Same statistics, mergeable state and sketch bins, but with whole-row reductions instead of group-code
-    bincounts, blocks of rows on two threads, and (``exact_levels``) exact quantiles from sorted rows.
+    bincounts, and blocks of rows on two threads.
     ``row_order``: the rows to use, in output order (default: all, as they are).
     """
     n_rows = matrix.shape[0] if row_order is None else int(row_order.size)
@@ -454,18 +480,14 @@ def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float
     per_block = max(1, _BLOCK_VALUES // max(length, 1))
     bounds = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
 
+    w_decay_tiled = np.tile(w_decay, min(per_block, max(n_rows, 1)))
+
     def run(bound: tuple[int, int]) -> dict[str, np.ndarray]:
         a, b = bound
         block = matrix[a:b] if row_order is None else matrix[row_order[a:b]]
-        return _dense_block(block, w_ewma, w_decay, hour_starts, exact_levels)
+        return _dense_block(block, w_ewma, w_decay_tiled, hour_starts)
 
-    if len(bounds) > 1 and _BLOCK_THREADS > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(_BLOCK_THREADS, thread_name_prefix="fingerprint-block") as pool:
-            parts = list(pool.map(run, bounds))
-    else:
-        parts = [run(b) for b in bounds]
+    parts = parallel_map(run, bounds, _BLOCK_THREADS)
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
@@ -475,9 +497,7 @@ def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float
     batch = GroupBatch(n_rows, count, cat("mean"), cat("m2"), cat("min"), cat("max"), cat("ewma"),
                        np.full(n_rows, log2w), np.full((n_rows, HOURS_PER_WEEK), -np.inf),
                        cat("bin_group").astype(np.int64) + offsets, cat("bin_ord").astype(np.int32),
-                       cat("bin_count"), cat("bin_decayed"), float(reference_time),
-                       cat("quantiles").reshape(n_rows, len(exact_levels)) if exact_levels else None,
-                       tuple(exact_levels))
+                       cat("bin_count"), cat("bin_decayed"), float(reference_time))
     peaks = np.concatenate([p["peaks"] for p in parts]) if parts else np.zeros((0, hour_starts.size))
     return DenseResult(batch, peaks, hour[hour_starts])
 

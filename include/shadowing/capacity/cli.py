@@ -47,7 +47,8 @@ def _fingerprint(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise InputError(f"unreadable fingerprint: {exc}", source=args.previous) from exc
     cols = read_metrics(args.metrics, region=args.region)
-    fingerprint = fold(previous, cols, region=args.region, params=ProfileParams(step_seconds=args.step_seconds))
+    fingerprint = fold(previous, cols, region=args.region, params=ProfileParams(step_seconds=args.step_seconds),
+                       previous_source=args.previous or "previous fingerprint")
     if args.validate:
         from shadowing.capacity.fingerprint import parse_iso
         from shadowing.quality.fingerprint import validate_fingerprint

@@ -22,7 +22,7 @@ fingerprint are late and are reported, not double counted.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from zlib import error as zlib_error
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +42,6 @@ _STEP_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
 _DENSE_CELLS = 120_000_000
 # Inputs at least this long compute instance statistics on a second thread.
 _THREAD_MIN_ROWS = 1_000_000
-_THREADS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fingerprint")
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,7 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         del raw_series
         # The instance statistics and the pooled/aggregate passes below are independent: on big inputs run
         # them on two threads (numpy releases the GIL in its array loops), which is what the 2 cores are for.
-        pending = _THREADS.submit(gb.compute_runs, runs, series, cols.ts, t_idx, grid, aligned, cols.values,
+        pending = gb.Background(gb.compute_runs, runs, series, cols.ts, t_idx, grid, aligned, cols.values,
                                   **kw) if len(cols) >= _THREAD_MIN_ROWS else None
         inst_batch = None if pending is not None else gb.compute_runs(runs, series, cols.ts, t_idx, grid,
                                                                       aligned, cols.values, **kw)
@@ -528,14 +527,44 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
 
 # --- entry points -------------------------------------------------------------------------------------
 
+def check_previous(previous: Any, source: str) -> None:
+    """Refuse a previous fingerprint that cannot be folded into, naming the file and the field."""
+    if not isinstance(previous, dict):
+        raise InputError(f"previous fingerprint must be a JSON object, got {type(previous).__name__}",
+                         source=source)
+    window = previous.get("window")
+    if not isinstance(window, dict):
+        raise InputError("previous fingerprint has no window object", source=source, field="window")
+    for key in ("start", "end"):
+        try:
+            parse_iso(str(window[key]))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"not an ISO timestamp: {window.get(key)!r}", source=source,
+                             field=f"window.{key}") from None
+    for key in ("services", "params"):
+        if key in previous and not isinstance(previous[key], dict):
+            raise InputError("must be an object", source=source, field=key)
+
+
+def _previous_state(previous: dict[str, Any], source: str) -> WindowState:
+    try:
+        return state_from_fingerprint(previous)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, zlib_error) as exc:
+        raise InputError(f"previous fingerprint cannot be folded into ({type(exc).__name__}: {exc})",
+                         source=source, field="services") from exc
+
+
 def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tuple[float, float] | None = None,
-         region: str | None = None, params: ProfileParams | None = None, max_warnings: int = 50
-         ) -> dict[str, Any]:
+         region: str | None = None, params: ProfileParams | None = None, max_warnings: int = 50,
+         previous_source: str = "previous fingerprint") -> dict[str, Any]:
     """Fold a new interval of tidy data into ``previous`` (None: build from scratch) → a new fingerprint.
 
     ``window`` is the half-open data interval [start, end) in epoch seconds; without it the window is the
-    data's span (end = last sample + one step).
+    data's span (end = last sample + one step). ``previous_source`` names the previous fingerprint (a file,
+    a warehouse row) in the :class:`InputError` raised when it is malformed.
     """
+    if previous is not None:
+        check_previous(previous, previous_source)
     params = params or ProfileParams()
     if previous is not None:
         p = previous.get("params") or {}
@@ -551,7 +580,7 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
             raise InputError("no usable metric rows", source=cols.source)
         # Nothing new: the previous state, decayed to the new window end.
         end = window[1]
-        state = state_from_fingerprint(previous)
+        state = _previous_state(previous, previous_source)
         kw = {"ewma_half_life": params.ewma_half_life_seconds, "decay_half_life": params.decay_half_life_seconds}
         state = WindowState(state.instance_keys, gb.rebase(state.instances, end, **kw), state.pool_keys,
                             gb.rebase(state.pooled, end, **kw), gb.rebase(state.aggregate, end, **kw),
@@ -571,7 +600,7 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
     history_start = start
     folds = 0
     if previous is not None:
-        state = merge_states(state_from_fingerprint(previous), state, params=params)
+        state = merge_states(_previous_state(previous, previous_source), state, params=params)
         start = parse_iso(previous["window"]["start"])
         history_start = parse_iso(previous.get("history_start", previous["window"]["start"]))
         folds = int(previous.get("folds", 0)) + 1

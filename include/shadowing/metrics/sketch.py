@@ -33,8 +33,8 @@ ALPHA = 0.01
 # Same arithmetic as ddsketch.mapping.LogarithmicMapping so that keys agree bit for bit.
 _GAMMA_MANTISSA = 2 * ALPHA / (1 - ALPHA)
 GAMMA = 1 + _GAMMA_MANTISSA
-_MULTIPLIER = math.log(2) / math.log1p(_GAMMA_MANTISSA)
-_LOG2_GAMMA = 1.0 / _MULTIPLIER
+MULTIPLIER = math.log(2) / math.log1p(_GAMMA_MANTISSA)
+_LOG2_GAMMA = 1.0 / MULTIPLIER
 # Positive keys are shifted by OFFSET to keep ordinals of the three stores apart; |key| ≤ ~35,800 for any
 # finite float64 at ALPHA = 1 %, so 2**17 leaves room.
 OFFSET = 1 << 17
@@ -46,7 +46,7 @@ _FORMAT_VERSION = 1
 def keys(magnitudes: np.ndarray) -> np.ndarray:
     """DDSketch keys of strictly positive magnitudes (``ceil(log_gamma(x))``), int32."""
     # log2 is several times faster than log in numpy (SIMD); DDSketch's LogarithmicMapping uses log2 too.
-    return np.ceil(np.log2(magnitudes) * _MULTIPLIER).astype(np.int32)
+    return np.ceil(np.log2(magnitudes) * MULTIPLIER).astype(np.int32)
 
 
 def ordinals(values: np.ndarray) -> np.ndarray:
