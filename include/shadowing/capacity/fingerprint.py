@@ -22,10 +22,10 @@ fingerprint are late and are reported, not double counted.
 from __future__ import annotations
 
 import math
-from zlib import error as zlib_error
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zlib import error as zlib_error
 
 import numpy as np
 
