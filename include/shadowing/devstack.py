@@ -31,6 +31,9 @@ from shadowing.settings import PROJECT_ROOT, state_dir
 
 BIN = Path(sys.executable).parent
 ADMIN_USER = "admin"
+# Read-only user of the `airflow_api` connection: the health monitor reads Airflow's event log with it to audit
+# who flipped the auto-failover switch (a viewer may read, never change, anything).
+AUDITOR_USER = "shadowing_auditor"
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AUDITOR_USER}:viewer,{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(stack.state / "passwords.json"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{stack.airflow_home / 'airflow.db'}",
         "AIRFLOW__API__PORT": str(stack.airflow_port),
@@ -160,14 +163,20 @@ def _airflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=PROJECT_ROOT)
 
 
-def _admin_password(stack: Stack) -> str:
+def _passwords(stack: Stack) -> dict[str, str]:
+    """Every demo user's password, generated once per stack (kept in the auth manager's passwords file)."""
     path = stack.state / "passwords.json"
-    if path.exists():
-        return str(json.loads(path.read_text())[ADMIN_USER])
-    password = secrets.token_urlsafe(12)
-    path.write_text(json.dumps({ADMIN_USER: password}))
-    path.chmod(0o600)
-    return password
+    known = json.loads(path.read_text()) if path.exists() else {}
+    missing = [user for user in (ADMIN_USER, AUDITOR_USER) if user not in known]
+    if missing:
+        known.update({user: secrets.token_urlsafe(12) for user in missing})
+        path.write_text(json.dumps(known))
+        path.chmod(0o600)
+    return {str(k): str(v) for k, v in known.items()}
+
+
+def _admin_password(stack: Stack) -> str:
+    return _passwords(stack)[ADMIN_USER]
 
 
 def start_emulator(stack: Stack) -> None:
@@ -197,10 +206,15 @@ def configure_airflow(stack: Stack) -> None:
     result = _airflow(stack, "db", "migrate")
     if result.returncode != 0:
         raise ShadowingError(f"airflow db migrate failed: {result.stderr.strip().splitlines()[-1:]}")
+    emulator = {"conn_type": "aws", "login": "AKIASHADOWINGDEMO", "password": "shadowing-demo-secret",
+                "extra": {"endpoint_url": stack.aws_url, "region_name": PRIMARY_REGION}}
     connections = {
-        "aws_default": {"conn_type": "aws", "description": "The emulated AWS (moto server) on loopback",
-                        "login": "AKIASHADOWINGDEMO", "password": "shadowing-demo-secret",
-                        "extra": {"endpoint_url": stack.aws_url, "region_name": PRIMARY_REGION}},
+        "aws_default": {**emulator, "description": "The emulated AWS (moto server) on loopback"},
+        # In production the shadowing-prestage role; the emulator accepts any credentials.
+        "aws_prestage": {**emulator, "description": "Pre-staging in the shadow region (emulator)"},
+        "airflow_api": {"conn_type": "http", "description": "Airflow's REST API, read-only (switch audit)",
+                        "host": "127.0.0.1", "port": stack.airflow_port, "schema": "http",
+                        "login": AUDITOR_USER, "password": _passwords(stack)[AUDITOR_USER]},
         "shadowing_warehouse": {"conn_type": "sqlite", "description": "Shadowing warehouse (embedded SQLite)",
                                 "host": str(stack.warehouse_path)},
     }

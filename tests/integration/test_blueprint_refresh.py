@@ -3,12 +3,16 @@ shadow_blueprints DAG through dag.test()."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from botocore.client import BaseClient
 
 from shadowing.aws import tags as T
 from shadowing.aws.clients import client
@@ -166,11 +170,27 @@ def test_shadow_blueprints_dag(world: App, aws_conn_env: str, warehouse_conn_env
     save_graph(engine, region=PRIMARY, graph=graph_of(world), valid=True)
     from airflow.dag_processing.dagbag import DagBag
 
+    # pre-staging goes through its own connection (role): recognisable credentials on the same emulator
+    prestage_conn = {**json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"]), "login": "AKIASHADOWINGPRESTAGE"}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_PRESTAGE", json.dumps(prestage_conn))
+    keys_by_action: dict[str, set[str]] = defaultdict(set)
+    real_call = BaseClient._make_api_call
+
+    def spy(self: BaseClient, operation: str, params: dict) -> dict:  # the calls still reach the emulator
+        keys_by_action[operation].add(self._request_signer._credentials.access_key)
+        return real_call(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", spy)
     bag = DagBag(dag_folder=str(ROOT / "dags" / "shadow_blueprints.py"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag("shadow_blueprints")
     run = dag.test()
     assert run.state == "success", run.state
+    writes = {a for a in keys_by_action if a.startswith(("Create", "Authorize", "Copy"))}
+    assert "CreateVpc" in writes and "CreateSecurityGroup" in writes
+    assert all(keys_by_action[a] == {"AKIASHADOWINGPRESTAGE"} for a in writes), dict(keys_by_action)
+    default_key = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["login"]
+    assert any(default_key in keys for action, keys in keys_by_action.items() if action.startswith("Describe"))
     current = current_blueprint(engine, PRIMARY)
     assert current is not None and current.version == 1 and current.run_id == run.run_id
     report = latest_readiness(engine, PRIMARY)

@@ -49,16 +49,36 @@ class _Api:
 
 @pytest.fixture(scope="module")
 def airflow_api(airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import socket
+    import threading
+    import time
+
+    import uvicorn
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
     passwords = tmp_path_factory.mktemp("auth") / "passwords.json"
-    passwords.write_text(json.dumps({"alice": "alice-pw", "bob": "bob-pw"}))
+    passwords.write_text(json.dumps({"alice": "alice-pw", "bob": "bob-pw", "auditor": "auditor-pw"}))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "alice:admin,bob:admin")
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "alice:admin,bob:admin,auditor:viewer")
         patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-        client = TestClient(create_app())
-        yield {user: _Api(client, user, f"{user}-pw") for user in ("alice", "bob")}
+        app = create_app()
+        client = TestClient(app)
+        # the same app over real HTTP, for the monitor's own client (urllib, token, query encoding)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started, "the API server did not start"
+        users = {user: _Api(client, user, f"{user}-pw") for user in ("alice", "bob", "auditor")}
+        yield {**users, "url": f"http://127.0.0.1:{port}"}
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def _cli_set(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,3 +163,25 @@ def test_failover_names_who_triggered_it() -> None:
         == "primary_health_monitor run scheduled__2026"
     assert triggered_by(context("sensor", "bob", {"monitor_run_id": "manual__7"})) \
         == "primary_health_monitor run manual__7 (started by bob)"
+
+
+def test_the_monitor_reads_the_event_log_over_http_as_a_viewer(airflow_api: dict[str, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadowing.errors import ShadowingError
+    from shadowing.orchestration.health import switch_edits
+
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    airflow_api["bob"].set_variable(KEY, json.dumps({REGION: False}))
+    monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API", raising=False)
+    with pytest.raises(ShadowingError, match="airflow_api"):
+        switch_edits(since, datetime.now(UTC))
+    host, port = airflow_api["url"].rsplit(":", 1)
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({
+        "conn_type": "http", "host": host.removeprefix("http://"), "port": int(port), "schema": "http",
+        "login": "auditor", "password": "auditor-pw"}))
+    edits = switch_edits(since, datetime.now(UTC) + timedelta(seconds=1))
+    assert edits and edits[-1].who == "bob" and edits[-1].event in ("post_variable", "patch_variable")
+    # a viewer reads the log but cannot flip the switch itself
+    denied = airflow_api["auditor"].client.patch(f"/api/v2/variables/{KEY}", headers=airflow_api["auditor"].headers,
+                                                 json={"key": KEY, "value": "{}"})
+    assert denied.status_code == 403

@@ -16,12 +16,12 @@ def region_pairs_for_run() -> list[dict[str, str]]:
     return [{"primary_region": p, "shadow_region": s} for p, s in region_pairs().items()]
 
 
-def _clients() -> Any:
-    from shadowing.orchestration.clients import aws_client
+def _clients(conn_id: str | None = None) -> Any:
+    from shadowing.orchestration.clients import AWS_CONN_ID, aws_client
 
     @lru_cache(maxsize=64)
     def factory(service: str, region: str) -> Any:
-        return aws_client(service, region)
+        return aws_client(service, region, conn_id or AWS_CONN_ID)
 
     return factory
 
@@ -55,7 +55,11 @@ def prestage(plan: dict[str, Any], enabled: bool) -> dict[str, Any]:
     if not enabled:
         log.info("%s: pre-staging disabled by the run's params", plan["primary_region"])
         return plan
-    plan = prestage_plan(_clients(), plan)
+    from shadowing.orchestration.clients import prestage_conn_id
+
+    conn_id = prestage_conn_id()  # its own role: the only writer of the refresh pipeline
+    log.info("%s: pre-staging through connection %s", plan["primary_region"], conn_id)
+    plan = prestage_plan(_clients(conn_id), plan)
     report = plan["prestage"]
     log.info("%s: pre-staged %d created, %d updated, %d skipped", plan["primary_region"], len(report["created"]),
              len(report["updated"]), len(report["skipped"]))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from shadowing.orchestration.defaults import AWS_CONN_ID, WAREHOUSE_CONN_ID
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -18,6 +21,24 @@ def aws_client(service: str, region: str, conn_id: str = AWS_CONN_ID) -> Any:
 
     hook = AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region, config=RETRY_CONFIG)
     return hook.get_conn()
+
+
+PRESTAGE_CONN_ID = "aws_prestage"  # the shadowing-prestage role (include/iam/shadowing-prestage-policy.json)
+
+
+def prestage_conn_id() -> str:
+    """``aws_prestage`` when that connection exists, else ``aws_default`` (which then needs the prestage rights
+    too) — said in the log, since it widens what the default connection must be allowed to do."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        Connection.get(PRESTAGE_CONN_ID)
+    except AirflowNotFoundException:
+        log.warning("no Airflow connection %r: pre-staging through %r, which then needs the shadowing-prestage "
+                    "policy as well", PRESTAGE_CONN_ID, AWS_CONN_ID)
+        return AWS_CONN_ID
+    return PRESTAGE_CONN_ID
 
 
 def aws_endpoint_url(conn_id: str = AWS_CONN_ID) -> str | None:
