@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from shadowing.aws import tags as T
 from shadowing.blueprint.model import Blueprint, ReplicationStep
 from shadowing.failover.backoff import error_code
 
@@ -40,7 +41,23 @@ def _promote(rds: Any, identifier: str) -> str:
         raise
 
 
-def _rds_step(rds_shadow: Any, rds_primary: Any, step: ReplicationStep) -> dict[str, Any]:
+def database_tags(blueprint: Blueprint, step: ReplicationStep, *, failover_id: str | None,
+                  mode: str) -> list[dict[str, str]]:
+    """Tags of a database a failover (or failback) creates: like every launched resource, who made it (failover
+    id, mode) and what it is (service, tier), so it is found, audited and cleaned up by tag."""
+    values = {T.ROLE: "launched", T.PRESTAGED_FOR: blueprint.primary_region, T.MODE: mode}
+    if failover_id:
+        values[T.FAILOVER_ID] = failover_id
+    if step.service:
+        values[T.SERVICE] = step.service
+        service = blueprint.services.get(step.service)
+        if service is not None:
+            values[T.TIER] = str(service.tier)
+    return T.to_aws(values)
+
+
+def _rds_step(rds_shadow: Any, rds_primary: Any, step: ReplicationStep,
+              tags: list[dict[str, str]]) -> dict[str, Any]:
     target = step.target.identifier
     if step.kind == "aurora":
         try:
@@ -60,7 +77,7 @@ def _rds_step(rds_shadow: Any, rds_primary: Any, step: ReplicationStep) -> dict[
             source = step.source.arn or step.source.identifier
             rds_shadow.create_db_instance_read_replica(DBInstanceIdentifier=target,
                                                        SourceDBInstanceIdentifier=source,
-                                                       SourceRegion=step.source.region)
+                                                       SourceRegion=step.source.region, Tags=tags)
             current = _db(rds_shadow, target)
         if current is not None and current.get("DBInstanceStatus") == "available":
             return {"status": f"replica created; {_promote(rds_shadow, target)}"}
@@ -76,7 +93,8 @@ def _rds_step(rds_shadow: Any, rds_primary: Any, step: ReplicationStep) -> dict[
             raise RuntimeError(f"no snapshot of {step.source.identifier} in {step.target.region}")
         latest = max(candidates, key=lambda s: str(s.get("SnapshotCreateTime", "")))
         rds_shadow.restore_db_instance_from_db_snapshot(DBInstanceIdentifier=target,
-                                                        DBSnapshotIdentifier=latest["DBSnapshotIdentifier"])
+                                                        DBSnapshotIdentifier=latest["DBSnapshotIdentifier"],
+                                                        Tags=tags)
         return {"status": f"restore from {latest['DBSnapshotIdentifier']} triggered"}
     raise RuntimeError(f"unsupported RDS action {step.action}")
 
@@ -100,9 +118,11 @@ def _s3_step(s3_source: Any, s3_target: Any, source: str, target: str, target_re
 
 
 def trigger_replication(clients: Any, blueprint: Blueprint, *, account: str = "123456789012",
-                        reverse: bool = False) -> list[dict[str, Any]]:
+                        reverse: bool = False, failover_id: str | None = None,
+                        mode: str = "live") -> list[dict[str, Any]]:
     """Trigger every replication step (or, ``reverse``, plan+trigger shadow → primary). Raises after trying
-    all steps when any failed, so the (idempotent) task is retried."""
+    all steps when any failed, so the (idempotent) task is retried. Databases it creates carry
+    :func:`database_tags` (``failover_id``: the failover that creates them, or that a failback undoes)."""
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     for step in blueprint.replication:
@@ -118,10 +138,12 @@ def trigger_replication(clients: Any, blueprint: Blueprint, *, account: str = "1
                                       dst_region, account))
             elif reverse:
                 entry.update(_reverse_rds(clients.get("rds", step.source.region), clients.get("rds",
-                                                                                             step.target.region), step))
+                                                                                             step.target.region), step,
+                                          database_tags(blueprint, step, failover_id=failover_id, mode=mode)))
             else:
                 entry.update(_rds_step(clients.get("rds", step.target.region),
-                                       clients.get("rds", step.source.region), step))
+                                       clients.get("rds", step.source.region), step,
+                                       database_tags(blueprint, step, failover_id=failover_id, mode=mode)))
         except Exception as exc:
             entry.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
             failures.append(f"{step.kind} {step.target.identifier}: {exc}")
@@ -131,7 +153,8 @@ def trigger_replication(clients: Any, blueprint: Blueprint, *, account: str = "1
     return results
 
 
-def _reverse_rds(rds_primary: Any, rds_shadow: Any, step: ReplicationStep) -> dict[str, Any]:
+def _reverse_rds(rds_primary: Any, rds_shadow: Any, step: ReplicationStep,
+                 tags: list[dict[str, str]]) -> dict[str, Any]:
     """Failback: the promoted shadow database becomes the source of a new replica in the primary region."""
     shadow = _db(rds_shadow, step.target.identifier)
     if shadow is None:
@@ -141,7 +164,7 @@ def _reverse_rds(rds_primary: Any, rds_shadow: Any, step: ReplicationStep) -> di
         return {"status": f"reverse replica {name} exists"}
     rds_primary.create_db_instance_read_replica(DBInstanceIdentifier=name,
                                                 SourceDBInstanceIdentifier=shadow["DBInstanceArn"],
-                                                SourceRegion=step.target.region)
+                                                SourceRegion=step.target.region, Tags=tags)
     return {"status": f"reverse replica {name} creation triggered"}
 
 
