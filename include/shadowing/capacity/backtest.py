@@ -17,8 +17,8 @@ which would hide the differences on single-instance traces.
 
 Rules compared (all with the same inputs and cadence):
 
-* ``shadowing`` (:data:`~shadowing.capacity.sizing.PEAK_AWARE`), max(decayed p97, hour-of-week peak of the
-  next hour) × 1.20 × confidence; ``shadowing-classic``, the earlier all-history p99.5 × 1.10 × confidence;
+* ``shadowing`` (:data:`~shadowing.capacity.sizing.PEAK_AWARE`), max(decayed p99, hour-of-week peak of the
+  next hour) × 1.02 × confidence; ``shadowing-classic``, the earlier all-history p99.5 × 1.10 × confidence;
 * ``arc-max24h``: AWS ARC Region switch's EC2 Auto Scaling block (``sampledMaxInLast24Hours``,
   ``targetPercent`` 100): the maximum over the last 24 h × 100 %;
 * ``vpa-p90+15%``: the Kubernetes VPA recommender's CPU target: P90 of a decaying histogram (weights halve
@@ -229,6 +229,39 @@ def summary(results: Iterable[SeriesResult]) -> dict[str, dict[str, float]]:
 def frontier(replays: Sequence[Replay], rule: str, multipliers: Sequence[float]) -> list[tuple[float, dict[str, float]]]:
     """Coverage vs slack of ``rule`` with its capacity scaled by each multiplier (a sweep of its margin)."""
     return [(m, summary(r.score(rule, m) for r in replays)[rule]) for m in multipliers]
+
+
+def score_grid(replays: Sequence[Replay], rule: str, multipliers: Sequence[float]) -> list[list[SeriesResult]]:
+    """[series][multiplier] results of ``rule`` with its capacity scaled by each multiplier."""
+    return [[r.score(rule, m) for m in multipliers] for r in replays]
+
+
+def tuned_multiplier(grid: list[list[SeriesResult]], series: Sequence[int], target: float) -> int | None:
+    """Index of the multiplier with the least mean relative slack over ``series`` among those whose pooled
+    coverage reaches ``target`` (None if none does)."""
+    best, best_slack = None, math.inf
+    for j in range(len(grid[0]) if grid else 0):
+        rs = [grid[i][j] for i in series]
+        s = summary(rs)[rs[0].rule]
+        if s["coverage"] >= target and s["mean_relative_slack"] < best_slack:
+            best, best_slack = j, s["mean_relative_slack"]
+    return best
+
+
+def cross_validate(grid: list[list[SeriesResult]], multipliers: Sequence[float], folds: Sequence[Sequence[int]],
+                   target: float = 0.995) -> tuple[dict[str, float], list[float | None]]:
+    """Tune the multiplier on all series but a fold's, score the fold's series with it; pool every fold.
+
+    Returns the pooled held-out summary and the multiplier each fold chose (None: tuning never reached the
+    target, and the fold is then scored at the largest multiplier)."""
+    held_out: list[SeriesResult] = []
+    chosen: list[float | None] = []
+    everyone = range(len(grid))
+    for fold in folds:
+        j = tuned_multiplier(grid, [i for i in everyone if i not in set(fold)], target)
+        chosen.append(None if j is None else float(multipliers[j]))
+        held_out.extend(grid[i][len(multipliers) - 1 if j is None else j] for i in fold)
+    return summary(held_out)[held_out[0].rule], chosen
 
 
 def least_slack_at(points: Sequence[tuple[float, dict[str, float]]], target: float
