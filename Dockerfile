@@ -4,6 +4,8 @@
 FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
+# The editable install writes its metadata beside the package: the airflow user owns the project folder.
+RUN mkdir -p /opt/shadowing && chown airflow:0 /opt/shadowing
 USER airflow
 COPY --chown=airflow:0 requirements.txt /opt/shadowing/requirements.txt
 RUN pip install --no-cache-dir -r /opt/shadowing/requirements.txt

@@ -173,6 +173,9 @@ def test_mounts_are_where_the_image_and_settings_look(services: dict[str, Any]) 
         include = mounts["./include"]
         assert include in env["PYTHONPATH"].split(":")  # `import shadowing` resolves to the mounted package
         assert f"COPY --chown=airflow:0 include {include}" in dockerfile  # … and to the image's copy without it
+        project = include.rsplit("/", 1)[0]
+        assert f"chown airflow:0 {project}" in dockerfile and f"pip install --no-cache-dir --no-deps -e {project}" \
+            in dockerfile
         apps = _default(env["SHADOWING_APP_CONFIGS"])
         assert apps.startswith(include + "/") and (ROOT / "include" / apps.removeprefix(include + "/")).is_dir()
         state = env["SHADOWING_STATE_DIR"]
