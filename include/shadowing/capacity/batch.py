@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from shadowing.metrics import sketch
+from shadowing.metrics.frame import parallel_map
 
 HOURS_PER_WEEK = 168
 # 1970-01-01 was a Thursday: shift so that hour-of-week 0 is Monday 00:00 UTC.
@@ -386,19 +387,6 @@ class Background:
         if self._error is not None:
             raise self._error
         return self._value
-
-
-def parallel_map(fn: Any, items: list[Any], threads: int) -> list[Any]:
-    """[fn(x) for x in items] with items dealt round-robin to ``threads`` threads (numpy releases the GIL)."""
-    if threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    helpers = [Background(lambda k=k: [fn(x) for x in items[k::threads]]) for k in range(1, threads)]
-    mine = [fn(x) for x in items[0::threads]]
-    shares = [mine, *(h.result() for h in helpers)]
-    out: list[Any] = [None] * len(items)
-    for k, share in enumerate(shares):
-        out[k::threads] = share
-    return out
 
 
 @dataclass

@@ -434,7 +434,8 @@ def _entries(b: gb.GroupBatch, *, full: bool) -> list[dict[str, Any]]:
         cols["hour_of_week_peak"] = _round_sig(b.how_peak)
         cols["decayed_sketch"] = encode_weights(b.bin_group, b.bin_ord, b.bin_decayed, b.n_groups)
     cols["ewma_log2_weight"] = _column(b.ewma_log2w)
-    cols["sketch"] = encode_counts(b.bin_group, b.bin_ord, b.bin_count, b.n_groups)
+    # Per-instance sketches are many and small: stored, not deflated (see encode_counts).
+    cols["sketch"] = encode_counts(b.bin_group, b.bin_ord, b.bin_count, b.n_groups, compress=full)
     names = list(cols)
     return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
@@ -449,9 +450,12 @@ def _batch_from_entries(entries: list[dict[str, Any]], reference: float) -> gb.G
 
     count, mean, std = col("count", 0.0), col("mean"), col("std", 0.0)
     ewma, log2w = col("ewma"), col("ewma_log2_weight", -math.inf)
-    blank = [None] * gb.HOURS_PER_WEEK
-    how = np.array([e.get("hour_of_week_peak") or blank for e in entries], dtype=np.float64)
-    how[np.isnan(how)] = -np.inf  # JSON null (no data that hour) → -inf
+    how = np.full((n, gb.HOURS_PER_WEEK), -np.inf)
+    with_how = [g for g, e in enumerate(entries) if e.get("hour_of_week_peak")]
+    if with_how:
+        peaks = np.array([entries[g]["hour_of_week_peak"] for g in with_how], dtype=np.float64)
+        peaks[np.isnan(peaks)] = -np.inf  # JSON null (no data that hour) → -inf
+        how[with_how] = peaks
     groups, ords, counts = decode_counts([e["sketch"] for e in entries])
     decayed = np.zeros(counts.size)
     with_decay = [g for g, e in enumerate(entries) if e.get("decayed_sketch")]

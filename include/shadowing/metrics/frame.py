@@ -33,6 +33,39 @@ _MAX_EXAMPLES = 5
 # Sample timestamps more than this beyond the window end (or now) are clock skew.
 CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
 _MEMORY_MAP = True
+_READ_THREADS = 2
+
+
+def parallel_map(fn: Any, items: list[Any], threads: int) -> list[Any]:
+    """[fn(x) for x in items] with items dealt round-robin to ``threads`` threads (for GIL-releasing work).
+
+    Plain threading: concurrent.futures would import logging (~40 ms of a short process's start).
+    """
+    import threading
+
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    results: dict[int, list[Any]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            results[k] = [fn(x) for x in items[k::threads]]
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(1, threads)]
+    for h in helpers:
+        h.start()
+    work(0)
+    for h in helpers:
+        h.join()
+    if errors:
+        raise errors[0]
+    out: list[Any] = [None] * len(items)
+    for k in range(threads):
+        out[k::threads] = results.get(k, [])
+    return out
 
 
 @dataclass
@@ -157,42 +190,41 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports pandas (~1 s).
     pf = pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP)
     n = pf.metadata.num_rows
+    n_groups = pf.num_row_groups
+    first_row = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(n_groups)]).tolist()
     ts = np.empty(n, dtype=np.float64)
     values = np.empty(n, dtype=np.float64)
     names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
-    # Per text column: run starts (global row numbers) and the global code of each run.
-    run_starts: dict[str, list[np.ndarray]] = {c: [] for c in names}
-    run_codes: dict[str, list[np.ndarray]] = {c: [] for c in names}
-    ts_nulls: list[np.ndarray] = []
 
     def buffer(arr: Any, np_dtype: Any) -> np.ndarray:
         """The data buffer of a null-free primitive array as numpy (no copy, no pandas import)."""
         return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
 
-    def add_runs(col: Any, name: str, pos: int) -> None:
-        known = names[name]
+    def local_runs(col: Any, pos: int) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
+        """Per chunk: run starts (global rows), the chunk's dictionary, the dictionary index of each run."""
+        out = []
         for chunk in col.chunks:
             if not pa.types.is_dictionary(chunk.type):
                 chunk = pc.dictionary_encode(chunk)
             local = ["unknown" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
-            lookup = np.array([known.setdefault(v, len(known)) for v in local] + [known.setdefault(
-                "unknown", len(known)) if chunk.null_count else 0], dtype=np.int32)
             idx = chunk.indices
             if chunk.null_count:
                 idx = pc.fill_null(idx, len(local))
+                local.append("unknown")
             if not pa.types.is_signed_integer(idx.type) and not pa.types.is_unsigned_integer(idx.type):
                 idx = idx.cast(pa.int32())
             idx_np = buffer(idx, idx.type.to_pandas_dtype())
             starts = np.concatenate(([0], np.flatnonzero(idx_np[1:] != idx_np[:-1]) + 1)) if len(idx_np) else \
                 np.zeros(0, dtype=np.int64)
-            run_starts[name].append(starts + pos)
-            run_codes[name].append(lookup[idx_np[starts]])
+            out.append((starts + pos, local, idx_np[starts].astype(np.int64)))
             pos += len(chunk)
+        return out
 
-    pos = 0
-    for i in range(pf.num_row_groups):
-        rg = pf.read_row_group(i, columns=wanted, use_pandas_metadata=False)
-        m = rg.num_rows
+    def load(reader: Any, i: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Row group i into ts/values (its own rows) and its text runs; safe to run on several threads."""
+        rg = reader.read_row_group(i, columns=wanted, use_pandas_metadata=False, use_threads=False)
+        pos = first_row[i]
+        nulls: list[np.ndarray] = []
         ts_col = rg.column("timestamp")
         if pa.types.is_timestamp(ts_col.type):
             per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
@@ -200,12 +232,12 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             for chunk in ts_col.chunks:
                 raw = chunk.view(pa.int64())
                 if raw.null_count:
-                    ts_nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + at)
+                    nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + at)
                     raw = pc.fill_null(raw, 0)
                 np.divide(buffer(raw, np.int64), per_second, out=ts[at:at + len(raw)])
                 at += len(raw)
         else:
-            ts[pos:pos + m] = _epoch_seconds(ts_col.to_pandas())
+            ts[pos:pos + rg.num_rows] = _epoch_seconds(ts_col.to_pandas())
         at = pos
         for chunk in rg.column("value").chunks:
             if not pa.types.is_float64(chunk.type):
@@ -214,15 +246,31 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                 chunk = pc.fill_null(chunk, math.nan)
             values[at:at + len(chunk)] = buffer(chunk, np.float64)
             at += len(chunk)
-        for c in ("region", "service", "instance_id", "metric"):
-            if c in rg.column_names:
-                add_runs(rg.column(c), c, pos)
-            else:
-                run_starts[c].append(np.array([pos], dtype=np.int64))
-                run_codes[c].append(np.array([names[c].setdefault("unknown", len(names[c]))], dtype=np.int32))
-        pos += m
-    for rows in ts_nulls:
-        ts[rows] = np.nan
+        return nulls, {c: local_runs(rg.column(c), pos) if c in rg.column_names else None for c in names}
+
+    # Row groups on two threads (pyarrow decoding and numpy copies release the GIL), each with its own
+    # reader; names get their global codes afterwards, in row-group order, so codes are deterministic.
+    def share(k: int) -> list[tuple[list[np.ndarray], dict[str, Any]]]:
+        reader = pf if k == 0 else pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP)
+        return [load(reader, i) for i in range(k, n_groups, _READ_THREADS)]
+
+    shares = parallel_map(share, list(range(min(_READ_THREADS, max(n_groups, 1)))), _READ_THREADS)
+    loaded = [shares[i % len(shares)][i // len(shares)] for i in range(n_groups)]
+    run_starts: dict[str, list[np.ndarray]] = {c: [] for c in names}
+    run_codes: dict[str, list[np.ndarray]] = {c: [] for c in names}
+    for i, (nulls, text_runs) in enumerate(loaded):
+        for rows in nulls:
+            ts[rows] = np.nan
+        for c, chunks in text_runs.items():
+            known = names[c]
+            if chunks is None:
+                run_starts[c].append(np.array([first_row[i]], dtype=np.int64))
+                run_codes[c].append(np.array([known.setdefault("unknown", len(known))], dtype=np.int32))
+                continue
+            for starts, local, at_starts in chunks:
+                lookup = np.array([known.setdefault(v, len(known)) for v in local], dtype=np.int32)
+                run_starts[c].append(starts)
+                run_codes[c].append(lookup[at_starts] if lookup.size else np.zeros(0, np.int32))
 
     def runs(c: str) -> tuple[np.ndarray, np.ndarray]:
         starts = np.concatenate(run_starts[c]) if run_starts[c] else np.zeros(0, np.int64)

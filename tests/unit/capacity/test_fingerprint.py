@@ -183,3 +183,68 @@ def test_series_ordered_fast_path_equals_general_path() -> None:
                 assert got[s] == pytest.approx(want[s], rel=1e-9), (iid, metric, s)
     assert ordered["services"]["api"]["instances"] | {"by_id": None} == \
         shuffled["services"]["api"]["instances"] | {"by_id": None}
+
+
+def _assert_same_fingerprint(got_fp: dict, want_fp: dict) -> None:
+    for part in ("metrics", "aggregate"):
+        for metric, want in want_fp["services"]["api"][part].items():
+            got = got_fp["services"]["api"][part][metric]
+            for s in (*STATS, "decayed_p50", "decayed_p99", "ewma_log2_weight"):
+                assert got[s] == pytest.approx(want[s], rel=1e-9, nan_ok=True), (part, metric, s)
+            assert got["hour_of_week_peak"] == want["hour_of_week_peak"]
+            assert got["sketch"] == want["sketch"]
+    for iid, metrics in want_fp["services"]["api"]["instances"]["by_id"].items():
+        for metric, want in metrics.items():
+            got = got_fp["services"]["api"]["instances"]["by_id"][iid][metric]
+            assert got["sketch"] == want["sketch"]
+            for s in STATS:
+                assert got[s] == pytest.approx(want[s], rel=1e-9), (iid, metric, s)
+
+
+def test_gappy_series_take_the_run_path_and_agree_with_the_general_path() -> None:
+    """A missing sample breaks the dense (series × steps) layout but not the series order: run path."""
+    df = synthetic(hours=6).drop(index=[5, 400, 401, 2000]).reset_index(drop=True)
+    cols = tidy.from_pandas(df)
+    from shadowing.capacity.fingerprint import dense_layout
+
+    assert dense_layout(cols, 60) is None
+    _assert_same_fingerprint(build(cols), build(tidy.from_pandas(df.sample(frac=1.0, random_state=5))))
+
+
+def test_parquet_reader_across_row_groups_nulls_and_plain_strings(tmp_path: Path) -> None:
+    """Series straddling row groups, null values/instance ids, plain (non-dictionary) text: same as pandas."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = synthetic(hours=4)
+    df.loc[[7, 900], "value"] = np.nan
+    df["instance_id"] = df["instance_id"].astype(object)
+    df.loc[[1500, 1501], "instance_id"] = None
+    df.loc[df.index[-5:], "region"] = "eu-west-1"
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=333, use_dictionary=False)
+    pq.write_table(table, tmp_path / "dict.parquet", row_group_size=1000)
+    want = build(tidy.from_pandas(df, source="frame"))
+    for name in ("plain.parquet", "dict.parquet"):
+        cols = tidy.read_metrics(tmp_path / name)
+        assert len(cols) == len(df) and cols.region == "us-east-1"
+        assert any("several regions" in w for w in cols.warnings)
+        got = build(cols)
+        assert set(got["services"]["api"]["instances"]["by_id"]) == {"i-0", "i-1", "i-2", "unknown"}
+        _assert_same_fingerprint(got, want)
+        assert any("missing or non-numeric value" in w for w in got["warnings"])
+
+
+@pytest.mark.parametrize(("previous", "field"), [
+    (["not", "a", "fingerprint"], None),
+    ({"window": "yesterday"}, "window"),
+    ({"window": {"start": "2025-01-06T00:00:00Z", "end": "soon"}}, "window.end"),
+    ({"window": {"start": "2025-01-06T00:00:00Z", "end": "2025-01-06T06:00:00Z"}, "services": []}, "services"),
+    ({"window": {"start": "2025-01-05T00:00:00Z", "end": "2025-01-06T00:00:00Z"},
+      "services": {"api": {"metrics": {"cpu_utilization": {"count": 3, "sketch": "%%%"}}}}}, "services"),
+])
+def test_fold_refuses_a_malformed_previous_fingerprint(previous: object, field: str | None) -> None:
+    cols = tidy.from_pandas(synthetic(hours=1))
+    with pytest.raises(InputError, match="prev.json") as err:
+        fold(previous, cols, previous_source="prev.json")  # type: ignore[arg-type]
+    assert err.value.field == field
