@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.warehouse_url:
         parser.error("no warehouse: pass --warehouse-url or set SHADOWING_DATA_DOCS_WAREHOUSE")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)  # ours only: GX logs every decorator it registers at INFO
     site = refresh_site(open_warehouse(args.warehouse_url, apply_migrations=False), args.region, args.site)
     print(f"Data Docs: {site / 'index.html'}")
     return 0
