@@ -18,7 +18,7 @@ which would hide the differences on single-instance traces.
 Rules compared (all with the same inputs and cadence):
 
 * ``shadowing`` (:data:`~shadowing.capacity.sizing.PEAK_AWARE`), max(decayed p99, hour-of-week peak of the
-  next hour) × 1.02 × confidence; ``shadowing-classic``, the earlier all-history p99.5 × 1.10 × confidence;
+  next hour) × 1.05 × confidence; ``shadowing-classic``, the earlier all-history p99.5 × 1.10 × confidence;
 * ``arc-max24h``: AWS ARC Region switch's EC2 Auto Scaling block (``sampledMaxInLast24Hours``,
   ``targetPercent`` 100): the maximum over the last 24 h × 100 %;
 * ``vpa-p90+15%``: the Kubernetes VPA recommender's CPU target: P90 of a decaying histogram (weights halve

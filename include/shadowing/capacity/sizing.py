@@ -76,11 +76,11 @@ class SizingRule:
         return asdict(self)
 
 
-#: The recommended rule: max(decayed p99, hour-of-week peak of the next hour) × 1.02 × confidence. Chosen on
-#: the NAB CloudWatch traces as the least-slack candidate whose margin, tuned on some series, still covers
-#: ≥ 99.5 % of the others in every held-out check (two halves both ways, leave-one-series-out): see
-#: ``bench/backtest.py --tune``. The 2 % margin is about twice the sketch's 1 % quantile error.
-PEAK_AWARE = SizingRule(percentile=0.99, margin=0.02, short_history_boost=0.25, decayed=True, seasonal=True,
+#: The recommended rule: max(decayed p99, hour-of-week peak of the next hour) × 1.05 × confidence. Chosen on
+#: the NAB CloudWatch traces (``bench/backtest.py --tune``) as the least-slack candidate whose margin, tuned
+#: leave-one-series-out, still covers ≥ 99.5 % of the held-out series (tuned margin 1–2 %). A margin tuned on
+#: the smoother half of the traces fell 0.1 point short on the burstier half, hence 3 points of buffer: 5 %.
+PEAK_AWARE = SizingRule(percentile=0.99, margin=0.05, short_history_boost=0.25, decayed=True, seasonal=True,
                         name="shadowing-peak-aware")
 
 

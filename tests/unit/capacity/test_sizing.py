@@ -101,7 +101,7 @@ def test_fingerprint_aggregate_and_raw_history_give_the_same_sizing() -> None:
     at_0830 = MONDAY + 7 * DAY + 8.5 * 3600
     sized = recommend(PEAK_AWARE, aggregate=agg, now=at_0830, history_seconds=history, observed_instances=1)
     assert sized["seasonal_peak"] == pytest.approx(90.0, rel=1e-3)
-    assert sized["capacity"] == pytest.approx(90.0 * 1.02, rel=1e-3) and sized["instances"] == 1
+    assert sized["capacity"] == pytest.approx(90.0 * (1 + PEAK_AWARE.margin), rel=1e-3) and sized["instances"] == 1
     assert sized["inputs"] == {"quantile_from": "decayed_sketch"} and sized["rule"]["name"] == "shadowing-peak-aware"
     later = recommend(PEAK_AWARE, aggregate=agg, now=MONDAY + 7 * DAY + 11 * 3600, history_seconds=history)
     assert later["capacity"] < 40.0 and later["base_demand"] == later["demand_quantile"]
