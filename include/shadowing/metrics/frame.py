@@ -32,7 +32,7 @@ NON_NEGATIVE_METRICS = frozenset(CANONICAL_METRICS)
 _MAX_EXAMPLES = 5
 # Sample timestamps more than this beyond the window end (or now) are clock skew.
 CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
-_MEMORY_MAP = True
+_MEMORY_MAP = False
 _READ_THREADS = 2
 
 
@@ -220,9 +220,26 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             pos += len(chunk)
         return out
 
+    def constant_text(i: int) -> dict[str, str]:
+        """Text columns of row group i holding one value throughout (from the footer's statistics)."""
+        out = {}
+        group = pf.metadata.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            name = column.path_in_schema
+            stats = column.statistics
+            if name in text and stats is not None and stats.has_min_max and stats.null_count == 0 \
+                    and isinstance(stats.min, str) and stats.min == stats.max and len(stats.min) < 64:
+                out[name] = stats.min
+        return out
+
+    constants = [constant_text(i) for i in range(n_groups)]
+
     def load(reader: Any, i: int) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Row group i into ts/values (its own rows) and its text runs; safe to run on several threads."""
-        rg = reader.read_row_group(i, columns=wanted, use_pandas_metadata=False, use_threads=False)
+        # A text column constant over the row group is one run: no need to decode it.
+        columns = [c for c in wanted if c not in constants[i]]
+        rg = reader.read_row_group(i, columns=columns, use_pandas_metadata=False, use_threads=False)
         pos = first_row[i]
         nulls: list[np.ndarray] = []
         ts_col = rg.column("timestamp")
@@ -246,7 +263,13 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                 chunk = pc.fill_null(chunk, math.nan)
             values[at:at + len(chunk)] = buffer(chunk, np.float64)
             at += len(chunk)
-        return nulls, {c: local_runs(rg.column(c), pos) if c in rg.column_names else None for c in names}
+        runs_of: dict[str, Any] = {}
+        for c in names:
+            if c in constants[i]:
+                runs_of[c] = [(np.array([pos], dtype=np.int64), [constants[i][c]], np.zeros(1, dtype=np.int64))]
+            else:
+                runs_of[c] = local_runs(rg.column(c), pos) if c in rg.column_names else None
+        return nulls, runs_of
 
     # Row groups on two threads (pyarrow decoding and numpy copies release the GIL), each with its own
     # reader; names get their global codes afterwards, in row-group order, so codes are deterministic.
@@ -473,7 +496,7 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
     Nothing usable left raises :class:`InputError` unless ``allow_empty`` (a fold into earlier history).
     """
     warnings = list(cols.warnings)
-    bad = np.zeros(len(cols), dtype=bool)
+    bad: np.ndarray | None = None  # allocated by the first flag that hits
     # Four reductions decide which row masks are needed at all (NaN propagates through min/max): a clean
     # input pays for no mask.
     n = len(cols)
@@ -484,10 +507,11 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
 
     def flag(mask: np.ndarray, what: str) -> None:
         nonlocal bad
-        mask = mask & ~bad
+        if bad is not None:
+            mask = mask & ~bad
         if mask.any():
             warnings.append(_describe(cols, mask, what))
-            bad |= mask
+            bad = mask.copy() if bad is None else bad | mask
 
     if not ts_finite:
         flag(~np.isfinite(cols.ts), "with an unparseable timestamp dropped")
@@ -510,7 +534,7 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
                 suspect = bool(over.any())
             if suspect:
                 flag(cols.values > limit_of_metric[cols.metric], "with utilisation above 100 % dropped")
-    impossible = bad.copy()  # value-level rejections so far (timestamps/windows below are not the value's fault)
+    impossible = None if bad is None else bad.copy()  # value-level rejections so far (timestamps/windows below are not the value's fault)
     if watermark is not None and not (ts_finite and ts_lo >= watermark):
         flag(cols.ts < watermark, "late (before the previous fingerprint's window end, already folded) dropped")
     limit = None
@@ -528,19 +552,19 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
              "dated in the future (clock skew) dropped")
     unknown = sorted(set(cols.metrics) - set(CANONICAL_METRICS))
     if unknown:
-        used = np.bincount(cols.metric[~bad] if bad.any() else cols.metric, minlength=len(cols.metrics)) > 0
+        used = np.bincount(cols.metric if bad is None else cols.metric[~bad], minlength=len(cols.metrics)) > 0
         listed = [m for m in unknown if used[cols.metrics.index(m)]]
         if listed:
             warnings.append(f"{cols.source}: unknown metric name(s) {', '.join(listed)} profiled generically")
     rejected = dict(cols.rejected)
-    if impossible.any():
+    if impossible is not None:
         n_met = max(len(cols.metrics), 1)
         key = cols.service[impossible].astype(np.int64) * n_met + cols.metric[impossible]
         uniq, counts = np.unique(key, return_counts=True)
         for k, c in zip(uniq.tolist(), counts.tolist(), strict=True):
             name = (cols.services[k // n_met], cols.metrics[k % n_met])
             rejected[name] = rejected.get(name, 0) + int(c)
-    out = cols.take(~bad) if bad.any() else cols
+    out = cols if bad is None else cols.take(~bad)
     out.warnings = warnings
     out.rejected = rejected
     if not len(out) and not allow_empty:
