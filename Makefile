@@ -14,7 +14,7 @@ help:
 	@echo "make stop    stop what make demo started"
 	@echo "make test    set up and run the whole test suite (starts PostgreSQL and the AWS emulator)"
 	@echo "make lint    ruff (with Airflow's AIR rules)"
-	@echo "make drill   a drill failover on a fresh emulated world, summarised as one JSON line"
+	@echo "make drill   fresh emulated world: refresh DAGs, then a drill failover DAG (headless); one JSON line"
 	@echo "make bench   the benchmarks (slow)"
 	@echo "make lock    recompile requirements*.txt from requirements*.in"
 
@@ -54,7 +54,8 @@ lock:
 	$(VENV)/bin/uv pip compile requirements-dev.in --universal --python-version 3.11 -o requirements-dev.txt
 
 drill: venv
-	$(PY) -m shadowing failover drill-summary
+	@mkdir -p .shadowing; echo "drill: DAG logs in .shadowing/drill.log" >&2
+	@$(PY) -m shadowing failover drill-summary 2> .shadowing/drill.log || (tail -40 .shadowing/drill.log; exit 1)
 
 bench: venv
 	$(PY) bench/fingerprint.py

@@ -5,8 +5,10 @@ The reverse of `regional_failover`, once the primary region's health has **held*
 (health observations written by `primary_health_monitor`): traffic back to the primary (Route 53 PRIMARY
 records on the primary's targets again), replication direction reversed (planned and triggered: the promoted
 shadow database feeds a new replica in the primary), the shadow's **launched** capacity removed (instances
-tagged `shadowing:role=launched` of that failover; pre-staged parts are kept), and the steps recorded on the
-failover's event. Manual only; type the primary region in *confirm_region*.
+tagged `shadowing:role=launched` of that failover; pre-staged parts are kept). The failback is logged as its
+own row in `failover_events` (id `fb-…`, plan `{kind: failback, failback_of: <failover id>}`, its own timeline,
+outcome and time until traffic is home); the failover's row gets a `failback` step naming it. Manual only;
+type the primary region in *confirm_region*.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def regional_failback() -> None:
         return fo.failback_step("capacity", state)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[FAILOVER_EVENTS])
-    def release_lock(**context) -> dict:  # type: ignore[no-untyped-def]
+    def finalize(**context) -> dict:  # type: ignore[no-untyped-def]
+        """Close the failback's event (outcome, time until traffic is home) and release the lock."""
         return fo.failback_release(context)
 
     state = select_failover()
@@ -59,7 +62,7 @@ def regional_failback() -> None:
     replication = reverse_replication(state)
     capacity = remove_launched_capacity(state)
     health >> traffic >> replication >> capacity
-    capacity >> release_lock()
+    capacity >> finalize()
 
 
 regional_failback()

@@ -119,5 +119,16 @@ def test_live_failover_then_failback(world) -> None:  # type: ignore[no-untyped-
     primary = [r for r in _records(w.endpoint, w.hosted_zone_id) if r.get("Failover") == "PRIMARY"]
     assert primary[0]["ResourceRecords"][0]["Value"] == w.primary_target
     assert failover_lock_holder(engine, PRIMARY) is None
+    # The failback is its own event row, linked both ways.
+    from shadowing.warehouse.operations import get_failover_event
+
+    (failback,) = [e for e in _events(engine) if e.failover_id.startswith("fb-")]
+    assert failback.outcome == "succeeded" and failback.plan["failback_of"] == event.failover_id
+    assert [s["step"] for s in failback.steps] == ["health", "traffic", "replication", "capacity"]
+    assert failback.recovery_seconds is not None
+    original = get_failover_event(engine, event.failover_id)
+    assert original is not None and original.outcome == "succeeded"
+    link = next(s for s in original.steps if s["step"] == "failback")
+    assert link["detail"]["failback_id"] == failback.failover_id and link["outcome"] == "succeeded"
 
 

@@ -1,8 +1,11 @@
 """Failback: once the primary has been healthy long enough, move traffic home, reverse replication, remove
 the shadow's launched capacity (ROLE=launched instances of that failover; pre-staged parts stay).
 
-The failback's timeline is recorded as ``failback_*`` steps on the failover's own event row (one row per
-failover, its whole life in one place).
+A failback is a run of its own, so it gets its own row in ``failover_events`` (DESIGN §3: one row per run):
+id ``fb-<hash of the DAG run>``, mode ``live`` (it moves production traffic), ``plan`` = {kind: failback,
+failback_of: the failover id}, its own timeline (health → traffic → replication → capacity), outcome and
+recovery time (until traffic is back on the primary). The failover's row gets a ``failback`` step naming the
+failback id, so each links to the other.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 from shadowing.errors import InputError, ShadowingError
 from shadowing.failover import launcher, network, replication, traffic
-from shadowing.failover.steps import FailoverEnv, FailoverState, load_blueprint, recorded_step
+from shadowing.failover.identity import FAILBACK_PREFIX
+from shadowing.failover.steps import FailoverEnv, FailoverState, event_of, load_blueprint, recorded_step
 from shadowing.warehouse import operations as ops
 
 log = logging.getLogger(__name__)
@@ -64,9 +68,61 @@ def select_failover(env: FailoverEnv, primary_region: str, failover_id: str | No
             raise InputError(f"no failover {failover_id!r} of {primary_region}", field="failover_id")
         return event
     for event in ops.list_failover_events(env.engine, primary_region):
-        if event.mode == "live" and event.outcome == "succeeded":
+        if event.mode == "live" and event.outcome == "succeeded" and not is_failback(event):
             return event
     raise InputError(f"{primary_region} has no succeeded live failover to fail back", field="failover_id")
+
+
+def is_failback(event: ops.FailoverEvent) -> bool:
+    return event.failover_id.startswith(FAILBACK_PREFIX) or (event.plan or {}).get("kind") == "failback"
+
+
+def open_failback(env: FailoverEnv, state: FailoverState, *, event_id: str, dag_run_id: str | None,
+                  triggered_by: str | None = None) -> FailoverState:
+    """Open the failback's own event row (idempotent by id) and link it from the failover's row."""
+    if is_failback(ops.get_failover_event(env.engine, state.failover_id) or _missing(state.failover_id)):
+        raise InputError(f"{state.failover_id} is a failback, not a failover", field="failover_id")
+    ops.record_failover_event(
+        env.engine, failover_id=event_id, primary_region=state.primary_region, shadow_region=state.shadow_region,
+        mode="live", trigger="manual", triggered_by=triggered_by, blueprint_version=state.blueprint_version or None,
+        blueprint_id=state.blueprint_id or None, dag_run_id=dag_run_id,
+        plan={"kind": "failback", "failback_of": state.failover_id, "primary_region": state.primary_region,
+              "shadow_region": state.shadow_region})
+    ops.record_failover_step(env.engine, state.failover_id, "failback", started_at=datetime.now(UTC),
+                             detail={"failback_id": event_id})
+    state.extra = {**state.extra, "event_id": event_id}
+    return state
+
+
+def _missing(failover_id: str) -> ops.FailoverEvent:
+    raise InputError(f"no failover {failover_id!r}", field="failover_id")
+
+
+FAILBACK_STEPS = ("health", "traffic", "replication", "capacity")
+
+
+def finish_failback(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    """Close the failback's row (outcome; recovery = until traffic is home) and its link on the failover."""
+    event_id = event_of(state)
+    event = ops.get_failover_event(env.engine, event_id)
+    if event is None:
+        raise RuntimeError(f"no failback event {event_id}")
+    by_step = {s["step"]: s for s in event.steps}
+    error = None
+    for step in FAILBACK_STEPS:
+        entry = by_step.get(step)
+        if entry is None or entry.get("finished_at") is None or entry.get("outcome") == "failed":
+            error = f"step {step} " + ("failed: " + str((entry.get("detail") or {}).get("error", ""))
+                                       if entry and entry.get("outcome") == "failed" else "did not complete")
+            break
+    outcome = "failed" if error else "succeeded"
+    home = (by_step.get("traffic") or {}).get("finished_at")
+    closed = ops.finish_failover_event(env.engine, event_id, outcome=outcome, error=error,
+                                       recovery_at=datetime.fromisoformat(home) if home else None)
+    ops.record_failover_step(env.engine, state.failover_id, "failback", finished_at=datetime.now(UTC),
+                             outcome=outcome, detail={"failback_id": event_id, "error": error})
+    return {"failback_id": event_id, "outcome": outcome, "error": error,
+            "recovery_seconds": closed.recovery_seconds}
 
 
 def state_of(event: ops.FailoverEvent) -> FailoverState:
@@ -79,7 +135,7 @@ def state_of(event: ops.FailoverEvent) -> FailoverState:
 
 def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: float,
                          now: datetime | None = None) -> dict[str, Any]:
-    with recorded_step(env, state, "failback_health") as detail:
+    with recorded_step(env, state, "health") as detail:
         result = health_hold(ops.recent_health_observations(env.engine, state.primary_region, 500),
                              timedelta(seconds=hold_seconds), now or datetime.now(UTC))
         detail.update({"held": result.held, "detail": result.detail})
@@ -90,7 +146,7 @@ def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: f
 
 def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     blueprint = load_blueprint(env, state)
-    with recorded_step(env, state, "failback_traffic") as detail:
+    with recorded_step(env, state, "traffic") as detail:
         detail.update(traffic.restore_primary(env.clients.get("route53", state.shadow_region), blueprint,
                                               failover_id=state.failover_id))
     return detail
@@ -98,16 +154,17 @@ def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
 
 def reverse_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     blueprint = load_blueprint(env, state)
-    with recorded_step(env, state, "failback_replication") as detail:
+    with recorded_step(env, state, "replication") as detail:
         detail["plan"] = replication.replication_plan(blueprint, reverse=True)
-        detail["steps"] = replication.trigger_replication(env.clients, blueprint, reverse=True)
+        detail["steps"] = replication.trigger_replication(env.clients, blueprint, reverse=True,
+                                                          failover_id=state.failover_id)
     return detail
 
 
 def remove_launched_capacity(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     blueprint = load_blueprint(env, state)
     ec2 = env.ec2(state.shadow_region)
-    with recorded_step(env, state, "failback_capacity") as detail:
+    with recorded_step(env, state, "capacity") as detail:
         ids = set(launcher.census(ec2, state.failover_id, role="launched"))
         detail["deregistered"] = network.deregister_launched(env.clients.get("elbv2", state.shadow_region),
                                                              blueprint, ids)

@@ -78,9 +78,16 @@ def env() -> FailoverEnv:
     from shadowing.failover.steps import FailoverEnv
     from shadowing.orchestration.clients import warehouse_engine
 
+    # One hook (one connection lookup) and one boto3 session per region for the whole task: a hook per client
+    # re-reads the connection and a session per client reloads every service model (seconds per task).
+    hook = AwsBaseHook(aws_conn_id=AWS_CONN_ID)
+    sessions: dict[str, Any] = {}
+
     def make(service: str, region: str, config: Any) -> Any:
-        hook = AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type=service, region_name=region, config=config)
-        return hook.get_client_type(region_name=region, config=config)
+        if region not in sessions:
+            sessions[region] = hook.get_session(region_name=region)
+        return sessions[region].client(service, region_name=region, config=config, verify=hook.verify,
+                                       endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=service))
 
     return FailoverEnv(clients=FailoverClients(make), engine=warehouse_engine())
 
@@ -149,7 +156,8 @@ def finalize(context: Any) -> dict[str, Any]:
 
 def failback_select(context: Any) -> dict[str, Any]:
     from shadowing.errors import InputError
-    from shadowing.failover.failback import select_failover, state_of
+    from shadowing.failover.failback import open_failback, select_failover, state_of
+    from shadowing.failover.identity import failback_id
     from shadowing.failover.steps import FailoverLocked
     from shadowing.warehouse import operations as ops
 
@@ -162,9 +170,11 @@ def failback_select(context: Any) -> dict[str, Any]:
     lock_id = f"{state.failover_id}/failback"
     if not ops.acquire_failover_lock(environment.engine, primary, lock_id, mode="live"):
         raise FailoverLocked(f"{ops.failover_lock_holder(environment.engine, primary)} holds {primary}'s lock")
-    data = state.to_dict()
-    data["extra"] = {"lock_id": lock_id, "hold_seconds": int(params.get("hold_seconds") or 0)}
-    return data
+    state.extra = {"lock_id": lock_id, "hold_seconds": int(params.get("hold_seconds") or 0)}
+    run_id = _run_id(context)
+    state = open_failback(environment, state, event_id=failback_id(context["dag"].dag_id, run_id),
+                          dag_run_id=run_id, triggered_by=getattr(context["dag_run"], "triggering_user_name", None))
+    return state.to_dict()
 
 
 def failback_step(step: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -181,10 +191,16 @@ def failback_step(step: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def failback_release(context: Any) -> dict[str, Any]:
+    from shadowing.failover.failback import finish_failback
+    from shadowing.failover.steps import FailoverState
     from shadowing.warehouse import operations as ops
 
     data = context["ti"].xcom_pull(task_ids="select_failover")
     if not data:
         return {"released": False}
-    released = ops.release_failover_lock(env().engine, data["primary_region"], data["extra"]["lock_id"])
-    return {"released": released, "failover_id": data["failover_id"]}
+    environment = env()
+    try:
+        summary = finish_failback(environment, FailoverState.from_dict(data))
+    finally:
+        released = ops.release_failover_lock(environment.engine, data["primary_region"], data["extra"]["lock_id"])
+    return {**summary, "released": released, "failover_id": data["failover_id"]}

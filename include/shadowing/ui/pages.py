@@ -108,12 +108,14 @@ def region_list(engine: Engine, configured: Mapping[str, str] | None = None,
                                 .where(ho.c.id.in_(last_health))).mappings():
             entry(row["primary_region"])["health"] = {"verdict": row["verdict"], "healthy": bool(row["healthy"]),
                                                       "observed_at": _iso(row["observed_at"])}
-        ranked = sa.select(fe.c.primary_region, fe.c.mode, fe.c.outcome, fe.c.started_at, fe.c.recovery_seconds,
+        ranked = sa.select(fe.c.primary_region, fe.c.failover_id, fe.c.mode, fe.c.outcome, fe.c.started_at,
+                           fe.c.recovery_seconds,
                            sa.func.row_number().over(partition_by=fe.c.primary_region,
                                                      order_by=(fe.c.started_at.desc(), fe.c.id.desc())
                                                      ).label("rank")).subquery()
         for row in conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).mappings():
             entry(row["primary_region"])["last_failover"] = {
+                "kind": _event_kind(row["failover_id"]),
                 "mode": row["mode"], "outcome": row["outcome"], "started_at": _iso(row["started_at"]),
                 "recovery_seconds": row["recovery_seconds"]}
     return [rows[r] for r in sorted(rows)]
@@ -186,6 +188,11 @@ def _steps(raw: Any, started_at: datetime | None) -> list[dict[str, Any]]:
     return steps
 
 
+def _event_kind(event_id: str) -> str:
+    """failback rows (their own run, see shadowing.failover.failback) have ids ``fb-…``."""
+    return "failback" if str(event_id).startswith("fb-") else "failover"
+
+
 def _failovers(conn: sa.Connection, region: str) -> list[dict[str, Any]]:
     fe = failover_events
     cols = [fe.c.failover_id, fe.c.dag_run_id, fe.c.shadow_region, fe.c.mode, fe.c.trigger, fe.c.triggered_by,
@@ -197,7 +204,8 @@ def _failovers(conn: sa.Connection, region: str) -> list[dict[str, Any]]:
         started = _utc(row["started_at"])
         finished = _utc(row["finished_at"])
         events.append({
-            "failover_id": row["failover_id"], "dag_run_id": row["dag_run_id"], "shadow_region": row["shadow_region"],
+            "failover_id": row["failover_id"], "kind": _event_kind(row["failover_id"]),
+            "dag_run_id": row["dag_run_id"], "shadow_region": row["shadow_region"],
             "mode": row["mode"], "trigger": row["trigger"], "triggered_by": row["triggered_by"],
             "blueprint_version": row["blueprint_version"], "outcome": row["outcome"], "error": row["error"],
             "detected_at": _iso(row["detected_at"]), "started_at": _iso(started), "finished_at": _iso(finished),

@@ -90,7 +90,7 @@
         el("span", { class: "muted", text: "(" + fmtAge(r.blueprint_age_seconds) + " old)" }));
     const health = r.health ? badge(r.health.healthy ? "ok" : "bad", r.health.verdict) : badge("none", "—");
     const fo = r.last_failover ? el("span", {}, outcomeBadge(r.last_failover.outcome), " ",
-      el("span", { class: "muted small", text: r.last_failover.mode + (r.last_failover.recovery_seconds !== null
+      el("span", { class: "muted small", text: (r.last_failover.kind === "failback" ? "failback" : r.last_failover.mode) + (r.last_failover.recovery_seconds !== null
         ? " · RTO " + fmtAge(r.last_failover.recovery_seconds) : "") })) : el("span", { class: "muted", text: "never" });
     return el("tr", { "data-region": r.region, onclick: () => { location.hash = encodeURIComponent(r.region); } },
       el("td", {}, el("strong", { text: r.region })), el("td", { text: r.shadow_region || "—" }), el("td", {}, bp),
@@ -448,7 +448,7 @@
     const rows = [];
     for (const f of d.failovers) {
       rows.push(el("tr", { "data-failover": f.failover_id, "data-mode": f.mode, "data-outcome": f.outcome },
-        el("td", { text: fmtTime(f.started_at) }), el("td", {}, badge(f.mode === "live" ? "bad" : f.mode === "drill" ?
+        el("td", { text: fmtTime(f.started_at) }), el("td", {}, f.kind === "failback" ? badge("none", "failback") : badge(f.mode === "live" ? "bad" : f.mode === "drill" ?
           "warn" : "none", f.mode)), el("td", { text: f.trigger + (f.triggered_by ? " by " + f.triggered_by : "") }),
         el("td", {}, outcomeBadge(f.outcome)), el("td", { text: f.blueprint_version ? "v" + f.blueprint_version : "—" }),
         el("td", { text: f.recovery_seconds !== null ? f.recovery_seconds.toFixed(1) + " s" : "—" }),
