@@ -244,8 +244,9 @@ def run(state: Path, af_port: int, endpoint: str, args: argparse.Namespace) -> i
                 since_previous[entry["step"]] = (end - previous).total_seconds()
                 previous = end
 
-    print(f"\nFailover benchmark: {args.services} services / {refreshed.get('instances')} instances in the "
-          f"primary; {(event.plan or {}).get('instances_expected') if event else '?'} launched in the shadow")
+    print(f"\nFailover benchmark: {args.services} services × {args.instances_per_service} instances in the primary "
+          f"(blueprint v{refreshed.get('version')}); {(event.plan or {}).get('instances_expected') if event else '?'}"
+          f" launched in the shadow (the blueprint's sizing)")
     print(f"  {'step':12} {'direct s':>9} {'airflow step s':>15} {'airflow since prev. end s':>26}")
     for step in ("prepare", "preflight", "launch", "network", "traffic", "replication", "verify"):
         d = wall.get(step)
