@@ -189,6 +189,28 @@ def browser_page(stack: dict[str, Any]) -> Iterator[Any]:
         browser.close()
 
 
+def _open_region(page: Any, stack: dict[str, Any], region: str, *, reload: bool = False) -> Any:
+    """Open the page (optionally afresh) and a region's detail; on a timeout, say what the page and API show."""
+    if reload:
+        page.goto(stack["airflow_url"] + "/plugin/shadow-regions")
+    frame = page.frame_locator("iframe")
+    frame.locator(f"#regions tr[data-region='{region}']").click()
+    try:
+        frame.locator("#summary h2").filter(has_text=region).wait_for(timeout=120_000)
+    except Exception as exc:
+        page.screenshot(path=str(ARTIFACTS / f"shadow-regions-{region}-not-loaded.png"), full_page=True)
+        api = Airflow(stack["airflow_url"], stack["user"], stack["password"])
+        started = time.monotonic()
+        try:
+            answer = f"{len(json.dumps(api.get(f'/shadow-regions/api/regions/{region}')))} bytes"
+        except AssertionError as api_exc:
+            answer = str(api_exc)
+        raise AssertionError(f"{region} did not load on the page ({page.url}); summary "
+                             f"{frame.locator('#summary').inner_text()[:300]!r}; the API answered {answer} in "
+                             f"{time.monotonic() - started:.1f} s") from exc
+    return frame
+
+
 def test_page_lists_regions_with_charts_graph_and_history(stack: dict[str, Any], warehouse_filled: dict[str, Any],
                                                         browser_page: Any) -> None:
     page = browser_page
@@ -197,16 +219,14 @@ def test_page_lists_regions_with_charts_graph_and_history(stack: dict[str, Any],
     rows = frame.locator("#regions tbody tr[data-region]")
     rows.first.wait_for(timeout=60_000)
     assert rows.count() == 20
-    frame.locator(f"#regions tr[data-region='{PRIMARY}']").click()
-    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=120_000)
+    _open_region(page, stack, PRIMARY)
     assert frame.locator("#capacity svg.qbar").count() >= 1
     assert frame.locator("#capacity svg.week polyline").count() >= 1
     assert frame.locator("#graph-svg g.node").count() >= 3
     assert frame.locator("#history tbody tr").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "shadow-regions-primary.png"), full_page=True)
 
-    frame.locator("#regions tr[data-region='eu-west-1']").click()
-    frame.locator("#summary h2").filter(has_text="eu-west-1").wait_for(timeout=120_000)
+    _open_region(page, stack, "eu-west-1")
     assert frame.locator("#capacity .capacity-row").count() == 40  # first page of 60 services
     assert frame.locator("#graph-svg g.node.cycle").count() == 2
     assert frame.locator("#failing-checks tbody tr").count() >= 1
@@ -220,10 +240,7 @@ def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any]
                                                          browser_page: Any) -> None:
     assert "regional_failover" in warehouse_filled["present"], "dags/regional_failover.py is not deployed"
     page = browser_page
-    page.goto(stack["airflow_url"] + "/plugin/shadow-regions")
-    frame = page.frame_locator("iframe")
-    frame.locator(f"#regions tr[data-region='{PRIMARY}']").click()
-    frame.locator("#summary h2").filter(has_text=PRIMARY).wait_for(timeout=120_000)
+    frame = _open_region(page, stack, PRIMARY, reload=True)
     before = frame.locator("#failovers tr[data-mode='dry_run']").count()
     form = frame.locator("#trigger-form")
     assert form.locator("select[name=mode]").input_value() == "dry_run"
@@ -250,9 +267,38 @@ def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any]
     assert newest.get_attribute("data-outcome") in {"succeeded", "success"}
 
 
-def test_validation_docs_open_offline(stack: dict[str, Any], warehouse_filled: dict[str, Any],
-                                      browser_page: Any) -> None:
+def test_data_docs_open_from_the_page_offline(stack: dict[str, Any], warehouse_filled: dict[str, Any],
+                                              browser_page: Any) -> None:
+    """The page's Data Docs link opens GX's site of the latest validations; every asset comes from Airflow."""
     page = browser_page
-    page.goto(stack["airflow_url"] + "/shadow-regions/data-docs/")
-    assert page.locator("h1").first.is_visible()
-    page.screenshot(path=str(ARTIFACTS / "validation-docs.png"), full_page=True)
+    frame = _open_region(page, stack, PRIMARY, reload=True)
+    link = frame.get_by_role("link", name="validation Data Docs")
+    with page.context.expect_page(timeout=60_000) as opened:
+        link.click()
+    docs = opened.value
+    requests: list[str] = []
+    failed: list[str] = []
+    docs.on("request", lambda r: requests.append(r.url))
+    docs.on("requestfailed", lambda r: failed.append(r.url))
+    # A build may be running (a refresh stored a newer artefact): the "building" page reloads by itself.
+    deadline = time.monotonic() + 600
+    while "Great Expectations" not in docs.title():
+        assert time.monotonic() < deadline, f"Data Docs not built in time: {docs.content()[:500]}"
+        docs.wait_for_timeout(3000)
+    docs.wait_for_load_state("load")
+    body = docs.locator("body").inner_text()
+    assert "capacity_fingerprint" in body and "dependency_graph_edges" in body
+    assert f"{PRIMARY}-fingerprint-" in body and f"{PRIMARY}-graph-" in body
+    # The vendored scripts ran (no CDN): jQuery, Bootstrap and bootstrap-table are loaded.
+    assert docs.evaluate("typeof window.jQuery === 'function' && typeof jQuery.fn.bootstrapTable === 'function'"
+                         " && typeof jQuery.fn.modal === 'function'")
+    docs.screenshot(path=str(ARTIFACTS / "data-docs-index.png"), full_page=True)
+
+    docs.locator(f"a[href*='{PRIMARY}-fingerprint-']").first.click()
+    docs.wait_for_load_state("load")
+    docs.get_by_text("Overview").first.wait_for(timeout=60_000)
+    assert "capacity_fingerprint" in docs.locator("body").inner_text()
+    docs.screenshot(path=str(ARTIFACTS / "data-docs-validation.png"), full_page=True)
+    foreign = [u for u in requests if not u.startswith(stack["airflow_url"])]
+    assert foreign == [] and failed == [], (foreign, failed)
+    docs.close()

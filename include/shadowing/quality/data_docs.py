@@ -306,8 +306,10 @@ class SiteRefresher:
                 log_path = self._log_path = site_dir.with_name(f".{site_dir.name}.log")
                 env = dict(os.environ, SHADOWING_DATA_DOCS_WAREHOUSE=engine.url.render_as_string(hide_password=False))
                 with open(log_path, "wb") as out:
+                    # Niced: the build yields the CPU to the server's requests and to the scheduler.
+                    nice = ["nice", "-n", "10"] if shutil.which("nice") else []
                     self._proc = subprocess.Popen(
-                        [sys.executable, "-m", "shadowing.quality.data_docs", "--site", str(site_dir),
+                        [*nice, sys.executable, "-m", "shadowing.quality.data_docs", "--site", str(site_dir),
                          *[a for r in regions for a in ("--region", r)]],
                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             proc = self._proc
