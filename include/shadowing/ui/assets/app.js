@@ -113,10 +113,15 @@
       host.replaceChildren(el("div", { class: "card muted", text: "loading " + region + "…" }));
     }
     try {
-      state.detail = await api("api/regions/" + encodeURIComponent(region));
+      const detail = await api("api/regions/" + encodeURIComponent(region));
+      // Another region was chosen while this one loaded (e.g. the default region, then a click): the newer
+      // choice wins, whichever answer arrives last.
+      if (state.region !== region) return;
+      state.detail = detail;
       state.capacityAll = false;
       renderDetail(state.detail);
     } catch (err) {
+      if (state.region !== region) return;
       host.replaceChildren(el("div", { class: "card error", text: String(err) }));
     }
   }
