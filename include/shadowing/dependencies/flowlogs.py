@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from shadowing.dependencies.flowscan import (
+    NeedsExactReader,
+    Partial,
+    aggregate_edges,
+    distinct_windows,
+    orient_records,
+    scan_file,
+)
 from shadowing.dependencies.inventory import Inventory
 from shadowing.dependencies.model import Reference
 from shadowing.errors import InputError
@@ -54,7 +60,6 @@ INT_FIELDS = {"srcport": pa.int32(), "dstport": pa.int32(), "protocol": pa.int16
 EPHEMERAL_LOW = 32768
 LISTEN_MIN_RECORDS = 8  # a (service, port) endpoint in this many records is taken as listening
 BLOCK_SIZE = 1 << 21  # 2 MiB of text per batch (~9k records): parsing and numpy work stay in the CPU caches
-PARALLEL_MIN_BYTES = 32 << 20  # files at least this big are read by several threads
 DENSE_LIMIT = 1 << 24  # bincount domains up to this size; larger ones go through a sort
 
 
@@ -191,29 +196,7 @@ class _RetryFiltered(Exception):
     pass
 
 
-class _RangeFile(io.RawIOBase):
-    """Bytes [begin, end) of a file as a stream (plain reads: a memory map would count the file as our RSS)."""
-
-    def __init__(self, path: Path, begin: int, end: int) -> None:
-        self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._handle.seek(begin)
-        self._left = end - begin
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)[: max(0, self._left)]
-        count = self._handle.readinto(view)
-        self._left -= count
-        return count
-
-    def close(self) -> None:
-        self._handle.close()
-        super().close()
-
-
-def _stream(data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str], skip: int, label: str, line_numbers: list[int],
+def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_numbers: list[int],
             block_size: int) -> Iterator[pa.RecordBatch]:
     schema = _schema(fields)
     bad_rows: list[str] = []
@@ -223,8 +206,7 @@ def _stream(data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str], s
             bad_rows.append(row.text)
         return "skip"
 
-    stream = pa.BufferReader(data) if isinstance(data, bytes | pa.Buffer) else \
-        data if isinstance(data, pa.NativeFile) else str(data)
+    stream = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
     options = dict(
         read_options=pacsv.ReadOptions(column_names=fields, skip_rows=skip, block_size=block_size),
         parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, invalid_row_handler=invalid),
@@ -242,17 +224,14 @@ def _stream(data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str], s
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             return
-        if isinstance(data, pa.Buffer | pa.NativeFile) or (not isinstance(data, bytes) and not line_numbers):
-            # maybe a comment with as many fields (or a byte range of a file: its sequential reader explains)
+        if not isinstance(data, bytes) and not line_numbers:  # maybe a comment with as many fields
             raise _RetryFiltered from exc
         raise InputError(_explain(exc, fields), source=label,
                          line=_bad_line(exc, data, skip, line_numbers)) from exc
 
 
-def _raise_bad_rows(bad_rows: list[str], data: Path | bytes | pa.Buffer | pa.NativeFile, fields: list[str],
-                    line_numbers: list[int], label: str) -> None:
-    if isinstance(data, pa.Buffer | pa.NativeFile):  # a byte range: the caller re-reads the file sequentially for the line
-        raise _RetryFiltered
+def _raise_bad_rows(bad_rows: list[str], data: Path | bytes, fields: list[str], line_numbers: list[int],
+                    label: str) -> None:
     raw = data if isinstance(data, bytes) else Path(data).read_bytes()
     wanted = bad_rows[0].strip().encode()
     line = None
@@ -491,6 +470,13 @@ class _Accumulator:
                       flags=flags if flags is not None else np.zeros(n, np.int16),
                       nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts)
 
+    def absorb_partial(self, partial: Partial) -> None:
+        for key, value in partial.stats.items():
+            self.stats[key] += value
+        for name, parts in partial.columns.items():
+            getattr(self.kept, name).extend(parts)
+        self.blocked += partial.blocked
+
     def absorb(self, other: _Accumulator) -> None:
         for key, value in other.stats.items():
             self.stats[key] += value
@@ -500,7 +486,7 @@ class _Accumulator:
 
     def finish(self, options: FlowOptions) -> FlowResult:
         names, n_services, stats = self.names, self.n_services, dict(self.stats)
-        src, dst = self.kept.column("src", np.int64), self.kept.column("dst", np.int64)
+        src, dst = self.kept.column("src", np.int32), self.kept.column("dst", np.int32)
         stats["used"] = len(src)
         references = _orient_and_aggregate(self.kept, src, dst, names, n_services, options)
         observed_codes = np.flatnonzero(np.bincount(src, minlength=n_services)
@@ -528,7 +514,8 @@ def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inv
 
 def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options: FlowOptions | None = None,
                      workers: int | None = None) -> FlowResult:
-    """`infer_flow_edges` over flow-log files; a large clean file is read by `workers` threads in byte ranges."""
+    """`infer_flow_edges` over flow-log files, read by the fast reader (`flowscan`; a large file in parallel
+    byte ranges, `workers` threads) or, for what it cannot vouch for, the exact reader."""
     workers = workers or min(4, len(os.sched_getaffinity(0)))
     accumulator = _Accumulator(inventory)
     for path in paths:
@@ -537,51 +524,37 @@ def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options:
 
 
 def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
-    if path.exists() and workers > 1 and path.stat().st_size >= PARALLEL_MIN_BYTES:
-        header, skip, messy = _sniff(path)
-        if not messy:
-            try:
-                return _scan_ranges(path, header or _guess_default(path, str(path)), skip, inventory, workers)
-            except (InputError, _RetryFiltered):
-                pass  # bad input or comment lines: the sequential reader says where, or copes
     accumulator = _Accumulator(inventory)
+    if path.is_file():
+        header, skip, messy = _sniff(path)
+        fields = header or _fast_default(path)
+        if not messy and fields and all(f in fields for f in ("srcaddr", "dstaddr", "srcport", "dstport")):
+            try:
+                for partial in scan_file(path, fields, _line_offset(path, skip), inventory, workers):
+                    accumulator.absorb_partial(partial)
+                return accumulator
+            except NeedsExactReader:  # comments, bad lines…: the exact reader copes, or says which line
+                accumulator = _Accumulator(inventory)
     for batch in iter_flow_log(path):
         accumulator.add(batch)
     return accumulator
 
 
-def _scan_ranges(path: Path, fields: list[str], skip: int, inventory: Inventory, workers: int) -> _Accumulator:
-    """Each thread parses and maps one newline-aligned byte range (pyarrow and numpy release the GIL)."""
-    for required in ("srcaddr", "dstaddr", "srcport", "dstport"):
-        if required not in fields:
-            raise InputError(f"flow-log format lacks {required!r}", source=str(path))
-    size = path.stat().st_size
-    bounds = [0]
+def _fast_default(path: Path) -> list[str] | None:
+    """The default v2 fields for a headerless file that starts like one (anything else: the exact reader)."""
+    try:
+        return _guess_default(path, str(path))
+    except InputError:
+        return None
+
+
+def _line_offset(path: Path, lines: int) -> int:
+    """Byte offset of the start of line `lines` + 1 (after a header)."""
+    offset = 0
     with open(path, "rb") as handle:
-        for i in range(1, workers):
-            handle.seek(max(bounds[-1], size * i // workers))
-            tail = handle.read(1 << 20)
-            newline = tail.find(b"\n")
-            if newline < 0:
-                break
-            bounds.append(handle.tell() - len(tail) + newline + 1)
-    bounds.append(size)
-
-    def scan(part: int, begin: int, end: int) -> _Accumulator:
-        accumulator = _Accumulator(inventory)
-        with _RangeFile(path, begin, end) as handle:
-            for batch in _stream(pa.PythonFile(handle, mode="r"), fields, skip if part == 0 else 0, str(path), [],
-                                 BLOCK_SIZE):
-                accumulator.add(batch)
-        return accumulator
-
-    with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-        parts = [pool.submit(scan, i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds)) if b > a]
-        results = [future.result() for future in parts]
-    accumulator = results[0]
-    for other in results[1:]:
-        accumulator.absorb(other)
-    return accumulator
+        for _ in range(lines):
+            offset += len(handle.readline())
+    return offset
 
 
 class _EndpointSet:
@@ -609,33 +582,58 @@ def _orient_and_aggregate(kept: _Kept, src: np.ndarray, dst: np.ndarray, names: 
                           options: FlowOptions) -> list[Reference]:
     if not len(src):
         return []
-    sport = kept.column("srcport", np.int64)
-    dport = kept.column("dstport", np.int64)
-    flags = kept.column("flags", np.int16)
+    code_of = {name: i for i, name in enumerate(names)}
+    configured = np.array([code_of[name] * 65536 + port for name, ports in options.listen_ports.items()
+                           if name in code_of for port in ports if 0 <= port < 65536], np.int64)
+    keys = edge_keys(src, dst, kept.column("srcport", np.int32), kept.column("dstport", np.int32),
+                     kept.column("flags", np.int16), n_services, configured)
+    start = kept.column("start", np.int64)
+    edge_id, edge_key, records, total_bytes, first, last = aggregate_edges(keys, kept.column("nbytes", np.int64),
+                                                                           start)
+    del keys
+    windows = _distinct_windows(edge_id, start, max(1, options.window_seconds), len(edge_key))
+    references: list[Reference] = []
+    for i in np.argsort(edge_key).tolist():  # by (caller, callee, port)
+        pair, port_value = divmod(int(edge_key[i]), 65536)
+        caller_name, callee_name = names[pair // n_services], names[pair % n_services]
+        window_count, byte_count = int(windows[i]), int(total_bytes[i])
+        strong = window_count >= options.min_windows and byte_count >= options.min_bytes
+        strength = min(0.97, 0.55 + 0.07 * window_count) if strong else 0.2
+        references.append(Reference(
+            caller_name, callee_name, port_value, "flow",
+            f"VPC flow logs to port {port_value}", kind="flow", first_seen=float(first[i]),
+            last_seen=float(last[i]), count=int(records[i]),
+            extra={"strength": strength, "windows": window_count, "bytes": byte_count, "port": port_value}))
+    return references
+
+
+def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, flags: np.ndarray,
+              n_services: int, configured: np.ndarray, dense: bool | None = None) -> np.ndarray:
+    """Per record, its oriented edge key (caller·n + callee)·65536 + port.
+
+    Caller direction, strongest signal first: tcp-flags, then listening endpoints (configured, SYN-proven, busy),
+    then the ephemeral range, then the lower port as the server's. Compiled over dense (service, port) tables
+    when they are small (up to 256 services); numpy over sorted endpoint keys beyond (`dense` forces either).
+    """
+    if dense if dense is not None else n_services * 65536 <= DENSE_LIMIT:
+        return orient_records(src, dst, sport, dport, flags, n_services, configured, LISTEN_MIN_RECORDS,
+                              EPHEMERAL_LOW)
+    src, dst = src.astype(np.int64, copy=False), dst.astype(np.int64, copy=False)
+    sport, dport = sport.astype(np.int64), dport.astype(np.int64)
     caller_is_src = np.full(len(src), -1, dtype=np.int8)
     syn = (flags & 2) != 0
     ack = (flags & 16) != 0
     caller_is_src[syn & ~ack] = 1
     caller_is_src[syn & ack] = 0
-    del flags, syn, ack
-
-    # Listening endpoints per (service, port): configured ports, SYN-proven ones, and busy endpoints.
+    del syn, ack
     src_key = src * 65536 + np.clip(sport, 0, 65535)
     dst_key = dst * 65536 + np.clip(dport, 0, 65535)
-    size = n_services * 65536
-    listening = _EndpointSet(size)
-    if size <= DENSE_LIMIT:
-        counts = np.bincount(src_key, minlength=size) + np.bincount(dst_key, minlength=size)
-        listening.add(np.flatnonzero(counts >= LISTEN_MIN_RECORDS))
-        del counts
-    else:
-        keys, counts = np.unique(np.concatenate([src_key, dst_key]), return_counts=True)
-        listening.add(keys[counts >= LISTEN_MIN_RECORDS])
-    code_of = {name: i for i, name in enumerate(names)}
-    configured = [code_of[name] * 65536 + port for name, ports in options.listen_ports.items()
-                  if name in code_of for port in ports if 0 <= port < 65536]
-    if configured:
-        listening.add(np.array(configured, np.int64))
+    listening = _EndpointSet(n_services * 65536)
+    keys, counts = np.unique(np.concatenate([src_key, dst_key]), return_counts=True)
+    listening.add(keys[counts >= LISTEN_MIN_RECORDS])
+    del keys, counts
+    if len(configured):
+        listening.add(configured)
     listening.add(dst_key[caller_is_src == 1])
     listening.add(src_key[caller_is_src == 0])
     unknown = caller_is_src < 0
@@ -653,63 +651,16 @@ def _orient_and_aggregate(kept: _Kept, src: np.ndarray, dst: np.ndarray, names: 
         rest = decided < 0
         decided[rest] = sp[rest] > dp[rest]
         caller_is_src[rows] = decided
-    del src_key, dst_key, unknown
-
     from_src = caller_is_src == 1
     pair = np.where(from_src, src * n_services + dst, dst * n_services + src)
-    port = np.clip(np.where(from_src, dport, sport), 0, 65535)
-    del from_src, caller_is_src, sport, dport
-    edge_id, edge_pair, edge_port = _dense_edges(pair, port, n_services)
-    del pair, port
-    n_edges = len(edge_pair)
-    start = kept.column("start", np.int64)
-    nbytes = kept.column("nbytes", np.int64)
-    records = np.bincount(edge_id, minlength=n_edges)
-    total_bytes = np.zeros(n_edges, np.int64)
-    np.add.at(total_bytes, edge_id, nbytes)
-    first = np.full(n_edges, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first, edge_id, start)
-    last = np.full(n_edges, np.iinfo(np.int64).min, np.int64)
-    np.maximum.at(last, edge_id, start)
-    windows = _distinct_windows(edge_id, start // max(1, options.window_seconds), n_edges)
-    references: list[Reference] = []
-    for i in range(n_edges):
-        port_value = int(edge_port[i])
-        caller_name, callee_name = names[int(edge_pair[i]) // n_services], names[int(edge_pair[i]) % n_services]
-        window_count, byte_count = int(windows[i]), int(total_bytes[i])
-        strong = window_count >= options.min_windows and byte_count >= options.min_bytes
-        strength = min(0.97, 0.55 + 0.07 * window_count) if strong else 0.2
-        references.append(Reference(
-            caller_name, callee_name, port_value, "flow",
-            f"VPC flow logs to port {port_value}", kind="flow", first_seen=float(first[i]),
-            last_seen=float(last[i]), count=int(records[i]),
-            extra={"strength": strength, "windows": window_count, "bytes": byte_count, "port": port_value}))
-    return references
+    return pair * 65536 + np.clip(np.where(from_src, dport, sport), 0, 65535)
 
 
-def _dense_edges(pair: np.ndarray, port: np.ndarray, n_services: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-record edge index 0..E-1 and each edge's (caller·n + callee) and port, without sorting when small."""
-    present_ports = np.flatnonzero(np.bincount(port, minlength=65536))
-    port_rank = np.zeros(65536, np.int64)
-    port_rank[present_ports] = np.arange(len(present_ports))
-    n_ports = len(present_ports)
-    key = pair * n_ports + port_rank[port]
-    if n_services * n_services * n_ports <= DENSE_LIMIT:
-        present = np.flatnonzero(np.bincount(key, minlength=n_services * n_services * n_ports))
-        rank = np.zeros(n_services * n_services * n_ports, np.int64)
-        rank[present] = np.arange(len(present))
-        edge_id = rank[key]
-    else:
-        present, edge_id = np.unique(key, return_inverse=True)
-    return edge_id, present // n_ports, present_ports[present % n_ports]
-
-
-def _distinct_windows(edge_id: np.ndarray, window: np.ndarray, n_edges: int) -> np.ndarray:
+def _distinct_windows(edge_id: np.ndarray, start: np.ndarray, window_seconds: int, n_edges: int) -> np.ndarray:
+    counts = distinct_windows(edge_id, start, window_seconds, n_edges, DENSE_LIMIT * 4)
+    if len(counts) == n_edges:
+        return counts
+    window = start // window_seconds  # many edges over a long span: count distinct (edge, window) cells by sorting
     low = int(window.min())
     span = int(window.max()) - low + 1
-    cell = edge_id * span + (window - low)
-    if n_edges * span <= DENSE_LIMIT * 4:
-        seen = np.zeros(n_edges * span, bool)
-        seen[cell] = True
-        return seen.reshape(n_edges, span).sum(axis=1)
-    return np.bincount(np.unique(cell) // span, minlength=n_edges)
+    return np.bincount(np.unique(edge_id * span + (window - low)) // span, minlength=n_edges)

@@ -1,0 +1,494 @@
+"""Fast reader of flow-log files: one compiled pass over newline-aligned byte blocks (numba).
+
+The kernel walks each line once: it checks the number of fields, decodes only the needed ones straight from the
+bytes (integers digit by digit; ``ACCEPT``/``REJECT``/``OK`` by comparison; addresses by a hash look-up in a
+table of the inventory's addresses, confirmed byte for byte, so a match is exact string equality as in the
+exact reader), and picks the ``pkt-*`` address when it is present and differs. The block's columns then go
+through the same filters, time-ranged inventory look-up and counters as the exact (pyarrow) reader's batches.
+
+Anything the fast reader is not sure about — a line with another number of fields, a comment or blank line,
+a carriage return, a needed integer that is not plain digits (or ``-``) or too long — raises
+`NeedsExactReader`: the caller then reads the file with the exact reader, which copes (comments) or reports
+the file and line (bad input). A large file is split into byte ranges read by threads in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from shadowing.dependencies.inventory import Inventory
+
+BLOCK_BYTES = 4 << 20  # per block (~18k records)
+PARALLEL_MIN_BYTES = 16 << 20  # smaller files are read by one thread
+STATS = ("records", "rejected", "nodata", "not_tcp_udp", "outside_inventory", "same_service")
+# Field roles for the kernel: integer columns (with their null default and digit limit, within the exact
+# reader's types), addresses, and the two compared words.
+INTS = (("srcport", -1, 9), ("dstport", -1, 9), ("protocol", -1, 4), ("tcp-flags", 0, 4), ("bytes", 0, 18),
+        ("start", 0, 18))
+ADDRESSES = ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr")
+ROLE_ACTION, ROLE_STATUS = 1 + len(INTS) + len(ADDRESSES), 2 + len(INTS) + len(ADDRESSES)
+ACCEPT, REJECT, OK, NULL, OTHER = 1, 2, 1, 0, 3  # decoded action / log-status values
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing of edge keys
+
+
+class NeedsExactReader(Exception):  # noqa: N818 - a signal to the caller, not an error report
+    """The fast reader cannot vouch for this input; the exact reader decides (and names the line)."""
+
+
+@dataclass
+class Partial:
+    """What a byte range contributes: counters, the narrow columns of the records that count, blocked keys."""
+
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    blocked: list[np.ndarray] = field(default_factory=list)
+
+    def add_columns(self, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            self.columns.setdefault(name, []).append(values)
+
+
+
+class AddressTable:
+    """The inventory's addresses as bytes, and an open-addressing hash table (FNV-1a) of their indexes."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        encoded = [a.encode() for a in addresses]
+        width = max((len(a) for a in encoded), default=1)
+        self.bytes = np.zeros((max(1, len(encoded)), width), np.uint8)
+        self.lengths = np.full(max(1, len(encoded)), -1, np.int64)
+        for i, text in enumerate(encoded):
+            self.bytes[i, :len(text)] = np.frombuffer(text, np.uint8)
+            self.lengths[i] = len(text)
+        size = 1 << max(4, (4 * max(1, len(encoded)) - 1).bit_length())
+        self.table = np.full(size, -1, np.int64)
+        for i, text in enumerate(encoded):
+            slot = _fnv1a(np.frombuffer(text, np.uint8), 0, len(text)) & (size - 1)
+            while self.table[slot] >= 0:
+                slot = (slot + 1) & (size - 1)
+            self.table[slot] = i
+
+
+class Layout:
+    """The role of every field of a line (0 = not needed) for the kernel, and which columns the format has."""
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self.fields = list(fields)
+        if len(set(self.fields)) != len(self.fields):
+            raise NeedsExactReader("repeated field names")
+        roles = {name: 1 + i for i, (name, _, _) in enumerate(INTS)}
+        roles.update({name: 1 + len(INTS) + i for i, name in enumerate(ADDRESSES)})
+        roles.update({"action": ROLE_ACTION, "log-status": ROLE_STATUS})
+        self.needed = np.array([k for k, name in enumerate(self.fields) if name in roles], np.int64)
+        self.roles = np.array([roles[name] for name in self.fields if name in roles], np.int64)
+        self.present = set(self.fields)
+        self.int_defaults = np.array([default for _, default, _ in INTS], np.int64)
+        self.int_digits = np.array([digits for _, _, digits in INTS], np.int64)
+        self.int_at = {name: i for i, (name, _, _) in enumerate(INTS)}
+
+
+@numba.njit(cache=True, nogil=True)
+def _fnv1a(data: np.ndarray, begin: int, end: int) -> int:
+    h = np.uint64(14695981039346656037)
+    for j in range(begin, end):
+        h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+    return int(h >> np.uint64(1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_address(data: np.ndarray, begin: int, end: int, ip_bytes: np.ndarray, ip_lengths: np.ndarray,
+                  table: np.ndarray) -> int:
+    length = end - begin
+    if length > ip_bytes.shape[1]:
+        return -1
+    mask = len(table) - 1
+    slot = _fnv1a(data, begin, end) & mask
+    while table[slot] >= 0:
+        k = table[slot]
+        if ip_lengths[k] == length:
+            j = 0
+            while j < length and ip_bytes[k, j] == data[begin + j]:
+                j += 1
+            if j == length:
+                return k
+        slot = (slot + 1) & mask
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _separators(data: np.ndarray, size: int, positions: np.ndarray) -> tuple[int, int, bool]:
+    """Positions of the spaces and newlines of data[:size], the newline count, and whether it holds a carriage
+    return: per 64 bytes, a bit mask of separators (a vectorisable loop), then its set bits in order."""
+    count = 0
+    newlines = 0
+    carriage = 0
+    whole = size - size % 64
+    for base in range(0, whole, 64):
+        separators = np.uint64(0)
+        for j in range(64):
+            b = data[base + j]
+            separators |= np.uint64((b == 32) | (b == 10)) << np.uint64(j)
+            newlines += b == 10
+            carriage |= b == 13
+        while separators:
+            positions[count] = base + trailing_zeros(separators)
+            count += 1
+            separators &= separators - np.uint64(1)
+    for i in range(whole, size):
+        b = data[i]
+        positions[count] = i
+        count += (b == 32) | (b == 10)
+        newlines += b == 10
+        carriage |= b == 13
+    return count, newlines, carriage != 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, roles: np.ndarray,
+            int_defaults: np.ndarray, int_digits: np.ndarray, ip_bytes: np.ndarray, ip_lengths: np.ndarray,
+            table: np.ndarray, positions: np.ndarray, ints: np.ndarray, ends: np.ndarray, words: np.ndarray) -> int:
+    """Decode the lines of data[:size] (each ends with a newline) into ints / ends (address index of source and
+    destination) / words (action, log-status). Returns the line count, or −1 when a line is not plain.
+    """
+    count, newlines, carriage = _separators(data, size, positions)
+    n = count // n_fields
+    if carriage or newlines != n or n * n_fields != count or n > len(ints):
+        return -1
+    n_ints = len(int_defaults)
+    spans = np.zeros((4, 2), np.int64)  # begin, end of the four address fields of the line
+    for line in range(n):
+        base = line * n_fields
+        if positions[base + n_fields - 1] != 0 and data[positions[base + n_fields - 1]] != 10:
+            return -1
+        line_start = positions[base - 1] + 1 if line else 0
+        if data[line_start] == 35:  # a comment line
+            return -1
+        for c in range(n_ints):
+            ints[line, c] = int_defaults[c]
+        for a in range(4):
+            spans[a, 0] = -1
+        words[line, 0] = NULL
+        words[line, 1] = NULL
+        for f in range(len(needed)):
+            k = needed[f]
+            role = roles[f]
+            begin = positions[base + k - 1] + 1 if k else line_start
+            end = positions[base + k]
+            length = end - begin
+            if role <= n_ints:
+                c = role - 1
+                if length == 1 and data[begin] == 45:  # '-' = null
+                    continue
+                if length == 0 or length > int_digits[c]:
+                    return -1
+                value = 0
+                for j in range(begin, end):
+                    d = data[j] - 48
+                    if d < 0 or d > 9:
+                        return -1
+                    value = value * 10 + d
+                ints[line, c] = value
+            elif role <= n_ints + 4:
+                a = role - 1 - n_ints
+                spans[a, 0] = begin
+                spans[a, 1] = end
+            else:
+                w = role - 1 - n_ints - 4
+                if length == 1 and data[begin] == 45:
+                    words[line, w] = NULL
+                elif w == 0 and length == 6 and data[begin] == 65 and data[begin + 1] == 67 and \
+                        data[begin + 2] == 67 and data[begin + 3] == 69 and data[begin + 4] == 80 and \
+                        data[begin + 5] == 84:  # ACCEPT
+                    words[line, w] = ACCEPT
+                elif w == 0 and length == 6 and data[begin] == 82 and data[begin + 1] == 69 and \
+                        data[begin + 2] == 74 and data[begin + 3] == 69 and data[begin + 4] == 67 and \
+                        data[begin + 5] == 84:  # REJECT
+                    words[line, w] = REJECT
+                elif w == 1 and length == 2 and data[begin] == 79 and data[begin + 1] == 75:  # OK
+                    words[line, w] = OK
+                else:
+                    words[line, w] = OTHER
+        for side in range(2):
+            primary, packet = side, side + 2
+            use = primary
+            if spans[packet, 0] >= 0:  # behind NAT/TGW/LB ENIs the pkt-* address is the real endpoint
+                pb, pe = spans[packet, 0], spans[packet, 1]
+                if not (pe - pb == 1 and data[pb] == 45):
+                    qb, qe = spans[primary, 0], spans[primary, 1]
+                    same = pe - pb == qe - qb
+                    j = 0
+                    while same and j < pe - pb:
+                        same = data[pb + j] == data[qb + j]
+                        j += 1
+                    if not same:
+                        use = packet
+            if spans[use, 0] < 0:
+                ends[line, side] = -1
+            else:
+                ends[line, side] = _find_address(data, spans[use, 0], spans[use, 1], ip_bytes, ip_lengths, table)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def orient_records(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, flags: np.ndarray,
+                   n_services: int, configured: np.ndarray, listen_min: int, ephemeral_low: int) -> np.ndarray:
+    """Per record, its oriented edge key (caller·n + callee)·65536 + port, by `flowlogs`' direction rules:
+    tcp-flags (SYN = caller, SYN-ACK = callee), then listening endpoints (configured, SYN-proven, or in at least
+    `listen_min` records), then the ephemeral range, then the lower port as the server's.
+    Endpoint tables are dense over (service, port): the caller keeps n_services·65536 small."""
+    size = n_services * 65536
+    counts = np.zeros(size, np.int32)
+    listening = np.zeros(size, np.bool_)
+    n = len(src)
+    caller_is_src = np.empty(n, np.int8)
+    for i in range(n):
+        src_key = src[i] * 65536 + min(max(sport[i], 0), 65535)
+        dst_key = dst[i] * 65536 + min(max(dport[i], 0), 65535)
+        counts[src_key] += 1
+        counts[dst_key] += 1
+        if flags[i] & 2:
+            if flags[i] & 16:  # SYN-ACK: the source is the callee, listening on its port
+                caller_is_src[i] = 0
+                listening[src_key] = True
+            else:
+                caller_is_src[i] = 1
+                listening[dst_key] = True
+        else:
+            caller_is_src[i] = -1
+    for k in range(size):
+        if counts[k] >= listen_min:
+            listening[k] = True
+    for k in configured:
+        listening[k] = True
+    keys = np.empty(n, np.int64)
+    for i in range(n):
+        sp, dp = sport[i], dport[i]
+        from_src = caller_is_src[i]
+        if from_src < 0:
+            src_listens = listening[src[i] * 65536 + min(max(sp, 0), 65535)]
+            dst_listens = listening[dst[i] * 65536 + min(max(dp, 0), 65535)]
+            if src_listens != dst_listens:
+                from_src = 1 if dst_listens else 0
+            elif (sp >= ephemeral_low) != (dp >= ephemeral_low):
+                from_src = 1 if sp >= ephemeral_low else 0
+            else:
+                from_src = 1 if sp > dp else 0
+        if from_src == 1:
+            keys[i] = (np.int64(src[i]) * n_services + dst[i]) * 65536 + min(max(dp, 0), 65535)
+        else:
+            keys[i] = (np.int64(dst[i]) * n_services + src[i]) * 65536 + min(max(sp, 0), 65535)
+    return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _slot(key: int, capacity: int) -> int:
+    mixed = (key ^ (key >> 29)) * _GOLDEN  # Fibonacci hashing: the high bits are well mixed
+    return (mixed >> 40) & (capacity - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def distinct_windows(edge_id: np.ndarray, start: np.ndarray, window_seconds: int, n_edges: int,
+                     limit: int) -> np.ndarray:
+    """Distinct aggregation windows per edge over a bitmap of (edge, window); empty when it would exceed `limit`
+    cells (the caller counts through a sort)."""
+    low = np.iinfo(np.int64).max
+    high = np.iinfo(np.int64).min
+    for i in range(len(start)):
+        window = start[i] // window_seconds
+        low = min(low, window)
+        high = max(high, window)
+    span = high - low + 1
+    if n_edges * span > limit:
+        return np.zeros(0, np.int64)
+    seen = np.zeros(n_edges * span, np.bool_)
+    counts = np.zeros(n_edges, np.int64)
+    for i in range(len(start)):
+        cell = edge_id[i] * span + start[i] // window_seconds - low
+        if not seen[cell]:
+            seen[cell] = True
+            counts[edge_id[i]] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def aggregate_edges(keys: np.ndarray, nbytes: np.ndarray, start: np.ndarray) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Group records by edge key (an open-addressing hash table; edges are few): (edge id per record, and per
+    edge: key, records, bytes, first start, last start) — edges numbered in order of first appearance."""
+    capacity = 1024
+    slots = np.full(capacity, -1, np.int64)
+    edge_keys = np.empty(capacity // 2, np.int64)
+    n_edges = 0
+    edge_id = np.empty(len(keys), np.int64)
+    previous_key, previous_id = -1, -1  # consecutive records often share an edge
+    for i in range(len(keys)):
+        key = keys[i]
+        if key == previous_key:
+            edge_id[i] = previous_id
+            continue
+        slot = _slot(key, capacity)
+        while slots[slot] >= 0 and edge_keys[slots[slot]] != key:
+            slot = (slot + 1) & (capacity - 1)
+        if slots[slot] < 0:
+            if 2 * (n_edges + 1) > capacity:  # grow, and insert again
+                capacity *= 2
+                slots = np.full(capacity, -1, np.int64)
+                grown = np.empty(capacity // 2, np.int64)
+                grown[:n_edges] = edge_keys[:n_edges]
+                edge_keys = grown
+                for e in range(n_edges):
+                    s = _slot(edge_keys[e], capacity)
+                    while slots[s] >= 0:
+                        s = (s + 1) & (capacity - 1)
+                    slots[s] = e
+                slot = _slot(key, capacity)
+                while slots[slot] >= 0:
+                    slot = (slot + 1) & (capacity - 1)
+            slots[slot] = n_edges
+            edge_keys[n_edges] = key
+            n_edges += 1
+        edge_id[i] = previous_id = slots[slot]
+        previous_key = key
+    records = np.zeros(n_edges, np.int64)
+    total = np.zeros(n_edges, np.int64)
+    first = np.full(n_edges, np.iinfo(np.int64).max, np.int64)
+    last = np.full(n_edges, np.iinfo(np.int64).min, np.int64)
+    for i in range(len(keys)):
+        e = edge_id[i]
+        records[e] += 1
+        total[e] += nbytes[i]
+        first[e] = min(first[e], start[i])
+        last[e] = max(last[e], start[i])
+    return edge_id, edge_keys[:n_edges].copy(), records, total, first, last
+
+
+class RangeScanner:
+    """Counters and narrow columns of the records of one byte range, block by block (the exact reader's rules)."""
+
+    def __init__(self, layout: Layout, inventory: Inventory) -> None:
+        if not {"srcaddr", "dstaddr"} <= layout.present:
+            raise NeedsExactReader("a format without both addresses")
+        self.layout = layout
+        self.inventory = inventory
+        self.addresses = AddressTable(inventory.ips)
+        self.n_services = max(1, len(inventory.service_names()))
+        self.partial = Partial()
+
+    def scan(self, path: Path, begin: int, end: int, block_bytes: int = BLOCK_BYTES) -> Partial:
+        buffer = np.empty(block_bytes + 1, np.uint8)
+        rows = block_bytes // max(1, len(self.layout.fields)) + 2  # a line has at least one byte per field
+        ints = np.empty((rows, len(INTS)), np.int64)
+        ends = np.empty((rows, 2), np.int64)
+        words = np.empty((rows, 2), np.int8)
+        positions = np.empty(block_bytes + 1, np.int32)
+        carry = 0  # bytes of an unfinished line kept at the front of the block
+        with open(path, "rb") as handle:
+            handle.seek(begin)
+            left = end - begin
+            while left > 0 or carry:
+                want = min(block_bytes - carry, left)
+                got = handle.readinto(memoryview(buffer)[carry:carry + want]) if want > 0 else 0
+                left -= got
+                filled = carry + got
+                if left <= 0 or got == 0:  # the range's last line may lack its newline
+                    left = 0
+                    if filled and buffer[filled - 1] != 10:
+                        buffer[filled] = 10
+                        filled += 1
+                    cut = filled
+                else:
+                    newlines = np.flatnonzero(buffer[max(0, filled - (1 << 16)):filled] == 10)
+                    cut = max(0, filled - (1 << 16)) + int(newlines[-1]) + 1 if len(newlines) else 0
+                    if cut <= 0:
+                        raise NeedsExactReader("a line longer than 64 KiB")
+                lines = _decode(buffer, cut, len(self.layout.fields), self.layout.needed, self.layout.roles,
+                                self.layout.int_defaults, self.layout.int_digits, self.addresses.bytes,
+                                self.addresses.lengths, self.addresses.table, positions, ints, ends, words)
+                if lines < 0:
+                    raise NeedsExactReader("a line that is not plain (fields, comment, carriage return, value)")
+                self.add(ints[:lines], ends[:lines], words[:lines])
+                carry = filled - cut
+                buffer[:carry] = buffer[cut:filled]
+        return self.partial
+
+    def add(self, ints: np.ndarray, ends: np.ndarray, words: np.ndarray) -> None:
+        """The exact reader's per-batch rules (`flowlogs._Accumulator.add`) on a decoded block."""
+        n, stats, present, at = len(ints), self.partial.stats, self.layout.present, self.layout.int_at
+        if not n:
+            return
+        stats["records"] += n
+        starts = ints[:, at["start"]]
+        keep = np.ones(n, bool)
+        if "log-status" in present:  # NODATA/SKIPDATA; a missing status (-) is not held against the record
+            nodata = words[:, 1] == OTHER
+            stats["nodata"] += int(nodata.sum())
+            keep &= ~nodata
+        if "protocol" in present:
+            protocol = ints[:, at["protocol"]]
+            tcp_udp = (protocol == 6) | (protocol == 17)
+            stats["not_tcp_udp"] += int((keep & ~tcp_udp).sum())
+            keep &= tcp_udp
+        codes = self.inventory.lookup_index(ends.T.reshape(-1), np.concatenate([starts, starts]))
+        src, dst = codes[:n], codes[n:]
+        mapped = (src >= 0) & (dst >= 0)
+        stats["outside_inventory"] += int((keep & ~mapped).sum())
+        keep &= mapped
+        same = src == dst
+        stats["same_service"] += int((keep & same).sum())
+        keep &= ~same
+        if "action" in present:
+            blocked = np.flatnonzero(keep & (words[:, 0] == REJECT))
+            stats["rejected"] += len(blocked)
+            if len(blocked):
+                port = np.clip(ints[blocked, at["dstport"]], 0, 65535)
+                self.partial.blocked.append((src[blocked].astype(np.int64) * self.n_services + dst[blocked])
+                                            * 65536 + port)
+            keep &= words[:, 0] == ACCEPT
+        idx = np.flatnonzero(keep)
+        rows = ints[idx]
+        self.partial.add_columns(
+            src=src[idx].astype(np.int32), dst=dst[idx].astype(np.int32),
+            srcport=rows[:, at["srcport"]].astype(np.int32), dstport=rows[:, at["dstport"]].astype(np.int32),
+            flags=rows[:, at["tcp-flags"]].astype(np.int16), nbytes=rows[:, at["bytes"]],
+            start=rows[:, at["start"]])
+
+
+def split_ranges(path: Path, begin: int, parts: int) -> list[tuple[int, int]]:
+    """[begin, size) cut into `parts` newline-aligned byte ranges."""
+    size = path.stat().st_size
+    bounds = [begin]
+    with open(path, "rb") as handle:
+        for i in range(1, parts):
+            handle.seek(max(bounds[-1], begin + (size - begin) * i // parts))
+            tail = handle.read(1 << 20)
+            newline = tail.find(b"\n")
+            if newline < 0:
+                break
+            bounds.append(handle.tell() - len(tail) + newline + 1)
+    bounds.append(size)
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def scan_file(path: Path, fields: list[str], begin: int, inventory: Inventory, workers: int = 1) -> list[Partial]:
+    """Partials of the records from byte `begin` (after any header) on; NeedsExactReader when unsure.
+
+    With ``workers > 1`` and a large file, newline-aligned byte ranges are read by that many threads (the
+    compiled kernels run without the GIL; numpy releases it for the block-wide steps).
+    """
+    layout = Layout(fields)
+    size = path.stat().st_size
+    parts = workers if workers > 1 and size - begin >= PARALLEL_MIN_BYTES else 1
+    ranges = split_ranges(path, begin, parts)
+    if len(ranges) <= 1:
+        return [RangeScanner(layout, inventory).scan(path, *ranges[0])] if ranges else []
+    with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
+        others = [pool.submit(RangeScanner(layout, inventory).scan, path, a, b) for a, b in ranges[1:]]
+        first = RangeScanner(layout, inventory).scan(path, *ranges[0])
+        return [first] + [future.result() for future in others]
