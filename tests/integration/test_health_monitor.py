@@ -129,6 +129,13 @@ def test_monitor_dag_triggers_failover_within_three_runs_after_chaos(
         assert [r.run_id for r in runs] == [decision.detail["trigger_run_id"]]
         assert runs[0].conf["primary_region"] == REGION and runs[0].conf["trigger"] == "sensor"
         assert runs[0].conf["mode"] == "live" and runs[0].conf["detected_at"]
+        assert runs[0].conf["monitor_run_id"] == decision.run_id  # the failover will name who triggered it
+    # the switch (on through AIRFLOW_VAR_, which Airflow's event log never sees) was audited once, on the first run
+    [switch] = auto_failover_decisions(engine, REGION, decision="switch_enabled")
+    assert switch.auto_failover and switch.detail["changed_by"].startswith(
+        "unknown (observed by primary_health_monitor run ")
+    assert "airflow_api" in switch.detail["lookup_error"]
+    assert auto_failover_decisions(engine, REGION, decision="switch_disabled") == []
     assert run(4).state == "success"
     assert recent_health_observations(engine, REGION, 1)[0].action in {"suppressed_running",
                                                                        "suppressed_cooldown"}

@@ -146,4 +146,5 @@ def test_every_failover_is_audited_with_its_trigger(aws_conn_env: str, warehouse
         == "success"
     (event,) = list_failover_events(engine, PRIMARY)
     assert event.trigger == "manual" and event.mode == "dry_run" and event.dag_run_id
+    assert event.triggered_by == "dag_test"  # Airflow's triggering user (the UI/API user; dag.test() names itself)
     assert event.outcome == "succeeded" and event.started_at is not None
