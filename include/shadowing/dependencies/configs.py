@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CONFIG_SUFFIXES = {".yaml", ".yml", ".json", ".properties", ".conf", ".hcl", ".env"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod",
                   "ReplicationController"}
+READ_KINDS = WORKLOAD_KINDS | {"Service", "ConfigMap", "NetworkPolicy"}
 ADDRESS_ENV = re.compile(r"(ADDR|ADDRESS|HOST|HOSTS|URL|URI|ENDPOINT|SERVER|SERVERS|SERVICE|BROKER|BROKERS|"
                          r"DSN|UPSTREAM|TARGET)S?$", re.IGNORECASE)
 URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.:-]*://(?:[^@/\s,;\"']+@)?([A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
@@ -251,6 +252,8 @@ class _Extraction:
             if kind == "List":
                 for item in _sequence(doc.get("items"), "items"):
                     self._read_yaml_doc(item, rel, source)
+                return
+            if kind not in READ_KINDS:  # other resources (Secrets, CRDs…) are not read: their shape is theirs
                 return
             meta = _mapping(doc.get("metadata"), "metadata")
             spec = _mapping(doc.get("spec"), "spec")
