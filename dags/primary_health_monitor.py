@@ -12,7 +12,10 @@ When a region is judged failed and auto-failover is on for it (Variable `shadowi
 `{primary_region, mode: "live", trigger: "sensor", detected_at}` — never while a failover of that region is
 running (failover lock table or a queued/running run the monitor triggered) and never within the cooldown.
 With auto-failover off the decision is recorded and the `alert` task fails (its `on_failure_callback` is
-where paging goes). Every decision is audited in `auto_failover_audit`.
+where paging goes). Every decision is audited in `auto_failover_audit`, and so is every flip of the switch
+(`switch_enabled` / `switch_disabled`, seen by the first run after it) with who made it: the user Airflow's
+event log names for the Variable's edit (read through the `airflow_api` connection, a viewer suffices), else
+`unknown (observed by primary_health_monitor run …)`. A failover it triggers names this run as its trigger.
 """
 
 from __future__ import annotations
