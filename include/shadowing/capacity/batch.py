@@ -217,22 +217,7 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
     bg = np.concatenate([m[b.bin_group] for b, m in parts])
     bo = np.concatenate([b.bin_ord for b, _ in parts])
     if bg.size:
-        omin = int(bo.min())
-        width = int(bo.max()) - omin + 1
-        key = bg * width + (bo.astype(np.int64) - omin)
-        bcount = np.concatenate([b.bin_count for b, _ in parts])
-        bdecay = np.concatenate([b.bin_decayed for b, _ in parts])
-        if n_out * width <= max(8 * key.size, 1 << 20):
-            # Dense (group × ordinal) sums: no sort of the bins.
-            occupied = np.bincount(key, minlength=n_out * width) > 0
-            uniq = np.flatnonzero(occupied)
-            bc = np.bincount(key, weights=bcount, minlength=n_out * width)[uniq]
-            bd = np.bincount(key, weights=bdecay, minlength=n_out * width)[uniq]
-        else:
-            uniq, inverse = np.unique(key, return_inverse=True)
-            bc = np.bincount(inverse, weights=bcount, minlength=uniq.size)
-            bd = np.bincount(inverse, weights=bdecay, minlength=uniq.size)
-        bin_group, bin_ord = uniq // width, (uniq % width + omin).astype(np.int32)
+        bin_group, bin_ord, bc, bd = _merge_bins(parts, bg, bo, n_out)
     else:
         bin_group, bin_ord = np.zeros(0, np.int64), np.zeros(0, np.int32)
         bc, bd = np.zeros(0), np.zeros(0)
@@ -240,6 +225,42 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
     minimum[empty], maximum[empty] = np.nan, np.nan
     return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_value, ewma_log2w,
                       how, bin_group, bin_ord, bc, bd, batch.reference_time)
+
+
+def _merge_bins(parts: list[tuple[GroupBatch, np.ndarray]], bg: np.ndarray, bo: np.ndarray, n_out: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sum the (target group, ordinal) bins of all parts; sorted by (group, ordinal).
+
+    Cells are numbered group by group over each target group's own ordinal range (read off the first and
+    last bin of each sorted source group), so the count tables stay as small as the bins themselves.
+    """
+    lo = np.full(n_out, np.iinfo(np.int64).max)
+    hi = np.full(n_out, np.iinfo(np.int64).min)
+    for b, m in parts:
+        if b.bin_group.size == 0:
+            continue
+        ids = np.arange(b.n_groups)
+        starts = np.searchsorted(b.bin_group, ids, side="left")
+        ends = np.searchsorted(b.bin_group, ids, side="right")
+        has = ends > starts
+        np.minimum.at(lo, m[has], b.bin_ord[starts[has]].astype(np.int64))
+        np.maximum.at(hi, m[has], b.bin_ord[ends[has] - 1].astype(np.int64))
+    span = np.where(hi >= lo, hi - lo + 1, 0)
+    cells = int(span.sum())
+    bcount = np.concatenate([b.bin_count for b, _ in parts])
+    bdecay = np.concatenate([b.bin_decayed for b, _ in parts])
+    base = np.concatenate(([0], np.cumsum(span)[:-1]))
+    key = base[bg] + (bo.astype(np.int64) - lo[bg])
+    if cells <= 8 * key.size + (1 << 20):
+        uniq = np.flatnonzero(np.bincount(key, minlength=cells))
+        bc = np.bincount(key, weights=bcount, minlength=cells)[uniq]
+        bd = np.bincount(key, weights=bdecay, minlength=cells)[uniq]
+    else:  # zeros next to large values make wide ordinal ranges: sort instead of counting cells
+        uniq, inverse = np.unique(key, return_inverse=True)
+        bc = np.bincount(inverse, weights=bcount, minlength=uniq.size)
+        bd = np.bincount(inverse, weights=bdecay, minlength=uniq.size)
+    group = np.searchsorted(base, uniq, side="right") - 1
+    return group.astype(np.int64), (uniq - base[group] + lo[group]).astype(np.int32), bc, bd
 
 
 def rebase(batch: GroupBatch, reference_time: float, *, ewma_half_life: float, decay_half_life: float
