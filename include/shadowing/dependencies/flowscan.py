@@ -35,6 +35,8 @@ INTS = (("srcport", -1, 9), ("dstport", -1, 9), ("protocol", -1, 4), ("tcp-flags
 ADDRESSES = ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr")
 ROLE_ACTION, ROLE_STATUS = 1 + len(INTS) + len(ADDRESSES), 2 + len(INTS) + len(ADDRESSES)
 ACCEPT, REJECT, OK, NULL, OTHER = 1, 2, 1, 0, 3  # decoded action / log-status values
+EMPTY = np.uint64(2**64 - 1)
+_KEEP_LOW = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)  # the low k bytes of a word
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing of edge keys
 
 
@@ -69,11 +71,21 @@ class AddressTable:
             self.lengths[i] = len(text)
         size = 1 << max(4, (4 * max(1, len(encoded)) - 1).bit_length())
         self.table = np.full(size, -1, np.int64)
+        # addresses of up to 16 bytes (all IPv4, short IPv6) are also keyed by two masked words and the length:
+        # rows [word 0, word 1, length, index], an empty row has length EMPTY
+        self.short = np.zeros((size, 4), np.uint64)
+        self.short[:, 2] = EMPTY
         for i, text in enumerate(encoded):
             slot = _fnv1a(np.frombuffer(text, np.uint8), 0, len(text)) & (size - 1)
             while self.table[slot] >= 0:
                 slot = (slot + 1) & (size - 1)
             self.table[slot] = i
+            if len(text) <= 16:
+                w0, w1 = np.frombuffer(text.ljust(16, b"\0"), "<u8")
+                slot = _short_slot(w0, w1, len(text), size)
+                while self.short[slot, 2] != EMPTY:
+                    slot = (slot + 1) & (size - 1)
+                self.short[slot] = (w0, w1, len(text), i)
 
 
 class Layout:
@@ -100,6 +112,32 @@ def _fnv1a(data: np.ndarray, begin: int, end: int) -> int:
     for j in range(begin, end):
         h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
     return int(h >> np.uint64(1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _short_key(words: np.ndarray, begin: int, length: int) -> tuple[np.uint64, np.uint64]:
+    """The first 16 bytes of a field of `length` <= 16 as two little-endian words, zero past its end."""
+    return (words[begin] & _KEEP_LOW[min(length, 8)],
+            words[begin + 8] & _KEEP_LOW[max(0, min(length - 8, 8))])
+
+
+@numba.njit(cache=True, nogil=True)
+def _short_slot(w0: np.uint64, w1: np.uint64, length: int, size: int) -> int:
+    mixed = (w0 * np.uint64(0x9E3779B97F4A7C15)) ^ (w1 * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.uint64(length)
+    mixed ^= mixed >> np.uint64(29)
+    return np.int64(mixed & np.uint64(size - 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_short(words: np.ndarray, begin: int, length: int, short: np.ndarray) -> int:
+    w0, w1 = _short_key(words, begin, length)
+    size = short.shape[0]
+    slot = _short_slot(w0, w1, length, size)
+    while short[slot, 2] != EMPTY:
+        if short[slot, 2] == length and short[slot, 0] == w0 and short[slot, 1] == w1:
+            return np.int64(short[slot, 3])
+        slot = (slot + 1) & (size - 1)
+    return -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,7 +191,8 @@ def _separators(data: np.ndarray, size: int, positions: np.ndarray) -> tuple[int
 @numba.njit(cache=True, nogil=True)
 def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, roles: np.ndarray,
             int_defaults: np.ndarray, int_digits: np.ndarray, ip_bytes: np.ndarray, ip_lengths: np.ndarray,
-            table: np.ndarray, positions: np.ndarray, ints: np.ndarray, ends: np.ndarray, words: np.ndarray) -> int:
+            table: np.ndarray, short: np.ndarray, words8: np.ndarray, positions: np.ndarray, ints: np.ndarray,
+            ends: np.ndarray, words: np.ndarray) -> int:
     """Decode the lines of data[:size] (each ends with a newline) into ints / ends (address index of source and
     destination) / words (action, log-status). Returns the line count, or −1 when a line is not plain.
     """
@@ -223,14 +262,19 @@ def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, role
                 if not (pe - pb == 1 and data[pb] == 45):
                     qb, qe = spans[primary, 0], spans[primary, 1]
                     same = pe - pb == qe - qb
-                    j = 0
-                    while same and j < pe - pb:
-                        same = data[pb + j] == data[qb + j]
-                        j += 1
+                    if same and pe - pb <= 16:
+                        same = _short_key(words8, pb, pe - pb) == _short_key(words8, qb, qe - qb)
+                    else:
+                        j = 0
+                        while same and j < pe - pb:
+                            same = data[pb + j] == data[qb + j]
+                            j += 1
                     if not same:
                         use = packet
             if spans[use, 0] < 0:
                 ends[line, side] = -1
+            elif spans[use, 1] - spans[use, 0] <= 16:
+                ends[line, side] = _find_short(words8, spans[use, 0], spans[use, 1] - spans[use, 0], short)
             else:
                 ends[line, side] = _find_address(data, spans[use, 0], spans[use, 1], ip_bytes, ip_lengths, table)
     return n
@@ -382,7 +426,8 @@ class RangeScanner:
         self.partial = Partial()
 
     def scan(self, path: Path, begin: int, end: int, block_bytes: int = BLOCK_BYTES) -> Partial:
-        buffer = np.empty(block_bytes + 1, np.uint8)
+        buffer = np.zeros(block_bytes + 1 + 16, np.uint8)  # 16 more: word loads at a field's start stay inside
+        words8 = np.ndarray((len(buffer) - 7,), np.uint64, buffer=buffer, strides=(1,))  # 8 bytes from each offset
         rows = block_bytes // max(1, len(self.layout.fields)) + 2  # a line has at least one byte per field
         ints = np.empty((rows, len(INTS)), np.int64)
         ends = np.empty((rows, 2), np.int64)
@@ -410,7 +455,8 @@ class RangeScanner:
                         raise NeedsExactReader("a line longer than 64 KiB")
                 lines = _decode(buffer, cut, len(self.layout.fields), self.layout.needed, self.layout.roles,
                                 self.layout.int_defaults, self.layout.int_digits, self.addresses.bytes,
-                                self.addresses.lengths, self.addresses.table, positions, ints, ends, words)
+                                self.addresses.lengths, self.addresses.table, self.addresses.short, words8,
+                                positions, ints, ends, words)
                 if lines < 0:
                     raise NeedsExactReader("a line that is not plain (fields, comment, carriage return, value)")
                 self.add(ints[:lines], ends[:lines], words[:lines])
