@@ -272,7 +272,7 @@ def test_data_docs_open_from_the_page_offline(stack: dict[str, Any], warehouse_f
     """The page's Data Docs link opens GX's site of the latest validations; every asset comes from Airflow."""
     page = browser_page
     frame = _open_region(page, stack, PRIMARY, reload=True)
-    link = frame.get_by_role("link", name="validation Data Docs")
+    link = frame.get_by_role("link", name="validation Data Docs", exact=True)  # the region's, not the header's
     with page.context.expect_page(timeout=60_000) as opened:
         link.click()
     docs = opened.value
