@@ -75,7 +75,7 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
     # Only when they are laid out series by series (few runs, time rising within each): a row sample of a
     # shuffled input would widen the spacing it measures.
-    head = min(len(cols), 200_000)
+    head = min(len(cols), 50_000)
     series = cols.instance[:head].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[:head]
     same = series[1:] == series[:-1]
     if int(same.size - same.sum()) <= head // 32 and bool(np.all(cols.ts[1:head][same] > cols.ts[:head - 1][same])):

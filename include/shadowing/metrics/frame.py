@@ -274,10 +274,13 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     # Row groups on two threads (pyarrow decoding and numpy copies release the GIL), each with its own
     # reader; names get their global codes afterwards, in row-group order, so codes are deterministic.
     def share(k: int) -> list[tuple[list[np.ndarray], dict[str, Any]]]:
-        reader = pf if k == 0 else pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP)
-        return [load(reader, i) for i in range(k, n_groups, _READ_THREADS)]
+        if k == 0:
+            return [load(pf, i) for i in range(k, n_groups, _READ_THREADS)]
+        with pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP) as reader:
+            return [load(reader, i) for i in range(k, n_groups, _READ_THREADS)]
 
-    shares = parallel_map(share, list(range(min(_READ_THREADS, max(n_groups, 1)))), _READ_THREADS)
+    with pf:
+        shares = parallel_map(share, list(range(min(_READ_THREADS, max(n_groups, 1)))), _READ_THREADS)
     loaded = [shares[i % len(shares)][i // len(shares)] for i in range(n_groups)]
     run_starts: dict[str, list[np.ndarray]] = {c: [] for c in names}
     run_codes: dict[str, list[np.ndarray]] = {c: [] for c in names}
