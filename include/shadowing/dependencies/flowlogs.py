@@ -663,4 +663,4 @@ def _distinct_windows(edge_id: np.ndarray, start: np.ndarray, window_seconds: in
     window = start // window_seconds  # many edges over a long span: count distinct (edge, window) cells by sorting
     low = int(window.min())
     span = int(window.max()) - low + 1
-    return np.bincount(np.unique(edge_id * span + (window - low)) // span, minlength=n_edges)
+    return np.bincount(np.unique(edge_id.astype(np.int64) * span + (window - low)) // span, minlength=n_edges)

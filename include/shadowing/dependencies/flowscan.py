@@ -27,6 +27,7 @@ from shadowing.dependencies.inventory import Inventory
 
 BLOCK_BYTES = 4 << 20  # per block (~18k records)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are read by one thread
+CHUNK_RECORDS = 1 << 20  # kept records are stored in chunks of this many
 STATS = ("records", "rejected", "nodata", "not_tcp_udp", "outside_inventory", "same_service")
 # Field roles for the kernel: integer columns (with their null default and digit limit, within the exact
 # reader's types), addresses, and the two compared words.
@@ -51,10 +52,29 @@ class Partial:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
     columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
     blocked: list[np.ndarray] = field(default_factory=list)
+    filled: int = 0  # records in the last chunk of every column
 
     def add_columns(self, **columns: np.ndarray) -> None:
-        for name, values in columns.items():
-            self.columns.setdefault(name, []).append(values)
+        """Append a block's records to chunks of CHUNK_RECORDS (a few large arrays instead of one small array
+        per column and block: less heap fragmentation, cheaper to join)."""
+        count = len(next(iter(columns.values())))
+        done = 0
+        while done < count:
+            if not self.columns or self.filled == CHUNK_RECORDS:
+                for name, values in columns.items():
+                    self.columns.setdefault(name, []).append(np.empty(CHUNK_RECORDS, values.dtype))
+                self.filled = 0
+            take = min(count - done, CHUNK_RECORDS - self.filled)
+            for name, values in columns.items():
+                self.columns[name][-1][self.filled:self.filled + take] = values[done:done + take]
+            self.filled += take
+            done += take
+
+    def finished(self) -> Partial:
+        """The columns cut to the records they hold."""
+        for parts in self.columns.values():
+            parts[-1] = parts[-1][:self.filled].copy()
+        return self
 
 
 
@@ -370,7 +390,7 @@ def aggregate_edges(keys: np.ndarray, nbytes: np.ndarray, start: np.ndarray) -> 
     slots = np.full(capacity, -1, np.int64)
     edge_keys = np.empty(capacity // 2, np.int64)
     n_edges = 0
-    edge_id = np.empty(len(keys), np.int64)
+    edge_id = np.empty(len(keys), np.int32)
     previous_key, previous_id = -1, -1  # consecutive records often share an edge
     for i in range(len(keys)):
         key = keys[i]
@@ -462,7 +482,7 @@ class RangeScanner:
                 self.add(ints[:lines], ends[:lines], words[:lines])
                 carry = filled - cut
                 buffer[:carry] = buffer[cut:filled]
-        return self.partial
+        return self.partial.finished()
 
     def add(self, ints: np.ndarray, ends: np.ndarray, words: np.ndarray) -> None:
         """The exact reader's per-batch rules (`flowlogs._Accumulator.add`) on a decoded block."""
