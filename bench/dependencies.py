@@ -8,7 +8,8 @@ runs in its own fresh subprocess on the same file, alternately, --repeat times, 
 process, interpreter start and imports included) and peak RSS (VmHWM of that process) are measured separately;
 the 1-minute load average is printed with every run because the machine may be shared:
   mapper  = `python -m shadowing deps --flow-logs F --inventory I --out G` (parse, IP→service through the
-            time-ranged inventory, orientation, dedup, thresholds, graph, JSON)
+            time-ranged inventory, orientation, dedup, thresholds, graph, JSON); like DuckDB it uses every core
+            (byte ranges in threads); its numba kernels are compiled once by an untimed warm-up run
   duckdb  = read_csv(F) + GROUP BY srcaddr, dstaddr, dstport (count, sum(bytes)), fetched.
 """
 

@@ -1,20 +1,23 @@
 """AWS VPC flow logs (any version 2–7) → service→service references, streamed and columnar.
 
-Reading: pyarrow's streaming CSV reader (``open_csv``), only the needed columns with explicit types, so a file
-of any size is processed batch by batch. Per batch: filter (ACCEPT, OK, TCP/UDP), map both addresses to
-services with a hash look-up of the inventory's addresses (``pyarrow.compute.index_in``) and a
-``searchsorted`` over its time ranges, and keep only narrow integer columns of the records that count. The
-format comes from a header line of field names (custom format), a ``# format:`` comment, an explicit
-LogFormat (``${version} ${srcaddr} …`` from describe_flow_logs), or the default v2 order.
+Two readers yield the same narrow columns of the records that count. Files go through the fast reader
+(`flowscan`: one compiled pass per newline-aligned byte block, byte ranges in parallel threads); whatever it
+cannot vouch for (comments, blank lines, carriage returns, a malformed line) is read by the exact reader:
+pyarrow's streaming CSV reader (``open_csv``), only the needed columns with explicit types, which also serves
+tables and bytes (the DAG's CloudWatch Logs lines) and reports bad input with the file and line. Per batch:
+filter (ACCEPT, OK, TCP/UDP), map both addresses to services through the inventory's addresses and time
+ranges, keep narrow integer columns. The format comes from a header line of field names (custom format), a
+``# format:`` comment, an explicit LogFormat (``${version} ${srcaddr} …`` from describe_flow_logs), or the
+default v2 order.
 
 Caller direction, strongest signal first: tcp-flags (SYN without ACK = caller; SYN-ACK = callee), then
 listening-port detection (ports the configuration says a service listens on, or (service, port) endpoints seen
 in many records), then the ephemeral range (32768–60999 Linux, 49152+ Windows) / lower-port-is-server.
-Listening endpoints are a property of the whole window, so orientation runs once over the kept columns; the
-grouping is integer bincounts on dense (caller, callee, port) codes. The two ENI-side copies of a record and the
-response direction fold into the same oriented edge; an edge's support is counted in distinct aggregation
-windows and bytes. REJECT, NODATA/SKIPDATA, non-TCP/UDP and addresses outside the time-ranged inventory are
-excluded (counted in the stats).
+Listening endpoints are a property of the whole window, so orientation runs once over the kept columns
+(compiled, over dense (service, port) tables); the grouping into edges is a compiled hash aggregation. The two
+ENI-side copies of a record and the response direction fold into the same oriented edge; an edge's support is
+counted in distinct aggregation windows and bytes. REJECT, NODATA/SKIPDATA, non-TCP/UDP and addresses outside
+the time-ranged inventory are excluded (counted in the stats).
 """
 
 from __future__ import annotations
