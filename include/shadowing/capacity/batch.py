@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from shadowing.metrics import sketch
-from shadowing.metrics.frame import parallel_map
+from shadowing.metrics.frame import distinct, parallel_map
 
 HOURS_PER_WEEK = 168
 # 1970-01-01 was a Thursday: shift so that hour-of-week 0 is Monday 00:00 UTC.
@@ -208,7 +208,7 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
         ok = b.count > 0
         np.minimum.at(minimum, m[ok], b.minimum[ok])
         np.maximum.at(maximum, m[ok], b.maximum[ok])
-        if np.unique(m).size == m.size:
+        if distinct(m).size == m.size:
             how[m] = np.maximum(how[m], b.how_peak)
         else:
             np.maximum.at(how, m, b.how_peak)

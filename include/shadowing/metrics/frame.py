@@ -36,6 +36,14 @@ _MEMORY_MAP = False
 _READ_THREADS = 2
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values: ``np.unique`` without its ``numpy.ma`` import (~40 ms of a process start)."""
+    ordered = np.sort(np.asarray(values).reshape(-1))
+    if ordered.size < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def parallel_map(fn: Any, items: list[Any], threads: int) -> list[Any]:
     """[fn(x) for x in items] with items dealt round-robin to ``threads`` threads (for GIL-releasing work).
 
@@ -320,7 +328,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     svc_starts, svc_codes = runs("service")
     inst_starts, inst_codes = runs("instance_id")
     # Instance ids are scoped by service: one dense code per (service, instance) pair, assigned per run.
-    both = np.union1d(svc_starts, inst_starts)
+    both = distinct(np.concatenate((svc_starts, inst_starts)))
     pair_key = (svc_codes[np.searchsorted(svc_starts, both, side="right") - 1].astype(np.int64)
                 * max(len(instances), 1) + inst_codes[np.searchsorted(inst_starts, both, side="right") - 1])
     used_pairs, pair_of_run = np.unique(pair_key, return_inverse=True)
@@ -336,7 +344,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                    if code < region_count.size and region_count[code] > 0}
     regions = list(region_rows)
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
-    series_runs = np.union1d(both, run_starts_metric) if n else None
+    series_runs = distinct(np.concatenate((both, run_starts_metric))) if n else None
     cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
                        region=region or top_region, source=str(path), runs=series_runs)
     if len(regions) > 1 and region is None:
