@@ -171,6 +171,45 @@ def _epoch_seconds(column: pd.Series) -> np.ndarray:
     return out
 
 
+class _ParquetSource:
+    """A Parquet file's footer and row groups through pyarrow's own reader class.
+
+    Not ``pyarrow.parquet.ParquetFile`` (whose module imports pyarrow.fs and friends, ~40 ms of a short
+    process) nor ``read_table`` (pyarrow.dataset, which imports pandas). Falls back to ParquetFile if the
+    low-level class ever moves.
+    """
+
+    def __init__(self, path: Path, read_dictionary: list[str] | None = None) -> None:
+        try:
+            from pyarrow._parquet import ParquetReader
+
+            reader = ParquetReader()
+            reader.open(str(path), use_memory_map=_MEMORY_MAP, read_dictionary=read_dictionary)
+            self._file: Any = None
+        except (ImportError, AttributeError, TypeError):
+            import pyarrow.parquet as pq
+
+            self._file = pq.ParquetFile(path, read_dictionary=read_dictionary, memory_map=_MEMORY_MAP)
+            reader = self._file.reader
+        self._reader = reader
+        self.metadata = reader.metadata
+        self.num_row_groups = int(reader.num_row_groups)
+        self.names = list(reader.schema_arrow.names)
+
+    def read_row_group(self, i: int, columns: list[str]) -> Any:
+        indices = [self._reader.column_name_idx(c) for c in columns]
+        return self._reader.read_row_group(i, column_indices=indices, use_threads=False)
+
+    def close(self) -> None:
+        (self._file or self._reader).close()
+
+    def __enter__(self) -> _ParquetSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes.
 
@@ -179,7 +218,6 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     output column; the (service, instance) pair code is assigned per run, never per row.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     class _Compute:
         # pyarrow.compute costs ~0.1 s to import: only inputs with nulls or plain (non-dictionary) text need it.
@@ -189,14 +227,14 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             return getattr(pyarrow.compute, name)
 
     pc = _Compute()
-    schema = pq.read_schema(path)
-    wanted = [c for c in TIDY_COLUMNS if c in schema.names]
+    pf = _ParquetSource(path)
+    wanted = [c for c in TIDY_COLUMNS if c in pf.names]
     missing = [c for c in ("timestamp", "metric", "value") if c not in wanted]
+    pf.close()
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
     text = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
-    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports pandas (~1 s).
-    pf = pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP)
+    pf = _ParquetSource(path, read_dictionary=text)
     n = pf.metadata.num_rows
     n_groups = pf.num_row_groups
     first_row = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(n_groups)]).tolist()
@@ -247,7 +285,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         """Row group i into ts/values (its own rows) and its text runs; safe to run on several threads."""
         # A text column constant over the row group is one run: no need to decode it.
         columns = [c for c in wanted if c not in constants[i]]
-        rg = reader.read_row_group(i, columns=columns, use_pandas_metadata=False, use_threads=False)
+        rg = reader.read_row_group(i, columns)
         pos = first_row[i]
         nulls: list[np.ndarray] = []
         ts_col = rg.column("timestamp")
@@ -284,7 +322,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     def share(k: int) -> list[tuple[list[np.ndarray], dict[str, Any]]]:
         if k == 0:
             return [load(pf, i) for i in range(k, n_groups, _READ_THREADS)]
-        with pq.ParquetFile(path, read_dictionary=text, memory_map=_MEMORY_MAP) as reader:
+        with _ParquetSource(path, read_dictionary=text) as reader:
             return [load(reader, i) for i in range(k, n_groups, _READ_THREADS)]
 
     with pf:
