@@ -224,7 +224,7 @@ def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, role
     spans = np.zeros((4, 2), np.int64)  # begin, end of the four address fields of the line
     for line in range(n):
         base = line * n_fields
-        if positions[base + n_fields - 1] != 0 and data[positions[base + n_fields - 1]] != 10:
+        if data[positions[base + n_fields - 1]] != 10:  # with n newlines in all, each line has n_fields fields
             return -1
         line_start = positions[base - 1] + 1 if line else 0
         if data[line_start] == 35:  # a comment line

@@ -199,19 +199,31 @@ def test_dense_and_sorted_orientation_agree() -> None:
     assert np.array_equal(dense, edge_keys(src, dst, sport, dport, flags, services, configured, dense=False))
 
 
-VALUES = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "2001:db8::5", "-", "6", "17", "1",
-                          "80", "40000", "0", "2", "18", "1700000000", "1700000650", "ACCEPT", "REJECT", "OK",
-                          "NODATA", "SKIPDATA", "x", "", "+5", "99999999999", "007", "#"])
+GOOD = {"srcaddr": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "2001:db8::5", "10.0.0.9", "-"],
+        "srcport": ["80", "40000", "5432", "-", "0", "65535", "70000", "007"], "protocol": ["6", "17", "1", "-"],
+        "bytes": ["0", "500", "123456789012", "-"], "start": ["1700000000", "1700000650", "1700000061", "-"],
+        "action": ["ACCEPT", "REJECT", "-", "accept"], "log-status": ["OK", "NODATA", "SKIPDATA", "-"]}
+GOOD.update({"dstaddr": GOOD["srcaddr"], "dstport": GOOD["srcport"], "end": GOOD["start"],
+             "packets": GOOD["bytes"]})
+BROKEN = ["x", "", "+5", "99999999999", "#", "1.5", "\t80"]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.lists(VALUES, min_size=14, max_size=15), min_size=1, max_size=12),
-       header=st.booleans())
-def test_random_lines_fast_equals_exact_or_both_refuse(tmp_path: Path, rows: list[list[str]],
-                                                       header: bool) -> None:
-    """Any mix of plausible and broken values: same result, or the same InputError."""
+@st.composite
+def record_lines(draw: st.DrawFn) -> str:
+    """A default-v2 line: mostly valid values per field, now and then a broken one (or a field too many/few)."""
+    values = [draw(st.sampled_from(BROKEN)) if draw(st.integers(0, 30)) == 0 else
+              draw(st.sampled_from(GOOD.get(name, ["2", "123456789012", "eni-1"])))
+              for name in DEFAULT_V2]
+    values[0] = "2"
+    cut = draw(st.sampled_from([0] * 30 + [-1, 1]))
+    return " ".join(values[:len(values) + cut] if cut < 0 else values + ["extra"] * cut)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(record_lines(), min_size=1, max_size=30), header=st.booleans())
+def test_random_lines_fast_equals_exact_or_both_refuse(tmp_path: Path, lines: list[str], header: bool) -> None:
+    """Any mix of plausible and broken values: the same result, or the same InputError (file and line)."""
     path = tmp_path / "random.log"
-    lines = [" ".join(["2", *row[1:]]) if i % 2 == 0 else " ".join(row) for i, row in enumerate(rows)]
     path.write_text((" ".join(DEFAULT_V2) + "\n" if header else "") + "\n".join(lines) + "\n")
     assert outcome(fast, path) == outcome(exact, path)
