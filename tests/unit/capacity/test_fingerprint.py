@@ -248,3 +248,37 @@ def test_fold_refuses_a_malformed_previous_fingerprint(previous: object, field: 
     with pytest.raises(InputError, match="prev.json") as err:
         fold(previous, cols, previous_source="prev.json")  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+def test_dense_path_with_zeros_and_negative_values_agrees_with_the_general_path() -> None:
+    """Zeros next to large values (idle disks) and negatives (an unknown metric) widen the ordinal range."""
+    df = synthetic(hours=6)
+    rows = df.metric == "network_in_bytes"
+    df.loc[rows & (df.index % 7 == 0), "value"] = 0.0
+    df.loc[df.metric == "queue_depth", "value"] -= 6.0  # unknown metric: negatives are legitimate
+    cols = tidy.from_pandas(df)
+    from shadowing.capacity.fingerprint import dense_layout
+
+    assert dense_layout(cols, 60) is not None
+    dense = build(cols)
+    _assert_same_fingerprint(dense, build(tidy.from_pandas(df.sample(frac=1.0, random_state=11))))
+    queue = dense["services"]["api"]["metrics"]["queue_depth"]
+    values = df.loc[df.metric == "queue_depth", "value"].to_numpy()
+    assert queue["min"] == values.min() < 0
+    for name, q in (("p50", 0.5), ("p90", 0.9)):
+        assert rel(queue[name], float(np.quantile(values, q))) <= 0.01
+
+
+def test_parallel_map_keeps_order_and_raises_worker_errors() -> None:
+    from shadowing.metrics.frame import distinct, parallel_map
+
+    assert parallel_map(lambda x: x * x, list(range(7)), 2) == [x * x for x in range(7)]
+
+    def boom(x: int) -> int:
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    with pytest.raises(ValueError, match="three"):
+        parallel_map(boom, list(range(6)), 2)
+    assert distinct(np.array([3, 1, 3, 2, 1])).tolist() == [1, 2, 3]
