@@ -225,7 +225,7 @@ def run(state: Path, af_port: int, endpoint: str, args: argparse.Namespace) -> i
     print(f"direct: {direct['total_seconds']:.1f}s total, outcome {finalize['outcome']} (load before {load_direct},"
           f" after {load()})", flush=True)
 
-    fresh_world(endpoint, engine, args)
+    refreshed = fresh_world(endpoint, engine, args)  # the scheduled run's world and blueprint
     time.sleep(3)
     load_scheduled = load()
     sched = scheduled_run(base, token, engine)
@@ -245,7 +245,7 @@ def run(state: Path, af_port: int, endpoint: str, args: argparse.Namespace) -> i
                 previous = end
 
     print(f"\nFailover benchmark: {args.services} services × {args.instances_per_service} instances in the primary "
-          f"(blueprint v{refreshed.get('version')}); {(event.plan or {}).get('instances_expected') if event else '?'}"
+          f"(scheduled run on blueprint v{refreshed.get('version')}); {(event.plan or {}).get('instances_expected') if event else '?'}"
           f" launched in the shadow (the blueprint's sizing)")
     print(f"  {'step':12} {'direct s':>9} {'airflow step s':>15} {'airflow since prev. end s':>26}")
     for step in ("prepare", "preflight", "launch", "network", "traffic", "replication", "verify"):
