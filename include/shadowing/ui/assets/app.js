@@ -166,8 +166,10 @@
           ") stays current."));
       }
     }
+    // Same frame, no target=_blank: Airflow sandboxes plugin iframes without allow-popups, so a new-tab link
+    // from here would silently do nothing (the browser's own "open in new tab" still works).
     const docs = el("a", { href: "data-docs/" + (d.data_docs && d.data_docs.great_expectations ? "" :
-      "#" + d.region), target: "_blank", rel: "noopener", text: "validation Data Docs" });
+      "#" + d.region), text: "validation Data Docs" });
     return el("div", { class: "small", style: "margin-top:10px" }, items.length ? el("ul", {}, items) : null,
       el("span", { class: "muted" }, "Latest validations: "), docs);
   }
