@@ -207,12 +207,17 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     pooled.how_peak = gb.hour_of_week_peaks(pool_of_series, inst.hour_peaks, inst.hours, n_pool)
     # Service totals: every series reports every step, so the time-aligned sum is a sum of matrix rows.
     totals = np.zeros((n_pool, length))
-    row_of_series = order
-    by_pool = np.argsort(pool_of_series, kind="stable")
-    cuts = np.searchsorted(pool_of_series[by_pool], np.arange(n_pool + 1))
-    for p in range(n_pool):
-        rows = row_of_series[by_pool[cuts[p]:cuts[p + 1]]]
-        np.sum(matrix[rows], axis=0, out=totals[p]) if rows.size > 1 else np.copyto(totals[p], matrix[rows[0]])
+    if layout.n_series <= 20_000:
+        # Row by row into its pool's total: no copy of the matrix (one Python step per series, not per point).
+        pool_of_row = np.empty(layout.n_series, dtype=np.int64)
+        pool_of_row[order] = pool_of_series
+        for row, p in enumerate(pool_of_row.tolist()):
+            np.add(totals[p], matrix[row], out=totals[p])
+    else:
+        by_pool = np.argsort(pool_of_series, kind="stable")
+        cuts = np.searchsorted(pool_of_series[by_pool], np.arange(n_pool + 1))
+        for p in range(n_pool):
+            np.sum(matrix[order[by_pool[cuts[p]:cuts[p + 1]]]], axis=0, out=totals[p])
     agg = gb.compute_dense(totals, layout.grid, **kw)
     agg.batch.how_peak = gb.hour_of_week_peaks(np.arange(n_pool), agg.hour_peaks, agg.hours, n_pool)
     members = np.bincount(pool_of_series, minlength=n_pool)
