@@ -307,7 +307,8 @@ def trigger_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any
         return _skip(env, state, "replication", f"{state.mode}: data replication not triggered")
     blueprint = load_blueprint(env, state)
     with recorded_step(env, state, "replication") as detail:
-        detail["steps"] = replication.trigger_replication(env.clients, blueprint)
+        detail["steps"] = replication.trigger_replication(env.clients, blueprint, failover_id=state.failover_id,
+                                                          mode=state.mode)
     return detail
 
 
