@@ -7,8 +7,9 @@ instances × 6 metrics × one week at 1 minute, written with pyarrow in row grou
 cached under bench/.data/ (git-ignored); plus the hour after that week for the fold.
 
 Every contender runs in its own subprocess, timed from spawn to exit (interpreter start and imports included,
-which is what a task pays), with its peak RSS from os.wait4 (that child's own ru_maxrss) so one contender's
-memory never shows up as another's. All compute, per instance (service, instance, metric) and per service
+which is what a task pays), with its peak RSS and CPU seconds (user + system, all threads) from os.wait4 (that
+child's own rusage) so one contender's memory never shows up as another's. On a shared machine the CPU column
+is the steadier comparison; the load average is printed with every run. All compute, per instance (service, instance, metric) and per service
 aggregate (the time-aligned sum over instances), count/mean/std/min/max/p50/p90/p95/p99:
   ours           read_metrics (pyarrow, needed columns, dictionary codes) + fingerprint build (which also
                  produces pooled per-service stats, EWMA, decayed quantiles, hour-of-week peaks and sketches)

@@ -13,6 +13,15 @@ Layout decisions (kept small: a few KB per service):
   keeps per-instance percentiles foldable; no hour-of-week profile or decayed sketch per instance).
 * ``services.<name>.sizing``: see :mod:`shadowing.capacity.sizing`.
 
+Per-instance count sketches are written as zlib *stored* blocks (same format, any inflater reads them): there
+are thousands of small ones, and deflating each cost more than the whole JSON write.
+
+Computation paths (same results, chosen by the rows' layout, checked in a few vectorised passes): a *dense*
+(series × steps) matrix when every series is one contiguous block on one shared step grid (what exporters
+write; row reductions, blocks of rows on two threads), *runs* when series are contiguous and time-ordered but
+uneven (``reduceat`` over runs), and the *general* path for anything else (group-code bincounts, duplicates
+averaged per step).
+
 ``pNN`` are unweighted quantiles over everything folded so far (≤ 1 % relative error: see
 :mod:`shadowing.metrics.sketch`); ``decayed_pNN`` weight recent data more (half-life 24 h by default, as the
 Kubernetes VPA recommender). The window is half-open [start, end): points before ``end`` of the previous
