@@ -211,8 +211,12 @@ def test_gappy_series_take_the_run_path_and_agree_with_the_general_path() -> Non
     _assert_same_fingerprint(build(cols), build(tidy.from_pandas(df.sample(frac=1.0, random_state=5))))
 
 
-def test_parquet_reader_across_row_groups_nulls_and_plain_strings(tmp_path: Path) -> None:
-    """Series straddling row groups, null values/instance ids, plain (non-dictionary) text: same as pandas."""
+@pytest.mark.parametrize("parallel_from_rows", [0, 10**12])
+def test_parquet_reader_across_row_groups_nulls_and_plain_strings(tmp_path: Path, parallel_from_rows: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Series straddling row groups, null values/instance ids, plain (non-dictionary) text: same as pandas,
+    with the row groups read on two threads or one."""
+    monkeypatch.setattr(tidy, "_PARALLEL_READ_MIN_ROWS", parallel_from_rows)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
