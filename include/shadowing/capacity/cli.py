@@ -70,17 +70,19 @@ def _backtest(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from shadowing.capacity.backtest import backtest, format_table
-    from shadowing.capacity.sizing import SizingRule
+    from shadowing.capacity.sizing import PEAK_AWARE
     from shadowing.metrics.frame import read_metrics
 
-    rule = SizingRule()
+    rule = PEAK_AWARE
     if args.percentile is not None:
         rule = replace(rule, percentile=args.percentile)
     if args.margin is not None:
         rule = replace(rule, margin=args.margin)
     results = backtest(read_metrics(args.metrics), rule=rule, fit_fraction=args.fit_fraction,
                        refit_seconds=args.refit_seconds)
-    print(f"rule shadowing = p{rule.percentile * 100:g} × (1 + {rule.margin:g}) × confidence "
+    base = f"max(decayed p{rule.percentile * 100:g}, hour-of-week peak)" if rule.seasonal and rule.decayed \
+        else f"p{rule.percentile * 100:g}"
+    print(f"rule {rule.name} = {base} × (1 + {rule.margin:g}) × confidence "
           f"(boost {rule.short_history_boost:g} until {rule.full_history_seconds / 86400:g} d of history); "
           f"fit on first {args.fit_fraction:.0%}, refit every {args.refit_seconds:g} s")
     print(format_table(results, per_series=args.per_series))

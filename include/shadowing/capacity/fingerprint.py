@@ -31,7 +31,7 @@ fingerprint are late and are reported, not double counted.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zlib import error as zlib_error
@@ -39,7 +39,7 @@ from zlib import error as zlib_error
 import numpy as np
 
 from shadowing.capacity import batch as gb
-from shadowing.capacity.sizing import SizingRule, recommend
+from shadowing.capacity.sizing import PEAK_AWARE, SizingRule, recommend
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
 from shadowing.metrics.sketch import LogSketch, decode_counts, decode_weights, encode_counts, encode_weights
@@ -58,7 +58,7 @@ class ProfileParams:
     ewma_half_life_seconds: float = 3600.0
     decay_half_life_seconds: float = 86400.0
     step_seconds: int | None = None  # aggregate alignment; inferred from the data when None
-    sizing: SizingRule = field(default_factory=SizingRule)
+    sizing: SizingRule = PEAK_AWARE
 
     def as_dict(self, step: int) -> dict[str, Any]:
         return {"ewma_half_life_seconds": self.ewma_half_life_seconds,
@@ -525,12 +525,12 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
         s["instances"] = {**{k: (int(v) if k in ("steps", "distinct") else v) for k, v in c.items()},
                           "by_id": s["instances"].get("by_id", {})}
         agg = s["aggregate"].get(rule.metric)
-        demand = None
-        if agg is not None:
-            sk = LogSketch.from_compact(agg["sketch"])
-            demand = sk.quantiles([rule.percentile], agg["min"], agg["max"])[0]
-        s["sizing"] = recommend(rule, demand_quantile=demand, history_seconds=end - history_start,
-                                observed_instances=c.get("max"))
+        if agg is None:
+            s["sizing"] = {"instances": None, "reason": f"no {rule.metric} aggregate to size from",
+                           "rule": rule.as_dict()}
+        else:
+            s["sizing"] = recommend(rule, aggregate=agg, now=end, history_seconds=end - history_start,
+                                    observed_instances=c.get("max"))
     return {
         "schema_version": SCHEMA_VERSION,
         "region": region,

@@ -88,7 +88,10 @@ def describe_rule(sizing: Mapping[str, Any]) -> str | None:
         return None if sizing.get("reason") is None else str(sizing["reason"])
     parts = [str(rule.get("name") or "rule")]
     if _num(rule.get("percentile")) is not None:
-        parts.append(f"p{_round(float(rule['percentile']) * 100, 4):g} of demand")
+        decayed = "decayed " if rule.get("decayed") else ""
+        parts.append(f"{decayed}p{_round(float(rule['percentile']) * 100, 4):g} of demand")
+    if rule.get("seasonal"):
+        parts.append("or the hour-of-week peak ahead, whichever is higher")
     if _num(rule.get("margin")) is not None:
         parts.append(f"+{float(rule['margin']) * 100:g}% margin")
     if _num(sizing.get("confidence")) is not None and float(sizing["confidence"]) != 1.0:
