@@ -283,10 +283,13 @@ def test_data_docs_open_from_the_page_offline(stack: dict[str, Any], warehouse_f
     # A build may be running (a refresh stored a newer artefact): the "building" page reloads by itself.
     deadline = time.monotonic() + 600
     while True:
-        docs = next((f for f in page.frames if "/data-docs/" in f.url), None)
+        # The plugin's frame (Airflow mirrors its path in the top URL, so not "any frame with data-docs in it").
+        docs = next((f for f in page.frames if f != page.main_frame and "/data-docs/" in f.url), None)
         if docs is not None and "Great Expectations" in docs.title():
             break
-        assert time.monotonic() < deadline, f"Data Docs not shown in time: {[f.url for f in page.frames]}"
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(ARTIFACTS / "data-docs-not-shown.png"))
+            raise AssertionError(f"Data Docs not shown in time: {[(f.url, f.title()) for f in page.frames]}")
         page.wait_for_timeout(3000)
     docs.wait_for_load_state("load")
     body = docs.locator("body").inner_text()
