@@ -198,3 +198,20 @@ def test_shadow_blueprints_dag(world: App, aws_conn_env: str, warehouse_conn_env
     assert dag.test().state == "success"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM blueprint_versions")).scalar() == 1
+
+
+def test_load_balancer_enis_are_never_services(world: App, aws: str) -> None:
+    """The seeded ALB's ENIs carry a service tag (moto cannot make requester-managed ENIs) but say `ELB …` as AWS's
+    do: the inventory must keep them out of the graph, else the blueprint finds an unlaunchable "alb" service."""
+    from shadowing.dependencies.aws_sources import ec2_inventory
+    from shadowing.dependencies.inventory import IGNORED_KINDS
+
+    ec2 = client("ec2", PRIMARY, aws)
+    elb_ips = {e["PrivateIpAddress"] for e in ec2.describe_network_interfaces()["NetworkInterfaces"]
+               if str(e.get("Description", "")).startswith("ELB ")}
+    assert elb_ips, "the seeded world has load-balancer ENIs"
+    inventory = ec2_inventory(ec2)
+    kinds = {r.kind for r in inventory.rows if r.ip in elb_ips}
+    assert kinds and kinds <= IGNORED_KINDS
+    services = set(inventory.services)
+    assert services == {s.name for s in world.services}

@@ -329,8 +329,9 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
         count = sized_count(sizing)
         observed_count = len(insts) if insts else (1 if db else 0)
         if count is None:
-            fail("sizing", name, f"no usable sizing in the fingerprint: using the primary's observed count "
-                                 f"({observed_count})")
+            if not (db is not None and not insts):  # a managed database is sized by its instance class, not EC2 metrics
+                fail("sizing", name, f"no usable sizing in the fingerprint: using the primary's observed count "
+                                     f"({observed_count})")
             count = observed_count
         tags = {T.SERVICE: name, T.PRESTAGED_FOR: primary}
         if db is not None and not insts:

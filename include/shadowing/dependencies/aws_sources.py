@@ -75,13 +75,23 @@ def ec2_inventory(ec2: Any) -> Inventory:
             ip = eni.get("PrivateIpAddress")
             if ip in seen or not ip:
                 continue
-            if tags.get(tag_keys.SERVICE):
+            if _is_load_balancer_eni(eni):  # before tags: a tagged ELB ENI is still the load balancer
+                records.append({"ip": ip, "service": tags.get(tag_keys.SERVICE) or "load-balancer",
+                                "valid_from": None, "valid_to": None, "kind": "load_balancer"})
+            elif tags.get(tag_keys.SERVICE):
                 records.append({"ip": ip, "service": tags[tag_keys.SERVICE], "valid_from": None, "valid_to": None,
                                 "kind": "service"})
-            elif eni.get("RequesterManaged"):  # load balancer / NAT ENIs: known, never nodes
+            elif eni.get("RequesterManaged"):  # NAT and other AWS-managed ENIs: known, never nodes
                 records.append({"ip": ip, "service": "requester-managed", "valid_from": None, "valid_to": None,
                                 "kind": "load_balancer"})
     return inventory_from_records(records)
+
+
+def _is_load_balancer_eni(eni: dict[str, Any]) -> bool:
+    """ELB ENIs as AWS marks them: requester `amazon-elb`, an ELB interface type, or the `ELB …` description."""
+    return (eni.get("RequesterId") == "amazon-elb"
+            or str(eni.get("InterfaceType") or "") in {"network_load_balancer", "gateway_load_balancer"}
+            or str(eni.get("Description") or "").startswith("ELB "))
 
 
 def load_configs(location: str, s3: Any | None = None) -> ConfigFindings:

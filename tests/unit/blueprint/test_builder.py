@@ -201,3 +201,11 @@ def test_changed_instance_type_changes_the_hash_and_the_diff_names_it() -> None:
     ({"instances": {"recommended": 5}}, 5), (True, None), ("3", None), (None, None), ({"instances": -2}, 0)])
 def test_sized_count(sizing: Any, expected: int | None) -> None:
     assert sized_count(sizing) == expected
+
+
+def test_a_managed_database_without_ec2_metrics_is_not_a_sizing_failure() -> None:
+    fp = fingerprint()
+    del fp["services"]["db"]  # RDS has no EC2 fingerprint: its instance class sizes it
+    result = build(fingerprint=fp)
+    assert ("sizing", "db") not in failures(result)
+    assert result.blueprint.services["db"].count == 1 and result.blueprint.services["db"].kind == "managed"
