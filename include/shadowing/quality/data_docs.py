@@ -41,6 +41,7 @@ VENDOR_DIR = Path(__file__).with_name("data_docs_vendor")
 SITE_NAME = "shadowing"
 _STAMP = ".shadowing-stamp.json"
 RETRY_AFTER_FAILURE_SECONDS = 60.0
+_ASSET_NAMES = {"fingerprint": "capacity_fingerprint", "graph": "dependency_graph"}  # "Asset Name" in the docs
 _LOGO = "static/images/logo-long.png"
 
 # CDN / S3 asset → file under the site's static/vendor/ (or static/, for GX's own images).
@@ -178,7 +179,7 @@ def build_site(validations: list[StoredValidation], site_dir: Path) -> Path:
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "show_cta_footer": False},
     })
     for item in validations:
-        result = validate_frame(item.frame, item.suite, name=f"docs_{item.kind}", result_format="SUMMARY")
+        result = validate_frame(item.frame, item.suite, name=_ASSET_NAMES[item.kind], result_format="SUMMARY")
         suite_name = result.suite_name
         result.meta.update({"shadowing": {
             "region": item.region, "artefact": item.kind, "artefact_id": item.artefact_id, "run_id": item.run_id,

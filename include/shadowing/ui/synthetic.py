@@ -8,6 +8,7 @@ observations and failover events with step timings. Deterministic for a given se
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +36,11 @@ def shadow_region(primary: str) -> str:
                          if primary != "eu-central-1" else "eu-west-1")
 
 
-def _stats(rng: random.Random, level: float) -> dict[str, Any]:
+def _stats(rng: random.Random, level: float, cap: float = math.inf) -> dict[str, Any]:
+    """``cap``: a percentage never exceeds 100 (the capacity suite fails fingerprints that say otherwise)."""
     p50 = level * rng.uniform(0.8, 1.2)
     p95, p99 = p50 * rng.uniform(1.3, 1.7), p50 * rng.uniform(1.8, 2.4)
+    p50, p95, p99 = min(p50, cap / 2.64), min(p95, cap / 1.1), min(p99, cap / 1.1)
     daily = [0.55 + 0.45 * max(0.0, 1 - abs(h - 14) / 9) for h in range(24)]
     profile = [round(p95 * daily[h % 24] * (0.75 if h >= 120 else 1.0) * rng.uniform(0.95, 1.05), 3)
                for h in range(168)]
@@ -56,7 +59,7 @@ def fingerprint(region: str, services: list[str], rng: random.Random, end: datet
         count = rng.randint(1, 6)
         levels = {m: (rng.uniform(15, 55) if m.endswith("utilization") else rng.uniform(10, 5e6)) for m in
                   CANONICAL_METRICS}
-        metrics = {m: _stats(rng, lvl) for m, lvl in levels.items()}
+        metrics = {m: _stats(rng, lvl, 100.0 if m.endswith("utilization") else math.inf) for m, lvl in levels.items()}
         aggregate = {m: _stats(rng, lvl * count) for m, lvl in levels.items()}
         payload["services"][name] = {
             "instances": {"min": count, "max": count, "mean": float(count), "p50": float(count)},
