@@ -29,6 +29,12 @@ from shadowing import PRIMARY_REGION, SHADOW_REGION
 from shadowing.errors import ShadowingError
 from shadowing.settings import PROJECT_ROOT, state_dir
 
+#: Airflow's metadata DB in the demo is SQLite: its writers queue on one lock. Python's default 5 s busy timeout
+#: turns a burst (scheduler + task XComs + a UI trigger) into "database is locked" 500s; wait longer instead.
+#: Airflow imports this dict through ``[database] sql_alchemy_connect_args``.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+SQLITE_CONNECT_ARGS_ASYNC = {"timeout": 60}  # a separate dict: Airflow adds check_same_thread to the sync one
+
 BIN = Path(sys.executable).parent
 ADMIN_USER = "admin"
 # Read-only user of the `airflow_api` connection: the health monitor reads Airflow's event log with it to audit
@@ -140,6 +146,8 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AUDITOR_USER}:viewer,{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(stack.state / "passwords.json"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{stack.airflow_home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "shadowing.devstack.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "shadowing.devstack.SQLITE_CONNECT_ARGS_ASYNC",
         "AIRFLOW__API__PORT": str(stack.airflow_port),
         "AIRFLOW__API__BASE_URL": stack.airflow_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{stack.airflow_port}/execution/",

@@ -237,35 +237,55 @@ def test_page_lists_regions_with_charts_graph_and_history(stack: dict[str, Any],
     assert not page.console_errors, page.console_errors  # type: ignore[attr-defined]
 
 
-def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any], warehouse_filled: dict[str, Any],
-                                                         browser_page: Any) -> None:
-    assert "regional_failover" in warehouse_filled["present"], "dags/regional_failover.py is not deployed"
-    page = browser_page
+def _trigger_from_page(page: Any, stack: dict[str, Any], mode: str) -> None:
+    """Trigger ``regional_failover`` for the primary from the page's form; the run succeeds and joins the history."""
     frame = _open_region(page, stack, PRIMARY, reload=True)
-    before = frame.locator("#failovers tr[data-mode='dry_run']").count()
+    before = frame.locator(f"#failovers tr[data-mode='{mode}']").count()
     form = frame.locator("#trigger-form")
-    assert form.locator("select[name=mode]").input_value() == "dry_run"
-    form.get_by_role("button", name="Trigger failover").click()
+    assert form.locator("select[name=mode]").input_value() == "dry_run"  # the safe default
+    button = form.get_by_role("button", name="Trigger failover")
+    if mode != "dry_run":
+        form.locator("select[name=mode]").select_option(mode)
+    if mode == "live":  # a click alone never moves traffic: the region's name must be typed
+        assert button.is_disabled()
+        form.locator("input[name=confirm_region]").fill("us-west-2")
+        assert button.is_disabled()
+        form.locator("input[name=confirm_region]").fill(PRIMARY)
+    button.click()
     try:
         frame.locator("#trigger-status [data-run-state]").wait_for(timeout=30_000)
     except Exception as exc:
-        page.screenshot(path=str(ARTIFACTS / "shadow-regions-trigger-failed.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"shadow-regions-trigger-{mode}-failed.png"), full_page=True)
         raise AssertionError(
             f"trigger did not start a run: {frame.locator('#trigger-status').inner_text()!r}") from exc
     try:
         frame.locator("#trigger-status [data-run-state='success'], #trigger-status [data-run-state='failed']"
                       ).wait_for(timeout=600_000)
     except Exception as exc:
-        page.screenshot(path=str(ARTIFACTS / "shadow-regions-run-not-finished.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"shadow-regions-{mode}-not-finished.png"), full_page=True)
         raise AssertionError(
             f"run did not finish on the page: {frame.locator('#trigger-status').inner_text()!r}") from exc
-    page.screenshot(path=str(ARTIFACTS / "shadow-regions-after-dry-run.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"shadow-regions-after-{mode.replace('_', '-')}.png"), full_page=True)
     assert frame.locator("#trigger-status [data-run-state]").get_attribute("data-run-state") == "success"
-    rows = frame.locator("#failovers tr[data-mode='dry_run']")
+    rows = frame.locator(f"#failovers tr[data-mode='{mode}']")
     rows.nth(before).wait_for(timeout=60_000)
     assert rows.count() == before + 1
-    newest = rows.first
-    assert newest.get_attribute("data-outcome") in {"succeeded", "success"}
+    assert rows.first.get_attribute("data-outcome") in {"succeeded", "success"}
+
+
+def test_dry_run_failover_from_the_page_appears_in_history(stack: dict[str, Any], warehouse_filled: dict[str, Any],
+                                                         browser_page: Any) -> None:
+    assert "regional_failover" in warehouse_filled["present"], "dags/regional_failover.py is not deployed"
+    _trigger_from_page(browser_page, stack, "dry_run")
+
+
+def test_drill_then_live_failover_from_the_page(stack: dict[str, Any], warehouse_filled: dict[str, Any],
+                                               browser_page: Any) -> None:
+    """The two modes that touch the (emulated) shadow, from the same form: a drill, then a typed-confirmed live."""
+    if not warehouse_filled["refreshed_by_dags"]:
+        pytest.skip("the primary's blueprint is synthetic: nothing to launch from")
+    _trigger_from_page(browser_page, stack, "drill")
+    _trigger_from_page(browser_page, stack, "live")
 
 
 def test_data_docs_open_from_the_page_offline(stack: dict[str, Any], warehouse_filled: dict[str, Any],

@@ -186,30 +186,53 @@
         el("span", { "data-run-state": state.lastRun.runState, text: state.lastRun.runState }));
     }
     const button = el("button", { type: "submit", text: "Trigger failover" });
+    // A live failover needs the region typed (checked again by the DAG): a click alone never moves traffic.
+    const confirmRegion = el("input", { name: "confirm_region", type: "text", autocomplete: "off",
+      placeholder: "type " + d.region + " to confirm", "aria-label": "type the primary region to confirm a live failover",
+      hidden: true });
+    const syncConfirm = () => {
+      const live = mode.value === "live";
+      confirmRegion.hidden = !live;
+      button.disabled = live && confirmRegion.value.trim() !== d.region;
+    };
+    mode.addEventListener("change", syncConfirm);
+    confirmRegion.addEventListener("input", syncConfirm);
     const form = el("form", { class: "trigger", id: "trigger-form" },
-      el("strong", { text: "Failover " + d.region + ":" }), mode, button,
+      el("strong", { text: "Failover " + d.region + ":" }), mode, confirmRegion, button,
       el("a", { href: airflowUrl("dags/" + FAILOVER_DAG), target: "_top", class: "small",
         text: "open " + FAILOVER_DAG + " in Airflow" }), status);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (mode.value === "live" && !confirm("LIVE failover of " + d.region + ": production traffic moves to " +
-        d.shadow_region + ". Continue?")) return;
+      if (mode.value === "live" && confirmRegion.value.trim() !== d.region) return;
       button.disabled = true;
       status.textContent = "triggering…";
       try {
         const conf = { primary_region: d.region, mode: mode.value };
+        if (mode.value === "live") conf.confirm_region = confirmRegion.value.trim();
         if (d.shadow_region) conf.shadow_region = d.shadow_region;
-        const resp = await fetch(airflowUrl("api/v2/dags/" + FAILOVER_DAG + "/dagRuns"), {
-          method: "POST", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ logical_date: null, conf, note: "triggered from the Shadow Regions page" }) });
-        const body = await resp.json().catch(() => ({}));
-        if (!resp.ok) throw new Error("HTTP " + resp.status + ": " + JSON.stringify(body.detail || body).slice(0, 300));
-        followRun(body.dag_run_id, status, d.region);
+        // The page names the run, so a retry after a 5xx (Airflow's SQLite metadata DB answers "database
+        // locked" under bursts) can never start a second failover: 409 means the first attempt went through.
+        const runId = "shadow-regions__" + d.region + "__" + new Date().toISOString() + "__" +
+          Math.random().toString(36).slice(2, 8);
+        let resp, body, attempt = 0;
+        for (; ; attempt++) {
+          resp = await fetch(airflowUrl("api/v2/dags/" + FAILOVER_DAG + "/dagRuns"), {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json", Accept: "application/json" },
+            body: JSON.stringify({ dag_run_id: runId, logical_date: null, conf,
+              note: "triggered from the Shadow Regions page" }) });
+          body = await resp.json().catch(() => ({}));
+          if (resp.status < 500 || attempt >= 4) break;
+          status.textContent = "Airflow answered " + resp.status + ", retrying…";
+          await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+        }
+        if (!resp.ok && !(resp.status === 409 && attempt > 0))
+          throw new Error("HTTP " + resp.status + ": " + JSON.stringify(body.detail || body).slice(0, 300));
+        followRun(runId, status, d.region);
       } catch (err) {
         status.replaceChildren(el("span", { class: "error", text: "trigger failed: " + err.message }));
       } finally {
-        button.disabled = false;
+        syncConfirm();
       }
     });
     return form;
