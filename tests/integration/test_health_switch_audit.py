@@ -62,6 +62,9 @@ def airflow_api(airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> An
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "alice:admin,bob:admin,auditor:viewer")
         patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        # The execution API validates tokens with this key, and a fresh AIRFLOW_HOME may have none yet
+        # (standalone generates one): fixed here so the fixture never depends on what ran before it.
+        patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "shadowing-tests-jwt-secret-not-a-credential")
         app = create_app()
         client = TestClient(app)
         # the same app over real HTTP, for the monitor's own client (urllib, token, query encoding)
