@@ -415,9 +415,13 @@ def run(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         summary["load_end"] = load_average()
         return summary
     finally:
-        if proc is not None:
+        if proc is not None:  # a busy moto can ignore SIGTERM for a while: never lose the report to it
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         if args.keep:
             say(f"kept {workdir} (tasks.log: every task's own log)")
         else:
