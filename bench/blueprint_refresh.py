@@ -15,37 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from pathlib import Path
 from typing import Any
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_moto() -> tuple[str, subprocess.Popen[bytes]]:
-    port = _free_port()
-    exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).close()
-            return url, proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("moto server did not start")
 
 
 def main() -> int:
@@ -75,7 +48,9 @@ def main() -> int:
     proc = None
     endpoint = args.endpoint_url
     if endpoint is None:
-        endpoint, proc = _start_moto()
+        from shadowing.devstack import spawn_emulator
+
+        endpoint, proc = spawn_emulator()
     try:
         figures: dict[str, Any] = {"services": args.services, "instances_per_service": args.instances_per_service}
         if not args.no_seed:

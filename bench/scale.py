@@ -40,13 +40,11 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,27 +110,6 @@ def per_operation(intervals: list[tuple[float, float, str]]) -> dict[str, list[f
     return out
 
 
-# ------------------------------------------------------------------------------------------ moto server
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto(log_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    port = _free_port()
-    exe = Path(sys.executable).with_name("moto_server")
-    log = open(log_path, "wb")  # noqa: SIM115 — lives as long as the server
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).close()
-            return url, proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("moto server did not start")
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -356,7 +333,9 @@ def run(args: argparse.Namespace, say: Any = print) -> dict[str, Any]:
     proc = None
     endpoint = args.endpoint_url
     if endpoint is None:
-        endpoint, proc = start_moto(workdir / "moto.log")
+        from shadowing.devstack import spawn_emulator
+
+        endpoint, proc = spawn_emulator(workdir / "moto.log")
     warehouse = args.warehouse_url or f"sqlite:///{workdir / 'warehouse.db'}"
     os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps({
         "conn_type": "aws", "login": os.environ["AWS_ACCESS_KEY_ID"],

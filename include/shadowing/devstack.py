@@ -196,6 +196,27 @@ def start_emulator(stack: Stack) -> None:
     _wait(lambda: _http_ok(f"{stack.aws_url}/moto-api/data.json"), "the AWS emulator", 60, stack, "moto")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn_emulator(log_path: Path | None = None, timeout: float = 30.0) -> tuple[str, subprocess.Popen[bytes]]:
+    """A throwaway moto server on a free loopback port (benchmarks): its URL and process, once it answers."""
+    url = f"http://127.0.0.1:{(port := free_port())}"
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 — lives as long as the server
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=log)
+    deadline = time.monotonic() + timeout
+    while not _http_ok(f"{url}/moto-api/data.json"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            raise ShadowingError(f"the AWS emulator did not start on {url}")
+        time.sleep(0.2)
+    return url, proc
+
+
 def seed_world(stack: Stack) -> None:
     log = stack.log_file("seed")
     with open(log, "ab") as out:
