@@ -41,6 +41,7 @@ from shadowing.dependencies.flowscan import (
     Partial,
     aggregate_edges,
     distinct_windows,
+    narrow,
     orient_records,
     scan_file,
 )
@@ -444,17 +445,11 @@ class _Accumulator:
             keep &= ~nodata
         protocol = _ints(batch, "protocol", -1)
         if protocol is not None:
-            tcp_udp = (protocol == 6) | (protocol == 17)
-            stats["not_tcp_udp"] += int((keep & ~tcp_udp).sum())
-            keep &= tcp_udp
+            narrow(keep, (protocol == 6) | (protocol == 17), stats, "not_tcp_udp")
         src = self.services.endpoint(batch, "srcaddr", "pkt-srcaddr", starts)
         dst = self.services.endpoint(batch, "dstaddr", "pkt-dstaddr", starts)
-        mapped = (src >= 0) & (dst >= 0)
-        stats["outside_inventory"] += int((keep & ~mapped).sum())
-        keep &= mapped
-        same = src == dst
-        stats["same_service"] += int((keep & same).sum())
-        keep &= ~same
+        narrow(keep, (src >= 0) & (dst >= 0), stats, "outside_inventory")
+        narrow(keep, src != dst, stats, "same_service")
         dstport = _ints(batch, "dstport", -1)
         reject = _equals(batch, "action", "REJECT")
         if reject is not None:

@@ -25,6 +25,13 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from shadowing.dependencies.inventory import Inventory
 
+
+def narrow(keep: np.ndarray, passes: np.ndarray, stats: dict[str, int], reason: str) -> None:
+    """``keep &= passes`` in place, counting under ``reason`` the kept records it drops (both readers' filters)."""
+    stats[reason] += int((keep & ~passes).sum())
+    keep &= passes
+
+
 BLOCK_BYTES = 4 << 20  # per block (~18k records)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are read by one thread
 CHUNK_RECORDS = 1 << 20  # kept records are stored in chunks of this many
@@ -498,17 +505,11 @@ class RangeScanner:
             keep &= ~nodata
         if "protocol" in present:
             protocol = ints[:, at["protocol"]]
-            tcp_udp = (protocol == 6) | (protocol == 17)
-            stats["not_tcp_udp"] += int((keep & ~tcp_udp).sum())
-            keep &= tcp_udp
+            narrow(keep, (protocol == 6) | (protocol == 17), stats, "not_tcp_udp")
         codes = self.inventory.lookup_index(ends.T.reshape(-1), np.concatenate([starts, starts]))
         src, dst = codes[:n], codes[n:]
-        mapped = (src >= 0) & (dst >= 0)
-        stats["outside_inventory"] += int((keep & ~mapped).sum())
-        keep &= mapped
-        same = src == dst
-        stats["same_service"] += int((keep & same).sum())
-        keep &= ~same
+        narrow(keep, (src >= 0) & (dst >= 0), stats, "outside_inventory")
+        narrow(keep, src != dst, stats, "same_service")
         if "action" in present:
             blocked = np.flatnonzero(keep & (words[:, 0] == REJECT))
             stats["rejected"] += len(blocked)
