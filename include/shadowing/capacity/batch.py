@@ -214,9 +214,12 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
             np.maximum.at(how, m, b.how_peak)
     ewma_value, ewma_log2w = _combine_ewma(tgt, np.concatenate([b.ewma_value for b, _ in parts]),
                                            np.concatenate([b.ewma_log2w for b, _ in parts]), n_out)
-    bg = np.concatenate([m[b.bin_group] for b, m in parts])
-    bo = np.concatenate([b.bin_ord for b, _ in parts])
-    if bg.size:
+    merged = _merge_sorted_bins(parts) if len(parts) == 2 else None
+    bg = np.concatenate([m[b.bin_group] for b, m in parts]) if merged is None else np.zeros(0, np.int64)
+    bo = np.concatenate([b.bin_ord for b, _ in parts]) if merged is None else np.zeros(0, np.int32)
+    if merged is not None:
+        bin_group, bin_ord, bc, bd = merged
+    elif bg.size:
         bin_group, bin_ord, bc, bd = _merge_bins(parts, bg, bo, n_out)
     else:
         bin_group, bin_ord = np.zeros(0, np.int64), np.zeros(0, np.int32)
@@ -225,6 +228,56 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
     minimum[empty], maximum[empty] = np.nan, np.nan
     return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_value, ewma_log2w,
                       how, bin_group, bin_ord, bc, bd, batch.reference_time)
+
+
+# Bin keys for the sorted merge: ordinals stay within ±(OFFSET + ~35,800) < 2**18 for any float64.
+_ORD_SHIFT = 1 << 18
+_KEY_SPAN = 1 << 19
+
+
+def _sorted_keys(b: GroupBatch, m: np.ndarray) -> np.ndarray | None:
+    """(group, ordinal) keys of a batch's bins under ``m``; None unless they come out strictly increasing."""
+    if b.bin_group.size == 0:
+        return np.zeros(0, np.int64)
+    if m.size > 1 and not bool(np.all(m[1:] > m[:-1])):
+        return None
+    lo, hi = int(b.bin_ord.min()), int(b.bin_ord.max())
+    if lo <= -_ORD_SHIFT or hi >= _ORD_SHIFT:
+        return None
+    keys = m[b.bin_group] * _KEY_SPAN
+    keys += b.bin_ord
+    keys += _ORD_SHIFT
+    return keys
+
+
+def _merge_sorted_bins(parts: list[tuple[GroupBatch, np.ndarray]]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The fold's merge (old state + a new window, each mapped monotonically): a sorted merge in which the
+    new window's few bins are looked up in the old table's keys, added where the bucket exists and inserted
+    where it does not. O(old + new·log old) without re-counting the old table; None if not applicable."""
+    (a, ma), (b, mb) = parts
+    if b.bin_group.size > a.bin_group.size:
+        (a, ma), (b, mb) = (b, mb), (a, ma)
+    ka, kb = _sorted_keys(a, ma), _sorted_keys(b, mb)
+    if ka is None or kb is None or (kb.size > 1 and not bool(np.all(kb[1:] > kb[:-1]))) or \
+            (ka.size > 1 and not bool(np.all(ka[1:] > ka[:-1]))):
+        return None
+    pos = np.searchsorted(ka, kb)
+    hit = pos < ka.size
+    hit[hit] = ka[pos[hit]] == kb[hit]
+    count, decayed = a.bin_count.copy(), a.bin_decayed.copy()
+    count[pos[hit]] += b.bin_count[hit]
+    decayed[pos[hit]] += b.bin_decayed[hit]
+    miss = ~hit
+    if miss.any():
+        at = pos[miss]
+        keys = np.insert(ka, at, kb[miss])
+        count = np.insert(count, at, b.bin_count[miss])
+        decayed = np.insert(decayed, at, b.bin_decayed[miss])
+    else:
+        keys = ka
+    group = keys // _KEY_SPAN
+    return group, (keys - group * _KEY_SPAN - _ORD_SHIFT).astype(np.int32), count, decayed
 
 
 def _merge_bins(parts: list[tuple[GroupBatch, np.ndarray]], bg: np.ndarray, bo: np.ndarray, n_out: int

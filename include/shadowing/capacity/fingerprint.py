@@ -381,13 +381,16 @@ def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -
     pooled = gb.pool(gb.rebase(old.pooled, ref, **kw), pa, len(pk), other=new.pooled, other_mapping=pb)
     agg = gb.pool(gb.rebase(old.aggregate, ref, **kw), pa, len(pk), other=new.aggregate, other_mapping=pb)
     counts = dict(old.counts)
+    instances_of: dict[str, set[str]] = {}
+    for svc, iid, _ in ik:
+        instances_of.setdefault(svc, set()).add(iid)
     for svc, c in new.counts.items():
         prev = counts.get(svc)
         if prev is None:
             counts[svc] = c
             continue
         steps = prev["steps"] + c["steps"]
-        distinct = len({k[1] for k in ik if k[0] == svc})
+        distinct = len(instances_of.get(svc, ()))
         counts[svc] = {"min": min(prev["min"], c["min"]), "max": max(prev["max"], c["max"]),
                        "mean": (prev["mean"] * prev["steps"] + c["mean"] * c["steps"]) / steps,
                        "last": c["last"], "steps": steps, "distinct": float(distinct)}
