@@ -47,7 +47,7 @@ t0 = time.perf_counter()
 kind, path = sys.argv[1], sys.argv[2]
 out = {}
 if kind in ("ours", "fold"):
-    from shadowing.capacity.fingerprint import build, fold
+    from shadowing.capacity.fingerprint import build, dumps, fold, loads
     from shadowing.metrics.frame import read_metrics
     t_imp = time.perf_counter()
     cols = read_metrics(path)
@@ -55,12 +55,12 @@ if kind in ("ours", "fold"):
     if kind == "ours":
         fp = build(cols)
     else:
-        previous = json.load(open(sys.argv[4]))
+        previous = loads(open(sys.argv[4], "rb").read(), source=sys.argv[4])
         start, end = float(sys.argv[5]), float(sys.argv[6])
         fp = fold(previous, cols, window=(start, end))
     t_fp = time.perf_counter()
-    text = json.dumps(fp, allow_nan=False)
-    open(sys.argv[3], "w").write(text)
+    text = dumps(fp)
+    open(sys.argv[3], "wb").write(text)
     out.update(imports=t_imp - t0, read=t_read - t_imp, compute=t_fp - t_read, write=time.perf_counter() - t_fp,
                groups=sum(len(m) for s in fp["services"].values() for m in s["instances"]["by_id"].values()),
                fingerprint_bytes=len(text))

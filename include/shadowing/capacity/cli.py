@@ -32,20 +32,20 @@ def register(subparsers: Any) -> None:
 
 
 def _fingerprint(args: argparse.Namespace) -> int:
-    import json
     import sys
     from pathlib import Path
 
-    from shadowing.capacity.fingerprint import ProfileParams, fold
+    from shadowing.capacity.fingerprint import ProfileParams, dumps, fold, loads
     from shadowing.errors import InputError
     from shadowing.metrics.frame import read_metrics
 
     previous = None
     if args.previous:
         try:
-            previous = json.loads(Path(args.previous).read_text())
-        except (OSError, ValueError) as exc:
+            raw = Path(args.previous).read_bytes()
+        except OSError as exc:
             raise InputError(f"unreadable fingerprint: {exc}", source=args.previous) from exc
+        previous = loads(raw, source=args.previous)
     cols = read_metrics(args.metrics, region=args.region)
     fingerprint = fold(previous, cols, region=args.region, params=ProfileParams(step_seconds=args.step_seconds),
                        previous_source=args.previous or "previous fingerprint")
@@ -55,12 +55,12 @@ def _fingerprint(args: argparse.Namespace) -> int:
 
         # A file is validated against its own span: freshness relative to the end of its window.
         validate_fingerprint(fingerprint, now=parse_iso(fingerprint["window"]["end"]))
-    text = json.dumps(fingerprint, indent=1, allow_nan=False)
+    text = dumps(fingerprint, indent=1)
     if args.out == "-":
-        sys.stdout.write(text + "\n")
+        sys.stdout.buffer.write(text + b"\n")
     else:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        Path(args.out).write_bytes(text)
     for warning in fingerprint["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

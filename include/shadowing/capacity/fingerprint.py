@@ -547,6 +547,25 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
     }
 
 
+def dumps(fingerprint: dict[str, Any], *, indent: int = 0) -> bytes:
+    """The fingerprint as UTF-8 JSON. msgspec writes it ~6× faster than the json module (a 30M-row
+    fingerprint is 3.7 MB); non-finite numbers, which :func:`render` never emits, would become null."""
+    import msgspec
+
+    data = msgspec.json.encode(fingerprint)
+    return msgspec.json.format(data, indent=indent) if indent else data
+
+
+def loads(data: bytes | str, *, source: str) -> Any:
+    """Parse fingerprint JSON (2–3× faster than the json module); malformed text → InputError naming it."""
+    import msgspec
+
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InputError(f"unreadable fingerprint JSON: {exc}", source=source) from None
+
+
 # --- entry points -------------------------------------------------------------------------------------
 
 def check_previous(previous: Any, source: str) -> None:
