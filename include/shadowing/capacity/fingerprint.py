@@ -91,7 +91,7 @@ def infer_step(cols: tidy.TidyColumns) -> int:
         step = _median_step(series, cols.ts[:head])
         if step is not None:
             return step
-    probe = np.unique(cols.instance[:10_000])[:16]
+    probe = tidy.distinct(cols.instance[:10_000])[:16]
     rows = np.flatnonzero(np.isin(cols.instance, probe)) if len(cols) > 400_000 else np.arange(len(cols))
     rows = rows[:2_000_000]
     series = cols.instance[rows].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[rows]
@@ -209,7 +209,7 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
                      for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
     raw_pool = svc_of_series * n_met + met_of
-    pool_ids, pool_of_series = np.unique(raw_pool, return_inverse=True)
+    pool_ids, pool_of_series = tidy.distinct_inverse(raw_pool)
     n_pool = int(pool_ids.size)
     pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
     pooled = gb.pool(inst.batch, pool_of_series, n_pool)
@@ -353,8 +353,8 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     counts: dict[str, dict[str, float]] = {}
     rep = reporting.reshape(n_pool, n_t)
     svc_of_pool = pool_ids // n_met
-    distinct_of_svc = np.bincount(svc_of_inst[np.unique(inst_of)], minlength=len(cols.services))
-    for s in np.unique(svc_of_pool).tolist():
+    distinct_of_svc = np.bincount(svc_of_inst[tidy.distinct(inst_of)], minlength=len(cols.services))
+    for s in tidy.distinct(svc_of_pool).tolist():
         per_step = rep[svc_of_pool == s].max(axis=0)
         seen = per_step[per_step > 0].astype(np.float64)
         counts[cols.services[s]] = {"min": float(seen.min()), "max": float(seen.max()),

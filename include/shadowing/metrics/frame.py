@@ -45,6 +45,13 @@ def distinct(values: np.ndarray) -> np.ndarray:
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
+def distinct_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` without the numpy.ma import (~11 ms of a process)."""
+    flat = np.asarray(values).reshape(-1)
+    uniq = distinct(flat)
+    return uniq, np.searchsorted(uniq, flat)
+
+
 def parallel_map(fn: Any, items: list[Any], threads: int) -> list[Any]:
     """[fn(x) for x in items] with items dealt round-robin to ``threads`` threads (for GIL-releasing work).
 
@@ -373,7 +380,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     both = distinct(np.concatenate((svc_starts, inst_starts)))
     pair_key = (svc_codes[np.searchsorted(svc_starts, both, side="right") - 1].astype(np.int64)
                 * max(len(instances), 1) + inst_codes[np.searchsorted(inst_starts, both, side="right") - 1])
-    used_pairs, pair_of_run = np.unique(pair_key, return_inverse=True)
+    used_pairs, pair_of_run = distinct_inverse(pair_key)
     pair_codes = expand(both, pair_of_run.astype(np.int32))
     svc = expand(svc_starts, svc_codes)
     run_starts_metric, run_codes_metric = runs("metric")
