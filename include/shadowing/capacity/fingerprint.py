@@ -81,6 +81,9 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     """
     if len(cols) < 2:
         return 60
+    if cols.grid is not None and cols._ts is None:
+        # Every series is sampled exactly at the grid: its spacing is the series' own.
+        return _median_step(np.zeros(cols.grid.size, dtype=np.int64), cols.grid) or 60
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
     # Only when they are laid out series by series (few runs, time rising within each): a row sample of a
     # shuffled input would widen the spacing it measures.
@@ -154,27 +157,33 @@ def dense_layout(cols: tidy.TidyColumns, step: int) -> DenseLayout | None:
     instance/metric codes per block with no series repeated.
     """
     n = len(cols)
-    ts = cols.ts
     if n < _DENSE_MIN_LENGTH:
         return None
-    probe = min(n, 1 << 16)
-    length = 0
-    while length == 0:
-        back = np.flatnonzero(ts[1:probe] <= ts[:probe - 1])
-        if back.size:
-            length = int(back[0]) + 1
-        elif probe == n:
-            length = n
-        else:
-            probe = min(n, probe * 8)
+    implied = cols.grid is not None and cols._ts is None
+    if implied:  # the reader checked every row against the grid already
+        assert cols.grid is not None
+        grid = cols.grid
+        length = int(grid.size)
+    else:
+        ts = cols.ts
+        probe = min(n, 1 << 16)
+        length = 0
+        while length == 0:
+            back = np.flatnonzero(ts[1:probe] <= ts[:probe - 1])
+            if back.size:
+                length = int(back[0]) + 1
+            elif probe == n:
+                length = n
+            else:
+                probe = min(n, probe * 8)
+        grid = ts[:length]
     if length < _DENSE_MIN_LENGTH or n % length:
         return None
-    grid = ts[:length]
     first = float(grid[0])
     if first % step or not np.array_equal(grid, first + step * np.arange(length, dtype=np.float64)):
         return None
     n_series = n // length
-    if not bool((ts.reshape(n_series, length) == grid).all()):
+    if not implied and not bool((ts.reshape(n_series, length) == grid).all()):
         return None
     runs = cols.runs
     if runs is None or runs.size != n_series or not np.array_equal(runs, np.arange(0, n, length)):
@@ -633,7 +642,7 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
                     folds=int(previous.get("folds", 0)) + 1)
         fp["quality"] = window_quality(cleaned, window=(window[0], end))
         return fp
-    span_start, span_end = float(cleaned.ts.min()), float(cleaned.ts.max())
+    span_start, span_end = cleaned.ts_bounds()
     start = window[0] if window else math.floor(span_start / step) * step
     end = window[1] if window else (math.floor(span_end / step) + 1) * step
     state, cleaned = window_state(cleaned, end=end, step=step, params=params)

@@ -1,0 +1,101 @@
+"""Parquet files laid out series after series on one time grid: timestamps are checked in place and implied.
+
+The implied column must be exactly the file's timestamps, and any row group that breaks the pattern must make
+the reader fall back to the real column (with its NaNs), never to a wrong grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shadowing.capacity.fingerprint import build
+from shadowing.metrics import frame
+
+STEP_MS = 60_000
+START_MS = 1_741_000_000_000 - 1_741_000_000_000 % STEP_MS
+LENGTH = 240
+
+
+def _write(path: Path, ts_ms: np.ndarray, *, series: int, nulls: list[int] | None = None) -> None:
+    n = ts_ms.size
+    metric = np.array(["cpu_utilization", "network_in_bytes"])[np.arange(series) % 2]
+    instance = np.array([f"i-{k // 2}" for k in range(series)])
+    values = np.random.default_rng(1).uniform(1, 90, n)
+    mask = np.zeros(n, dtype=bool)
+    if nulls:
+        mask[nulls] = True
+    table = pa.table({
+        "timestamp": pa.array(ts_ms, type=pa.timestamp("ms", tz="UTC"), mask=mask),
+        "region": pa.array(["us-east-1"] * n).dictionary_encode(),
+        "service": pa.array(["api"] * n).dictionary_encode(),
+        "instance_id": pa.array(np.repeat(instance, LENGTH)).dictionary_encode(),
+        "metric": pa.array(np.repeat(metric, LENGTH)).dictionary_encode(),
+        "value": values,
+    })
+    pq.write_table(table, path, row_group_size=1000)  # row groups cut across series
+
+
+def _grid_ts(series: int) -> np.ndarray:
+    return np.tile(START_MS + STEP_MS * np.arange(LENGTH, dtype=np.int64), series)
+
+
+@pytest.fixture(autouse=True)
+def _small_files_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frame, "_IMPLIED_TS_MIN_ROWS", 0)
+
+
+def test_a_series_layout_gets_an_implied_grid_equal_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "grid.parquet"
+    ts = _grid_ts(20)
+    _write(path, ts, series=20)
+    cols = frame.read_metrics(path)
+    assert cols.grid is not None and cols._ts is None
+    np.testing.assert_array_equal(cols.ts, ts / 1000.0)  # built on demand, exactly the file's
+    with_grid = build(frame.read_metrics(path))
+    frame._IMPLIED_TS_MIN_ROWS = 10**12
+    materialised = build(frame.read_metrics(path))
+    for fp in (with_grid, materialised):
+        fp.pop("generated_at")
+    assert with_grid == materialised
+
+
+@pytest.mark.parametrize("where", [0, 2500, 20 * LENGTH - 1])
+def test_one_shifted_timestamp_anywhere_falls_back_to_the_real_column(tmp_path: Path, where: int) -> None:
+    path = tmp_path / "shifted.parquet"
+    ts = _grid_ts(20)
+    ts[where] += 1000
+    _write(path, ts, series=20)
+    cols = frame.read_metrics(path)
+    assert cols.grid is None
+    np.testing.assert_array_equal(cols.ts, ts / 1000.0)
+
+
+def test_null_timestamps_in_a_later_row_group_are_kept_as_nan(tmp_path: Path) -> None:
+    path = tmp_path / "nulls.parquet"
+    ts = _grid_ts(20)
+    _write(path, ts, series=20, nulls=[3001, 4500])
+    cols = frame.read_metrics(path)
+    assert cols.grid is None
+    assert np.isnan(cols.ts[[3001, 4500]]).all()
+    keep = np.ones(ts.size, dtype=bool)
+    keep[[3001, 4500]] = False
+    np.testing.assert_array_equal(cols.ts[keep], ts[keep] / 1000.0)
+    cleaned = frame.clean(cols)
+    assert len(cleaned) == ts.size - 2
+    assert any("unparseable timestamp" in w for w in cleaned.warnings)
+
+
+def test_clean_on_implied_timestamps_still_applies_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "window.parquet"
+    ts = _grid_ts(20)
+    _write(path, ts, series=20)
+    cols = frame.read_metrics(path)
+    cut = (START_MS + STEP_MS * 100) / 1000.0
+    cleaned = frame.clean(cols, window=(cut, cut + 3600))
+    assert len(cleaned) == 20 * 60 and cleaned.grid is None
+    assert float(cleaned.ts.min()) == cut
