@@ -22,9 +22,10 @@ one metric.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,37 +134,79 @@ def _unzigzag(values: np.ndarray) -> np.ndarray:
     return ((v >> np.uint64(1)).astype(np.int64)) ^ -((v & np.uint64(1)).astype(np.int64))
 
 
+def _unsigned(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers as uint32 when they all fit (half the memory traffic of uint64), else uint64."""
+    v = np.asarray(values)
+    if v.size and int(v.max()) >= 1 << 32:
+        return v.astype(np.uint64)
+    return v.astype(np.uint32)
+
+
+def _varint_sizes(values: np.ndarray) -> np.ndarray:
+    """LEB128 length of each unsigned value (uint8): one byte, plus one per 7-bit threshold reached (only the
+    thresholds below the largest value are compared)."""
+    sizes = np.ones(values.shape, dtype=np.uint8)
+    top = int(values.max()) if values.size else 0
+    shift = 7
+    while top >> shift:
+        sizes += values >= (1 << shift)
+        shift += 7
+    return sizes
+
+
+def _put_varints(out: np.ndarray, pos: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> None:
+    """Scatter the LEB128 bytes of unsigned ``values`` into the uint8 buffer ``out`` at offsets ``pos``.
+
+    One byte plane at a time, plane k only for the values longer than k bytes: no (values × 10) matrix.
+    """
+    low = values.astype(np.uint8)  # the low 8 bits: bit 7 is set below only where more bytes follow
+    idx = np.flatnonzero(sizes > 1)
+    low[idx] |= 0x80
+    out[pos] = low
+    k = 1
+    while idx.size:
+        longer = sizes[idx] > k + 1
+        out[pos[idx] + k] = ((values[idx] >> (7 * k)) & 0x7F).astype(np.uint8) | (longer.view(np.uint8) << 7)
+        idx = idx[longer]
+        k += 1
+
+
 def _varints(values: np.ndarray) -> bytes:
-    """LEB128 varints of non-negative integers, vectorised over up to 10 bytes per value."""
-    v = np.asarray(values, dtype=np.uint64)
-    if v.size == 0:
-        return b""
-    groups = []
-    remaining = v.copy()
-    nbytes = np.ones(v.shape, dtype=np.int64)
-    for i in range(1, 10):
-        nbytes += (v >> np.uint64(7 * i)) > 0
-    width = int(nbytes.max())
-    mat = np.zeros((v.size, width), dtype=np.uint8)
-    for i in range(width):
-        byte = (remaining & np.uint64(0x7F)).astype(np.uint8)
-        more = (i + 1) < nbytes
-        mat[:, i] = byte | (more.astype(np.uint8) << 7)
-        remaining >>= np.uint64(7)
-    mask = np.arange(width)[None, :] < nbytes[:, None]
-    groups.append(mat[mask].tobytes())
-    return b"".join(groups)
+    """LEB128 varints of non-negative integers, end to end."""
+    v = _unsigned(values)
+    sizes = _varint_sizes(v)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    out = np.empty(int(ends[-1]) if ends.size else 0, dtype=np.uint8)
+    _put_varints(out, ends - sizes, v, sizes)
+    return out.tobytes()
 
 
-def _read_varints(blob: bytes) -> np.ndarray:
-    data = np.frombuffer(blob, dtype=np.uint8)
-    if data.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    ends = np.flatnonzero((data & 0x80) == 0)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    pos = np.arange(data.size) - np.repeat(starts, ends - starts + 1)
-    # The 7-bit groups of one varint occupy disjoint bits: their sum per varint is the value.
-    return np.add.reduceat((data & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64), starts)
+def _read_varints(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the LEB128 varints in the uint8 array ``data`` (uint32 if each is ≤ 4 bytes, else uint64) and
+    the indices of its continuation bytes (varint k starts at byte k + the continuation bytes before it).
+
+    Continuation bytes are rare (most values fit 7 bits): a varint is taken to be its last byte, and only the
+    longer ones are redone from the sparse continuation bytes. Bytes after the last terminator (a cut varint)
+    are not read: callers check their segments end on one.
+    """
+    last = data < 0x80
+    cont = np.flatnonzero(~last)
+    if cont.size == 0:
+        return data.astype(np.uint32), cont
+    cont = cont[cont < (np.flatnonzero(last)[-1] if last.any() else -1)]  # drop a cut varint's bytes
+    # varint index of each continuation byte: its position minus the continuation bytes before it
+    owner = cont - np.arange(cont.size)
+    new = np.flatnonzero(np.diff(owner, prepend=-1))  # first continuation byte of each long varint
+    extra = np.diff(new, append=cont.size)  # its number of continuation bytes
+    if extra.size and int(extra.max()) > 9:
+        raise ValueError("not a LogSketch (varint longer than 10 bytes)")
+    wide = np.uint64 if extra.size and int(extra.max()) > 3 else np.uint32
+    values = data[last].astype(wide)
+    shift = (cont - np.repeat(cont[new], extra)).astype(wide) * wide(7)
+    low = np.add.reduceat((data[cont] & 0x7F).astype(wide) << shift, new) if new.size else new.astype(wide)
+    long = owner[new]
+    values[long] = low | (values[long] << (extra.astype(wide) * wide(7)))
+    return values, cont
 
 
 @dataclass
@@ -220,7 +263,7 @@ class LogSketch:
 
     @classmethod
     def from_compact(cls, text: str) -> LogSketch:
-        values = _read_varints(zlib.decompress(base64.b64decode(text)))
+        values, _ = _read_varints(np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8))
         if values.size < 2 or int(values[0]) != _FORMAT_VERSION:
             raise ValueError("not a LogSketch (unknown format version)")
         n = int(values[1])
@@ -246,7 +289,7 @@ class LogSketch:
     def weights_from_compact(cls, text: str) -> LogSketch:
         blob = zlib.decompress(base64.b64decode(text))
         head_len = int.from_bytes(blob[:4], "little")
-        values = _read_varints(blob[4:4 + head_len])
+        values, _ = _read_varints(np.frombuffer(blob[4:4 + head_len], dtype=np.uint8))
         if values.size < 2 or int(values[0]) != _FORMAT_VERSION:
             raise ValueError("not a weighted LogSketch (unknown format version)")
         n = int(values[1])
@@ -274,7 +317,18 @@ class LogSketch:
         return sketch
 
 
-# --- bulk codecs: many sketches at once (one numpy pass; per sketch only zlib + base64) -----------------
+# --- bulk codecs: many sketches at once ----------------------------------------------------------------------
+# A few numpy passes over all sketches: every sketch's varints are scattered straight to their final offsets in
+# one buffer; zlib *stored* framing and base64 are done in bulk too. Per sketch there remain only deflate (for
+# the deflated kinds), an adler32 call and the slice of its string.
+
+_STORED_HEAD = 7  # zlib header 0x78 0x01, then one stored block: BFINAL=1/BTYPE=00 byte, LEN, NLEN (LE)
+_ADLER = 4  # adler32 of the data, big-endian
+# zlib.compress(data, 0) writes up to 65531 bytes (zlib ≥ 1.2.9; 32 KB for older ones) as one final stored
+# block; longer payloads (never seen: a sketch is a few KB at most) go through zlib itself.
+_STORED_ONE_BLOCK = 16384
+_B64_PAD = ord("=")
+
 
 def _deflate(data: bytes) -> bytes:
     # Sketch payloads are well under a KB: a 1 KB window and small memory level compress them just as well
@@ -287,50 +341,131 @@ def _store(data: bytes) -> bytes:
     return zlib.compress(data, 0)
 
 
-def _group_bounds(bin_group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    starts = np.searchsorted(bin_group, np.arange(n_groups), side="left")
-    ends = np.searchsorted(bin_group, np.arange(n_groups), side="right")
-    return starts, ends
+def _stored_frame(data: bytes) -> bytes:
+    n = len(data)
+    return (b"\x78\x01\x01" + n.to_bytes(2, "little") + (n ^ 0xFFFF).to_bytes(2, "little") + data
+            + zlib.adler32(data).to_bytes(4, "big"))
 
 
-def _varint_stream(values: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """LEB128 bytes of all ``values`` and the byte offset where each value starts (plus the total)."""
-    v = np.asarray(values, dtype=np.uint64)
-    nbytes = np.ones(v.shape, dtype=np.int64)
-    for i in range(1, 10):
-        more = (v >> np.uint64(7 * i)) > 0
-        if not more.any():
-            break
-        nbytes += more
-    offsets = np.concatenate(([0], np.cumsum(nbytes)))
-    width = int(nbytes.max()) if v.size else 1
-    mat = np.zeros((v.size, width), dtype=np.uint8)
-    remaining = v.copy()
-    for i in range(width):
-        mat[:, i] = (remaining & np.uint64(0x7F)).astype(np.uint8) | (((i + 1) < nbytes).astype(np.uint8) << 7)
-        remaining >>= np.uint64(7)
-    return mat[np.arange(width)[None, :] < nbytes[:, None]].tobytes(), offsets
+# The bulk framing stands in for zlib.compress(data, 0) only where this zlib writes exactly those bytes.
+_BULK_STORED = all(_stored_frame(d) == _store(d) for d in (b"", b"LogSketch", bytes(range(256)) * 20))
 
 
-def _payload_values(bin_group: np.ndarray, ords: np.ndarray, tail: np.ndarray | None, n_groups: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per group [version, n, zigzag ordinal deltas…, tail…] laid end to end; and each group's value offset."""
-    starts, ends = _group_bounds(bin_group, n_groups)
-    n = ends - starts
-    per_group = 2 + n * (1 if tail is None else 2)
-    base = np.concatenate(([0], np.cumsum(per_group)))
-    out = np.zeros(int(base[-1]), dtype=np.uint64)
-    out[base[:-1]] = _FORMAT_VERSION
-    out[base[:-1] + 1] = n.astype(np.uint64)
-    o = ords.astype(np.int64)
-    prev = np.concatenate(([0], o[:-1]))
-    prev[starts[n > 0]] = 0
-    rank = np.arange(o.size) - np.repeat(starts, n)
-    pos = np.repeat(base[:-1] + 2, n) + rank
-    out[pos] = _zigzag(o - prev)
+@dataclass
+class _Packed:
+    """All groups' varint payloads in one buffer, each inside its own blob (free room before/after it)."""
+
+    buf: np.ndarray  # uint8, blobs end to end (each padded to the alignment with zeros)
+    blob: np.ndarray  # int64 (n_groups + 1): offset of each blob, then the total
+    payload: np.ndarray  # int64: offset of each group's payload
+    length: np.ndarray  # int64: its byte count
+    first: np.ndarray  # int64: each group's first bin
+    n: np.ndarray  # int64: its bin count
+
+
+def _pack(bin_group: np.ndarray, ords: np.ndarray, tail: np.ndarray | None, n_groups: int, *,
+          head_room: int = 0, tail_room: np.ndarray | int = 0, align: int = 1) -> _Packed:
+    """Per group the varints [version, n, zigzag ordinal deltas…, tail…] (bins sorted by group, ordinal)."""
+    bin_group = np.asarray(bin_group)
+    ids = np.arange(n_groups)
+    first = np.searchsorted(bin_group, ids, side="left")
+    n = np.searchsorted(bin_group, ids, side="right") - first
+    nonempty = n > 0
+    lead = first[nonempty]
+    o = np.asarray(ords)
+    # int32 arithmetic (half the memory traffic) when no delta can overflow it; ordinals are within ±2**18.
+    narrow = o.dtype.itemsize <= 4 and (o.size == 0 or max(-int(o.min()), int(o.max())) < 1 << 29)
+    o = o.astype(np.int32 if narrow else np.int64, copy=False)
+    deltas = np.empty_like(o)
+    if o.size:
+        deltas[0] = o[0]
+        np.subtract(o[1:], o[:-1], out=deltas[1:])
+        deltas[lead] = o[lead]  # each group's first ordinal is relative to 0
+    bits = 8 * deltas.itemsize - 1
+    parts = [((deltas << 1) ^ (deltas >> bits)).view(np.uint32 if narrow else np.uint64)]  # zigzag
     if tail is not None:
-        out[pos + np.repeat(n, n)] = tail
-    return out, base
+        parts.append(_unsigned(tail))
+    sizes = [_varint_sizes(p) for p in parts]
+    sums = [_group_sums(size, lead, nonempty) for size in sizes]
+    n_size = _varint_sizes(n)
+    head = 1 + n_size.astype(np.int64)  # the version (1) is one byte
+    length = head + sum(sums)
+    padded = -(-(head_room + length + tail_room) // align) * align
+    blob = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(padded, out=blob[1:])
+    payload = blob[:-1] + head_room
+    buf = np.zeros(int(blob[-1]), dtype=np.uint8)
+    buf[payload] = _FORMAT_VERSION
+    _put_varints(buf, payload + 1, n, n_size)
+    at = payload + head
+    for part, size, total in zip(parts, sizes, sums, strict=True):
+        _put_varints(buf, _positions(size, lead, at[nonempty], total[nonempty], int(blob[-1])), part, size)
+        at = at + total
+    return _Packed(buf, blob, payload, length, first, n)
+
+
+def _group_sums(sizes: np.ndarray, lead: np.ndarray, nonempty: np.ndarray) -> np.ndarray:
+    """Bytes of each group's values (groups tile the bins; ``lead`` is the first bin of each nonempty one)."""
+    out = np.zeros(nonempty.size, dtype=np.int64)
+    if lead.size:
+        out[nonempty] = np.add.reduceat(sizes, lead, dtype=np.int64)
+    return out
+
+
+def _positions(sizes: np.ndarray, lead: np.ndarray, start: np.ndarray, total: np.ndarray, limit: int
+               ) -> np.ndarray:
+    """Offset of each value: an exclusive running sum of ``sizes`` that jumps to ``start`` at every ``lead``.
+
+    One cumulative sum over the bins, plus one jump per group, instead of a per-bin lookup of group offsets.
+    """
+    steps = np.empty(sizes.size, dtype=np.int32 if limit < 1 << 31 else np.int64)
+    if sizes.size:
+        steps[0] = 0
+        steps[1:] = sizes[:-1]
+        plain = np.concatenate(([0], np.cumsum(total[:-1])))  # where the plain running sum is at each lead
+        shift = start - plain
+        steps[lead] += np.diff(shift, prepend=0).astype(steps.dtype)
+    return np.cumsum(steps, out=steps)
+
+
+def _each_payload(packed: _Packed, wrap: Callable[[bytes], bytes]) -> list[str]:
+    """base64(wrap(payload)) per group, one by one (deflate cannot be done in bulk)."""
+    data = packed.buf.tobytes()
+    b64 = base64.b64encode
+    return [b64(wrap(data[a:a + m])).decode("ascii")
+            for a, m in zip(packed.payload.tolist(), packed.length.tolist(), strict=True)]
+
+
+def _frame_stored(packed: _Packed) -> None:
+    """Write zlib.compress(payload, 0)'s framing around every payload, in place (head room 7, tail room 4)."""
+    buf, at, m = packed.buf, packed.payload - _STORED_HEAD, packed.length
+    buf[at] = 0x78
+    buf[at + 1] = 0x01
+    buf[at + 2] = 0x01
+    buf[at + 3] = m & 0xFF
+    buf[at + 4] = m >> 8
+    buf[at + 5] = ~m & 0xFF
+    buf[at + 6] = (~m >> 8) & 0xFF
+    view, adler32 = memoryview(buf), zlib.adler32
+    checks = np.fromiter((adler32(view[a:a + k]) for a, k in zip(packed.payload.tolist(), m.tolist(), strict=True)),
+                         dtype=np.int64, count=m.size)
+    end = packed.payload + m
+    for k in range(_ADLER):
+        buf[end + k] = (checks >> (24 - 8 * k)) & 0xFF
+
+
+def _base64_blobs(packed: _Packed, blob_len: np.ndarray) -> list[str]:
+    """base64 of every blob with a single b2a_base64 call: blobs start at multiples of 3, so each one's text is
+    a slice of the whole one, except that its zero padding bytes read as 'A' instead of '='."""
+    text = bytearray(binascii.b2a_base64(packed.buf, newline=False))
+    chars = np.frombuffer(text, dtype=np.uint8)
+    start = packed.blob[:-1] // 3 * 4
+    stop = start + (blob_len + 2) // 3 * 4
+    pad = -blob_len % 3
+    chars[stop[pad > 0] - 1] = _B64_PAD
+    chars[stop[pad == 2] - 2] = _B64_PAD
+    whole = text.decode("ascii")
+    return [whole[a:b] for a, b in zip(start.tolist(), stop.tolist(), strict=True)]
 
 
 def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n_groups: int, *,
@@ -338,102 +473,169 @@ def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n
     """:meth:`LogSketch.to_compact` of every group of a (group, ordinal)-sorted bin table, same bytes.
 
     ``compress=False`` writes zlib *stored* blocks (same format, any inflater reads it): about twice the
-    size but ~15× cheaper per sketch, for the many small per-instance sketches.
+    size but built in bulk, for the many small per-instance sketches.
     """
     keep = counts > 0
-    bin_group, ords = bin_group[keep], ords[keep]
-    values, base = _payload_values(bin_group, ords, np.rint(counts[keep]).astype(np.uint64), n_groups)
-    stream, offsets = _varint_stream(values)
-    cut = offsets[base].tolist()
-    b64, deflate = base64.b64encode, (_deflate if compress else _store)
-    return [b64(deflate(stream[a:b])).decode("ascii") for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    bin_group, ords, tail = bin_group[keep], ords[keep], np.rint(counts[keep]).astype(np.uint64)
+    if compress or not _BULK_STORED:
+        return _each_payload(_pack(bin_group, ords, tail, n_groups), _deflate if compress else _store)
+    packed = _pack(bin_group, ords, tail, n_groups, head_room=_STORED_HEAD, tail_room=_ADLER, align=3)
+    if packed.length.size and int(packed.length.max()) > _STORED_ONE_BLOCK:
+        return _each_payload(packed, _store)
+    _frame_stored(packed)
+    return _base64_blobs(packed, _STORED_HEAD + packed.length + _ADLER)
 
 
 def encode_weights(bin_group: np.ndarray, ords: np.ndarray, weights: np.ndarray, n_groups: int) -> list[str]:
-    """:meth:`LogSketch.weights_to_compact` of every group (same layout)."""
+    """:meth:`LogSketch.weights_to_compact` of every group (same bytes): head length, varints, scale, float16."""
     keep = weights > 0
     bin_group, ords, weights = bin_group[keep], ords[keep], weights[keep]
-    values, base = _payload_values(bin_group, ords, None, n_groups)
-    stream, offsets = _varint_stream(values)
-    cut = offsets[base].tolist()
-    starts, ends = _group_bounds(bin_group, n_groups)
+    packed = _pack(bin_group, ords, None, n_groups, head_room=4)
+    first, n = packed.first, packed.n
     scale = np.ones(n_groups)
-    has = ends > starts
-    scale[has] = np.maximum.reduceat(weights, starts[has]) if has.any() else scale[has]
-    half = (weights / np.repeat(scale, ends - starts)).astype("<f2").tobytes()
+    has = n > 0
+    if has.any():
+        scale[has] = np.maximum.reduceat(weights, first[has])
+    half = (weights / np.repeat(scale, n)).astype("<f2").tobytes()
+    data, b64 = packed.buf.tobytes(), base64.b64encode
+    head_len = packed.length.astype("<u4").tobytes()
     out = []
-    for g, (a, b) in enumerate(zip(cut[:-1], cut[1:], strict=True)):
-        head = stream[a:b]
-        blob = (len(head).to_bytes(4, "little") + head + np.float64(scale[g]).tobytes()
-                + half[2 * int(starts[g]):2 * int(ends[g])])
-        out.append(base64.b64encode(_deflate(blob)).decode("ascii"))
+    for g, (a, m, f, k) in enumerate(zip(packed.payload.tolist(), packed.length.tolist(), first.tolist(),
+                                         n.tolist(), strict=True)):
+        blob = head_len[4 * g:4 * g + 4] + data[a:a + m] + scale[g].tobytes() + half[2 * f:2 * (f + k)]
+        out.append(b64(_deflate(blob)).decode("ascii"))
     return out
+
+
+def _unbase64(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """All texts base64-decoded with one a2b_base64 call: (bytes, start and length of each text's).
+
+    Each canonical text is 4k characters ending in at most two '=': read as 'A' they decode to 3k bytes whose
+    padding ones are dropped. None (decode one by one) when some text is not like that.
+    """
+    try:
+        joined = "".join(texts)
+        chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    except (TypeError, ValueError):
+        return None
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if (lens % 4).any():
+        return None
+    end = np.cumsum(lens)
+    pad = np.zeros(lens.size, dtype=np.int64)
+    full = np.flatnonzero(lens)
+    last = chars[end[full] - 1] == _B64_PAD
+    pad[full] = last * (1 + (chars[end[full] - 2] == _B64_PAD))
+    if np.count_nonzero(chars == _B64_PAD) != int(pad.sum()):
+        return None  # '=' elsewhere than at the end of a text
+    try:
+        raw = binascii.a2b_base64(joined.replace("=", "A"), strict_mode=True)
+    except binascii.Error:
+        return None
+    return np.frombuffer(raw, dtype=np.uint8), (end - lens) // 4 * 3, lens // 4 * 3 - pad
+
+
+def _inflate(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's zlib content end to end (uint8) and where each starts (plus the total).
+
+    Blobs in zlib.compress(data, 0)'s framing are unwrapped here (adler32 checked); any other one (deflated,
+    or not base64 we can decode in bulk) goes through base64/zlib as before, raising their errors.
+    """
+    decoded = _unbase64(texts)
+    if decoded is None:
+        pieces: list[bytes | memoryview] = [zlib.decompress(base64.b64decode(t)) for t in texts]
+    else:
+        raw, start, size = decoded
+        m = size - _STORED_HEAD - _ADLER
+        at = np.where(m >= 0, start, 0)
+        stored = ((m >= 0) & (raw[at] == 0x78) & (raw[at + 1] == 0x01) & (raw[at + 2] == 0x01)
+                  & (raw[at + 3] + (raw[at + 4].astype(np.int64) << 8) == m)
+                  & (raw[at + 5] + (raw[at + 6].astype(np.int64) << 8) == m ^ 0xFFFF))
+        tail = np.where(stored, at + _STORED_HEAD + m, 0)
+        want = np.zeros(size.size, dtype=np.int64)
+        for k in range(_ADLER):
+            want = (want << 8) | raw[tail + k]
+        view, adler32 = memoryview(raw), zlib.adler32
+        pieces = []
+        for a, b, k, ok, check in zip(start.tolist(), size.tolist(), m.tolist(), stored.tolist(), want.tolist(),
+                                      strict=True):
+            if ok:
+                piece = view[a + _STORED_HEAD:a + _STORED_HEAD + k]
+                if adler32(piece) == check:
+                    pieces.append(piece)
+                    continue
+            pieces.append(zlib.decompress(view[a:a + b]))
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
+
+
+def _unpack(data: np.ndarray, offsets: np.ndarray, tail_per_bin: int, what: str
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segments [version, n, n zigzag deltas, tail_per_bin·n values] of ``data`` → (group, ordinal, tail, n).
+
+    Each segment's header is at its first value (segments are whole varints); a segment holding anything
+    but exactly that raises ValueError.
+    """
+    values, cont = _read_varints(data)
+    seg_start, seg_end = offsets[:-1], offsets[1:]
+    if seg_start.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    first = seg_start - np.searchsorted(cont, seg_start)  # value index of each segment's header
+    count = seg_end - np.searchsorted(cont, seg_end) - first
+    if (count < 2).any() or (data[np.maximum(seg_end - 1, 0)] >= 0x80).any():
+        raise ValueError(f"not a {what} (truncated)")
+    if (values[first] != _FORMAT_VERSION).any():
+        raise ValueError(f"not a {what} (unknown format version)")
+    n = values[first + 1].astype(np.int64)
+    if ((n < 0) | (n > count) | (count != 2 + (1 + tail_per_bin) * n)).any():
+        raise ValueError(f"not a {what} (length does not match its header)")
+    # Role of each value (0 header, 1 delta, 2 tail) from a running sum of +1/−2 marks.
+    marks = np.zeros(values.size + 1, dtype=np.int8)
+    marks[first + 2] += 1
+    if tail_per_bin:
+        marks[first + 2 + n] += 1
+    marks[first[1:]] -= 1 + tail_per_bin
+    role = np.cumsum(marks[:-1], dtype=np.int8)
+    deltas = _unzigzag(values[role == 1])
+    group = np.repeat(np.arange(n.size, dtype=np.int64), n)
+    # Each group's first delta is its first ordinal: restart the running sum there, i.e. take off the sum
+    # reached at the end of the group before (its last ordinal).
+    lead = (np.cumsum(n) - n)[n > 0]
+    if lead.size > 1:
+        deltas[lead[1:]] -= np.add.reduceat(deltas, lead)[:-1]
+    ords = np.cumsum(deltas).astype(np.int32)
+    tail = values[role == 2] if tail_per_bin else np.zeros(0, dtype=np.uint64)
+    return group, ords, tail, n
 
 
 def decode_counts(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bulk :meth:`LogSketch.from_compact`: (group, ordinal, count) bins sorted by (group, ordinal)."""
-    blobs = [zlib.decompress(base64.b64decode(t)) for t in texts]
-    values = _read_varints(b"".join(blobs))
-    # Walk the headers: group g holds [version, n, n deltas, n counts].
-    vals = values.tolist() if values.size < 4096 else None
-    ns, heads, p = [], [], 0
-    for _ in texts:
-        version = vals[p] if vals is not None else int(values[p])
-        n = vals[p + 1] if vals is not None else int(values[p + 1])
-        if version != _FORMAT_VERSION:
-            raise ValueError("not a LogSketch (unknown format version)")
-        heads.append(p)
-        ns.append(n)
-        p += 2 + 2 * n
-    n_arr = np.asarray(ns, dtype=np.int64)
-    head = np.asarray(heads, dtype=np.int64)
-    rank = np.arange(int(n_arr.sum())) - np.repeat(np.concatenate(([0], np.cumsum(n_arr)[:-1])), n_arr)
-    delta_pos = np.repeat(head + 2, n_arr) + rank
-    deltas = _unzigzag(values[delta_pos])
-    ords = _segment_cumsum(deltas, n_arr).astype(np.int32)
-    counts = values[delta_pos + np.repeat(n_arr, n_arr)].astype(np.float64)
-    return np.repeat(np.arange(len(texts), dtype=np.int64), n_arr), ords, counts
+    data, offsets = _inflate(texts)
+    group, ords, counts, _ = _unpack(data, offsets, 1, "LogSketch")
+    return group, ords, counts.astype(np.float64)
 
 
 def decode_weights(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bulk :meth:`LogSketch.weights_from_compact` (decayed sketches): (group, ordinal, weight)."""
     if not texts:
         return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0)
+    data, offsets = _inflate(texts)
+    view = memoryview(data)
     heads, scales, halves = [], [], []
-    for text in texts:
-        blob = zlib.decompress(base64.b64decode(text))
-        head_len = int.from_bytes(blob[:4], "little")
-        heads.append(blob[4:4 + head_len])
-        scales.append(blob[4 + head_len:12 + head_len])
-        halves.append(blob[12 + head_len:])
-    values = _read_varints(b"".join(heads))
-    # Walk the headers: sketch g holds [version, n, n deltas].
-    ns, starts, p = [], [], 0
-    listed = values.tolist()
-    for _ in texts:
-        if listed[p] != _FORMAT_VERSION:
-            raise ValueError("not a weighted LogSketch (unknown format version)")
-        ns.append(listed[p + 1])
-        starts.append(p + 2)
-        p += 2 + listed[p + 1]
-    n_arr = np.asarray(ns, dtype=np.int64)
-    rank = np.arange(int(n_arr.sum())) - np.repeat(np.concatenate(([0], np.cumsum(n_arr)[:-1])), n_arr)
-    deltas = _unzigzag(values[np.repeat(np.asarray(starts, dtype=np.int64), n_arr) + rank])
-    ords = _segment_cumsum(deltas, n_arr).astype(np.int32)
+    for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        head_len = int.from_bytes(view[a:a + 4], "little")
+        if a + 12 + head_len > b:
+            raise ValueError("not a weighted LogSketch (truncated)")
+        heads.append(view[a + 4:a + 4 + head_len])
+        scales.append(view[a + 4 + head_len:a + 12 + head_len])
+        halves.append(view[a + 12 + head_len:b])
+    head_offsets = np.zeros(len(heads) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, heads), dtype=np.int64, count=len(heads)), out=head_offsets[1:])
+    group, ords, _, n = _unpack(np.frombuffer(b"".join(heads), dtype=np.uint8), head_offsets, 0,
+                                "weighted LogSketch")
+    if any(len(h) != 2 * k for h, k in zip(halves, n.tolist(), strict=True)):
+        raise ValueError("not a weighted LogSketch (weights do not match its header)")
     scale = np.frombuffer(b"".join(scales), dtype="<f8")
     weights = np.frombuffer(b"".join(halves), dtype="<f2").astype(np.float64)
-    if weights.size != ords.size or scale.size != len(texts):
-        raise ValueError("not a weighted LogSketch (truncated)")
-    return np.repeat(np.arange(len(texts), dtype=np.int64), n_arr), ords, weights * np.repeat(scale, n_arr)
-
-
-def _segment_cumsum(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    total = np.cumsum(values)
-    if total.size == 0:
-        return total
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    nonempty = lengths > 0
-    before = np.concatenate(([0], total[:-1]))[starts[nonempty]]
-    offset = np.zeros(values.size, dtype=total.dtype)
-    offset[starts[nonempty]] = np.diff(np.concatenate(([0], before)))
-    return total - np.cumsum(offset)
+    return group, ords, weights * scale[group]
