@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowing.metrics.frame import read_metrics
-from shadowing.metrics.sketch import ALPHA, LogSketch, ordinals
+from shadowing.metrics.sketch import (
+    ALPHA,
+    OFFSET,
+    LogSketch,
+    _read_varints,
+    _varints,
+    decode_counts,
+    decode_weights,
+    encode_counts,
+    encode_weights,
+    ordinals,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "metrics"
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "metrics" / "nab_realAWSCloudwatch"
@@ -126,3 +140,151 @@ def test_bulk_codecs_round_trip_like_one_by_one() -> None:
     wg, wo, ww = decode_weights(wtexts)
     assert np.array_equal(wg, group) and np.array_equal(wo, ords)
     assert np.allclose(ww, weights, rtol=1e-3)
+
+
+# --- bulk codecs against a slow reference (the format as first written: one sketch at a time, pure Python) ----
+
+def _ref_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _ref_zigzag(delta: int) -> int:
+    return 2 * delta if delta >= 0 else -2 * delta - 1
+
+
+def _ref_head(ords: list[int]) -> bytes:
+    deltas = [o - p for o, p in zip(ords, [0, *ords][:-1], strict=True)]
+    return b"".join(_ref_varint(v) for v in [1, len(ords), *map(_ref_zigzag, deltas)])
+
+
+def _ref_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 10, 2)
+    return c.compress(data) + c.flush()
+
+
+def _ref_counts(ords: np.ndarray, counts: np.ndarray, *, compress: bool) -> str:
+    keep = counts > 0
+    payload = _ref_head(ords[keep].tolist()) + b"".join(
+        _ref_varint(int(c)) for c in np.rint(counts[keep]).astype(np.uint64).tolist())
+    return base64.b64encode(_ref_deflate(payload) if compress else zlib.compress(payload, 0)).decode("ascii")
+
+
+def _ref_weights(ords: np.ndarray, weights: np.ndarray) -> str:
+    keep = weights > 0
+    w = weights[keep]
+    scale = float(w.max()) if w.size else 1.0
+    head = _ref_head(ords[keep].tolist())
+    blob = (len(head).to_bytes(4, "little") + head + struct.pack("<d", scale)
+            + b"".join(struct.pack("<e", float(np.float16(x / scale))) for x in w.tolist()))
+    return base64.b64encode(_ref_deflate(blob)).decode("ascii")
+
+
+# Ordinals span all three stores (negative, zero, positive) up to the largest keys; counts up to 2**60
+# (multi-byte and > 2**32 varints), zero counts (dropped) included.
+_ORD = st.integers(min_value=-(OFFSET + 36_000), max_value=OFFSET + 36_000)
+_COUNT = st.one_of(st.integers(0, 3), st.integers(0, 300), st.integers(0, 2**60)).map(float)
+_GROUP = st.lists(st.tuples(_ORD, _COUNT), max_size=40, unique_by=lambda t: t[0]).map(sorted)
+_TABLE = st.lists(_GROUP, max_size=12)
+
+
+def _bins(groups: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    group = np.array([g for g, bins in enumerate(groups) for _ in bins], dtype=np.int64)
+    ords = np.array([o for bins in groups for o, _ in bins], dtype=np.int32)
+    counts = np.array([c for bins in groups for _, c in bins], dtype=np.float64)
+    return group, ords, counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TABLE, st.booleans())
+def test_encode_counts_gives_the_reference_bytes_and_decodes_back(groups: list, compress: bool) -> None:
+    group, ords, counts = _bins(groups)
+    texts = encode_counts(group, ords, counts, len(groups), compress=compress)
+    assert texts == [_ref_counts(ords[group == g], counts[group == g], compress=compress)
+                     for g in range(len(groups))]
+    keep = counts > 0
+    g2, o2, c2 = decode_counts(texts)
+    assert np.array_equal(g2, group[keep]) and np.array_equal(o2, ords[keep])
+    assert np.array_equal(c2, np.rint(counts[keep]).astype(np.uint64).astype(np.float64))
+    for g, text in enumerate(texts):  # the one-by-one codec agrees
+        assert LogSketch.from_compact(text) == LogSketch(o2[g2 == g], c2[g2 == g])
+        assert LogSketch(o2[g2 == g], c2[g2 == g]).to_compact() == _ref_counts(o2[g2 == g], c2[g2 == g],
+                                                                                compress=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TABLE, st.floats(min_value=1e-6, max_value=1e6))
+def test_encode_weights_gives_the_reference_bytes_and_decodes_back(groups: list, factor: float) -> None:
+    group, ords, counts = _bins(groups)
+    weights = counts / (counts.max() if counts.size and counts.max() > 0 else 1.0) * factor
+    texts = encode_weights(group, ords, weights, len(groups))
+    assert texts == [_ref_weights(ords[group == g], weights[group == g]) for g in range(len(groups))]
+    keep = weights > 0
+    g2, o2, w2 = decode_weights(texts)
+    assert np.array_equal(g2, group[keep]) and np.array_equal(o2, ords[keep])
+    # Weights come back as float16 fractions of their sketch's largest one, times that scale.
+    scale = np.array([weights[keep][group[keep] == g].max() for g in range(len(groups))
+                      if (group[keep] == g).any()])
+    scale = np.repeat(scale, np.bincount(g2)[np.bincount(g2) > 0])
+    assert np.array_equal(w2, (weights[keep] / scale).astype(np.float16).astype(np.float64) * scale)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=50))
+def test_varints_round_trip_up_to_64_bits(values: list[int]) -> None:
+    data = _varints(np.array(values, dtype=np.uint64))
+    assert data == b"".join(_ref_varint(v) for v in values)
+    got, _ = _read_varints(np.frombuffer(data, dtype=np.uint8))
+    assert got.tolist() == values
+
+
+def test_decoders_read_other_valid_zlib_and_base64_forms() -> None:
+    """Strings written another way (default zlib level, wrapped base64) still decode, through the slow path."""
+    ords, counts = np.array([-5, 0, 7, OFFSET + 3]), np.array([1.0, 2**40, 300.0, 1.0])
+    payload = _ref_head(ords.tolist()) + b"".join(_ref_varint(int(c)) for c in counts.tolist())
+    texts = [base64.b64encode(zlib.compress(payload)).decode(), base64.encodebytes(zlib.compress(payload, 0)).decode(),
+             _ref_counts(ords, counts, compress=False), LogSketch().to_compact()]
+    group, o, c = decode_counts(texts)
+    assert group.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert o.tolist() == ords.tolist() * 3 and c.tolist() == counts.tolist() * 3
+
+
+def _stored(payload: bytes) -> str:
+    return base64.b64encode(zlib.compress(payload, 0)).decode("ascii")
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("%%%", zlib.error),  # not base64: nothing to inflate
+    (_stored(b"\x02\x00"), ValueError),  # unknown format version
+    (_stored(b"\x01"), ValueError),  # no bin count
+    (_stored(b"\x01\x02\x04\x02\x05"), ValueError),  # two bins announced, one count given
+    (_stored(b"\x01\x01\x04\x05\x07"), ValueError),  # a value more than announced
+    (_stored(b"\x01\x01\x04\x85"), ValueError),  # the last varint is cut
+    (_stored(b"\x01\x01" + b"\xff" * 11 + b"\x01\x05"), ValueError),  # an 11-byte varint
+    (_stored(b"\x01\x01\x04\x05")[:-4] + "AAA=", zlib.error),  # wrong adler32
+    (_stored(b"\x01\x01\x04\x05")[:-1], ValueError),  # base64 cut: bad padding
+])
+def test_malformed_count_sketches_raise(text: str, error: type[Exception]) -> None:
+    good = _ref_counts(np.array([1, 2]), np.array([3.0, 4.0]), compress=False)
+    for texts in ([text], [good, text, good]):
+        with pytest.raises(error):
+            decode_counts(texts)
+
+
+def test_malformed_weight_sketches_raise() -> None:
+    head = _ref_head([3, 4])
+
+    def blob(head_len: int, body: bytes) -> str:
+        return base64.b64encode(_ref_deflate(head_len.to_bytes(4, "little") + body)).decode("ascii")
+
+    good = _ref_weights(np.array([3, 4]), np.array([1.0, 0.5]))
+    for text in (blob(len(head), head + struct.pack("<d", 1.0) + b"\x00\x3c"),  # one weight for two bins
+                 blob(len(head) + 40, head),  # head length beyond the blob
+                 blob(len(head), b"\x02" + head[1:] + struct.pack("<d", 1.0) + b"\x00\x3c" * 2)):  # version 2
+        with pytest.raises(ValueError):
+            decode_weights([good, text])
+    assert decode_weights([good])[1].tolist() == [3, 4]
