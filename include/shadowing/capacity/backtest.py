@@ -145,6 +145,39 @@ def default_rules(rule: SizingRule | None = None) -> dict[str, Rule]:
     return rules
 
 
+# --- online calibration ----------------------------------------------------------------------------------
+
+def calibrated(replay: Replay, base: str, *, alpha: float = 1 - NEED_QUANTILE, gamma: float = 0.02,
+               initial_log_margin: float = 0.0, log_margin_bounds: tuple[float, float] = (-3.0, 5.0)
+               ) -> np.ndarray:
+    """``base``'s capacity times a margin learnt online from its own misses: adaptive conformal inference.
+
+    Gibbs & Candès (2021) on a multiplicative margin: interval b's capacity is base_b × exp(θ_b) and, once the
+    interval is over, θ_{b+1} = θ_b + γ · Σ_i (miss_i − α) over its samples. θ_b depends only on the demand
+    of intervals before b (samples the re-sizing at b has seen), so the rule stays causal; whatever the base
+    predictor, each series' long-run miss rate tends to α (|miss rate − α| ≤ (range of θ + γ) / (γ · n)).
+    θ is clipped to ``log_margin_bounds`` (×0.05 … ×148) so one burst cannot send the margin to infinity.
+    """
+    base_cap = replay.capacity[base]
+    out = np.empty_like(base_cap)
+    bounds = [*replay.interval_starts.tolist(), replay.demand.size]
+    lo_bound, hi_bound = log_margin_bounds
+    theta = initial_log_margin
+    for b in range(len(bounds) - 1):
+        lo, hi = bounds[b], bounds[b + 1]
+        out[lo:hi] = base_cap[lo:hi] * math.exp(theta)
+        misses = int((replay.demand[lo:hi] > out[lo:hi]).sum())
+        theta = min(max(theta + gamma * (misses - alpha * (hi - lo)), lo_bound), hi_bound)
+    return out
+
+
+def add_calibrated(replays: Iterable[Replay], base: str, name: str, *, alpha: float = 1 - NEED_QUANTILE,
+                   gamma: float = 0.02) -> None:
+    """Store :func:`calibrated` capacities of ``base`` under ``name`` in every replay."""
+    for r in replays:
+        r.capacity[name] = calibrated(r, base, alpha=alpha, gamma=gamma)
+
+
 # --- replay --------------------------------------------------------------------------------------------
 
 def replay_series(ts: np.ndarray, values: np.ndarray, rules: dict[str, Rule], *, name: str,

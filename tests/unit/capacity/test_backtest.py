@@ -12,8 +12,10 @@ from shadowing.capacity.backtest import (
     DAY,
     Replay,
     SeriesResult,
+    add_calibrated,
     arc_rule,
     backtest,
+    calibrated,
     clairvoyant_bound,
     cross_validate,
     default_rules,
@@ -166,6 +168,44 @@ def test_cross_validation_picks_the_cheapest_multiplier_reaching_the_target() ->
     never = [[r("a", 1, 10)]]
     s, chosen = cross_validate(never + never, [1.0], [[0]], 0.99)
     assert chosen == [None] and math.isclose(s["coverage"], 0.1)
+
+
+def _hourly_replay(demand: np.ndarray, base: float | np.ndarray) -> Replay:
+    starts = np.arange(0, demand.size, 12)  # 5-minute samples, re-sized hourly
+    cap = np.broadcast_to(np.asarray(base, dtype=np.float64), demand.shape).copy()
+    return Replay("s", demand, starts, {"base": cap})
+
+
+def test_online_calibration_drives_each_series_miss_rate_to_alpha() -> None:
+    rng = np.random.default_rng(7)
+    demand = rng.gamma(2.0, 10.0, 12 * 4000)
+    low = _hourly_replay(demand, np.median(demand))  # a base that misses half the samples
+    high = _hourly_replay(demand, 3 * np.quantile(demand, 0.995))  # one three times too big
+    assert low.score("base").coverage < 0.55 and high.score("base").coverage == 1.0
+    for replay in (low, high):
+        add_calibrated([replay], "base", "aci", alpha=0.005, gamma=0.02)
+        # a margin too big comes down by γ·α per sample (log 3 in ≈ 900 intervals): judge after 1,000
+        tail = Replay("s", replay.demand[12 * 1000:], np.arange(0, 12 * 3000, 12),
+                      {"aci": replay.capacity["aci"][12 * 1000:]})
+        assert abs((1 - tail.score("aci").coverage) - 0.005) < 0.0015
+        assert tail.score("aci").mean_slack < 0.8 * high.score("base").mean_slack  # and sheds idle capacity
+
+
+def test_online_calibration_is_causal_and_bounded() -> None:
+    rng = np.random.default_rng(8)
+    demand = rng.gamma(2.0, 10.0, 12 * 200)
+    replay = _hourly_replay(demand, np.repeat(np.linspace(20, 60, 200), 12))  # a base that drifts
+    cap = calibrated(replay, "base", alpha=0.005, gamma=0.05)
+    assert all(np.ptp(cap[k:k + 12]) == 0 for k in range(0, cap.size, 12))  # one capacity per interval
+    for k in (0, 12 * 7, 12 * 150):  # rewrite everything from sample k on: capacity up to k's interval holds
+        future = demand.copy()
+        future[k:] = rng.gamma(5.0, 100.0, demand.size - k)
+        changed = calibrated(_hourly_replay(future, replay.capacity["base"]), "base", alpha=0.005, gamma=0.05)
+        np.testing.assert_array_equal(changed[:k + 12], cap[:k + 12])
+        assert not np.array_equal(changed, cap)  # … and it does learn from the past once it is past
+    # θ stays within its bounds: a never-met demand cannot send the margin to infinity
+    huge = calibrated(_hourly_replay(np.full(1200, 1e9), 1.0), "base", gamma=1.0)
+    assert huge.max() == pytest.approx(math.exp(5.0))
 
 
 @pytest.mark.slow
