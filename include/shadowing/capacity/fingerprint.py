@@ -51,6 +51,8 @@ _STEP_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
 _DENSE_CELLS = 120_000_000
 # Inputs at least this long compute instance statistics on a second thread.
 _THREAD_MIN_ROWS = 1_000_000
+# Render the instances' entries on a thread from this many series (below, a thread is not worth starting).
+_THREAD_MIN_SERIES = 256
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ class WindowState:
     pooled: gb.GroupBatch
     aggregate: gb.GroupBatch  # same keys as pooled
     counts: dict[str, dict[str, float]]  # service → instance-count stats
+    # The instances' JSON entries, already being rendered on a thread while the pools are computed (the
+    # rendering is mostly Python, the pools mostly numpy: they overlap on two cores). Only for this state's
+    # own ``instances``; a merged state renders its own.
+    instance_entries: gb.Background | None = None
 
 
 def _empty_batch(reference: float) -> gb.GroupBatch:
@@ -211,6 +217,7 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
           "decay_half_life": params.decay_half_life_seconds}
     inst = gb.compute_dense(matrix, layout.grid, row_order=None if in_order else order,
                             **kw)
+    entries = gb.Background(_entries, inst.batch, full=False) if layout.n_series >= _THREAD_MIN_SERIES else None
     inst_of, met_of = series_ids // n_met, series_ids % n_met
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
     svc_of_inst[cols.instance[::length]] = cols.service[::length]
@@ -246,7 +253,7 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
         counts[cols.services[s]] = {"min": reporting, "max": reporting, "mean": reporting, "last": reporting,
                                     "steps": float(length),
                                     "distinct": float(tidy.distinct(inst_of[svc_of_series == s]).size)}
-    return WindowState(instance_keys, inst.batch, pool_keys, pooled, agg.batch, counts)
+    return WindowState(instance_keys, inst.batch, pool_keys, pooled, agg.batch, counts, entries)
 
 
 def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: ProfileParams
@@ -528,7 +535,9 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
         s["metrics"][metric] = p
         if a["count"]:
             s["aggregate"][metric] = a
-    for (svc, iid, metric), e in zip(state.instance_keys, _entries(state.instances, full=False), strict=True):
+    instance_entries = state.instance_entries.result() if state.instance_entries is not None else \
+        _entries(state.instances, full=False)
+    for (svc, iid, metric), e in zip(state.instance_keys, instance_entries, strict=True):
         by_id = services[svc]["instances"].setdefault("by_id", {})
         by_id.setdefault(iid, {})[metric] = e
     rule = params.sizing
