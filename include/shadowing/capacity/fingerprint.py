@@ -228,7 +228,7 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     pool_ids, pool_of_series = tidy.distinct_inverse(raw_pool)
     n_pool = int(pool_ids.size)
     pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
-    pooled = gb.pool(inst.batch, pool_of_series, n_pool)
+    pooled = gb.pool(inst.batch, pool_of_series, n_pool, with_how=False)
     pooled.how_peak = gb.hour_of_week_peaks(pool_of_series, inst.hour_peaks, inst.hours, n_pool)
     # Service totals: every series reports every step, so the time-aligned sum is a sum of matrix rows.
     totals = np.zeros((n_pool, length))

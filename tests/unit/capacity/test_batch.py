@@ -41,3 +41,29 @@ def test_sorted_merge_declines_unsorted_mappings() -> None:
     rng = np.random.default_rng(7)
     a, b = _batch(rng, 5, 1000, 1.0), _batch(rng, 5, 100, 1.0)
     assert gb._merge_sorted_bins([(a, np.array([4, 3, 2, 1, 0])), (b, np.arange(5))]) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_max_rows_into_equals_maximum_at(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(300, 7))
+    rows[rng.random(rows.shape) < 0.2] = -np.inf
+    targets = rng.integers(0, 40, 300)
+    want = np.full((40, 7), -np.inf)
+    np.maximum.at(want, targets, rows)
+    got = np.full((40, 7), -np.inf)
+    gb.max_rows_into(got, targets, rows)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_hour_of_week_peaks_fold_hours_onto_the_week() -> None:
+    rng = np.random.default_rng(3)
+    hours = np.arange(400_000, 400_000 + 200)  # more than a week: some hours of the week repeat
+    peaks = rng.uniform(0, 100, (12, hours.size))
+    targets = rng.integers(0, 4, 12)
+    want = np.full((4, gb.HOURS_PER_WEEK), -np.inf)
+    slot = (hours + gb._EPOCH_HOUR_OF_WEEK) % gb.HOURS_PER_WEEK
+    for r in range(12):
+        for c in range(hours.size):
+            want[targets[r], slot[c]] = max(want[targets[r], slot[c]], peaks[r, c])
+    np.testing.assert_array_equal(gb.hour_of_week_peaks(targets, peaks, hours, 4), want)
