@@ -48,13 +48,18 @@ def collect(fp: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def best_ms(fn: Callable[[], object], repeat: int) -> float:
-    times = []
+def best_ms(cases: dict[str, dict[str, Callable[[], object]]], repeat: int) -> dict[str, dict[str, float]]:
+    """Best time of each case (contender → row → call), in ms; rounds interleave the contenders so that a
+    busy neighbour on a shared machine slows them alike."""
+    best: dict[str, dict[str, float]] = {name: {} for name in cases}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * min(times)
+        for name, rows in cases.items():
+            for row, fn in rows.items():
+                t0 = time.perf_counter()
+                fn()
+                elapsed = 1000 * (time.perf_counter() - t0)
+                best[name][row] = min(best[name].get(row, elapsed), elapsed)
+    return best
 
 
 def load_baseline(rev: str) -> types.ModuleType:
@@ -67,8 +72,8 @@ def load_baseline(rev: str) -> types.ModuleType:
     return module
 
 
-def bulk_figures(mod: types.ModuleType, kinds: dict[str, list[str]], repeat: int) -> dict[str, float]:
-    """Encode/decode times of one codec module; raises if any re-encoded string differs from the stored one."""
+def bulk_cases(mod: types.ModuleType, kinds: dict[str, list[str]]) -> dict[str, Callable[[], object]]:
+    """The bulk calls of one codec module; raises if any re-encoded string differs from the stored one."""
     inst, pooled, decayed = kinds["instances"], kinds["pooled"], kinds["decayed"]
     gi, oi, ci = mod.decode_counts(inst)
     gp, op, cp = mod.decode_counts(pooled)
@@ -81,17 +86,18 @@ def bulk_figures(mod: types.ModuleType, kinds: dict[str, list[str]], repeat: int
         raise AssertionError(f"{mod.__name__}: decayed sketches re-encode differently")
     qs = (0.5, 0.9, 0.95, 0.99)
     return {
-        "decode instances": best_ms(lambda: mod.decode_counts(inst), repeat),
-        "encode instances": best_ms(lambda: mod.encode_counts(gi, oi, ci, len(inst), compress=False), repeat),
-        "decode pooled": best_ms(lambda: mod.decode_counts(pooled), repeat),
-        "encode pooled": best_ms(lambda: mod.encode_counts(gp, op, cp, len(pooled)), repeat),
-        "decode decayed": best_ms(lambda: mod.decode_weights(decayed), repeat),
-        "encode decayed": best_ms(lambda: mod.encode_weights(gd, od, wd, len(decayed)), repeat),
-        "quantiles instances": best_ms(lambda: mod.grouped_quantiles(gi, oi, ci, len(inst), qs), repeat),
+        "decode instances": lambda: mod.decode_counts(inst),
+        "encode instances": lambda: mod.encode_counts(gi, oi, ci, len(inst), compress=False),
+        "decode pooled": lambda: mod.decode_counts(pooled),
+        "encode pooled": lambda: mod.encode_counts(gp, op, cp, len(pooled)),
+        "decode decayed": lambda: mod.decode_weights(decayed),
+        "encode decayed": lambda: mod.encode_weights(gd, od, wd, len(decayed)),
+        "quantiles instances": lambda: mod.grouped_quantiles(gi, oi, ci, len(inst), qs),
+        "decayed quantiles": lambda: mod.grouped_quantiles(gd, od, wd, len(decayed), qs, weighted=True),
     }
 
 
-def peer_figures(kinds: dict[str, list[str]], repeat: int) -> dict[str, dict[str, float]]:
+def peer_cases(kinds: dict[str, list[str]]) -> dict[str, dict[str, Callable[[], object]]]:
     """One-by-one LogSketch and the ddsketch protobuf round trip on the instance sketches."""
     from ddsketch.pb.proto import DDSketchProto, pb
 
@@ -99,17 +105,12 @@ def peer_figures(kinds: dict[str, list[str]], repeat: int) -> dict[str, dict[str
     one = [sketch.LogSketch.from_compact(t) for t in inst]
     dds = [s.to_ddsketch() for s in one]
     protos = [DDSketchProto.to_proto(d).SerializeToString() for d in dds]
-
-    def proto_decode() -> None:
-        for raw in protos:
-            DDSketchProto.from_proto(pb.DDSketch.FromString(raw))
-
     return {
-        "one-by-one": {"decode instances": best_ms(lambda: [sketch.LogSketch.from_compact(t) for t in inst], repeat),
-                       "encode instances": best_ms(lambda: [s.to_compact() for s in one], repeat)},
-        "ddsketch": {"decode instances": best_ms(proto_decode, repeat),
-                     "encode instances": best_ms(lambda: [DDSketchProto.to_proto(d).SerializeToString()
-                                                          for d in dds], repeat)},
+        "one-by-one": {"decode instances": lambda: [sketch.LogSketch.from_compact(t) for t in inst],
+                       "encode instances": lambda: [s.to_compact() for s in one]},
+        "ddsketch": {"decode instances": lambda: [DDSketchProto.from_proto(pb.DDSketch.FromString(raw))
+                                                  for raw in protos],
+                     "encode instances": lambda: [DDSketchProto.to_proto(d).SerializeToString() for d in dds]},
     }
 
 
@@ -126,11 +127,12 @@ def main() -> int:
     kinds = collect(json.loads(args.fingerprint.read_text()))
     print(f"{args.fingerprint.name}: " + ", ".join(f"{len(v)} {k}" for k, v in kinds.items())
           + f"; {sum(map(len, kinds['instances'])) / 1e6:.2f} MB of instance sketches")
-    table: dict[str, dict[str, float]] = {"ours": bulk_figures(sketch, kinds, args.repeat)}
+    cases = {"ours": bulk_cases(sketch, kinds)}
     if args.baseline:
-        table[f"baseline@{args.baseline}"] = bulk_figures(load_baseline(args.baseline), kinds, args.repeat)
+        cases[f"baseline@{args.baseline}"] = bulk_cases(load_baseline(args.baseline), kinds)
     if not args.no_peers:
-        table.update(peer_figures(kinds, args.repeat))
+        cases.update(peer_cases(kinds))
+    table = best_ms(cases, args.repeat)
     print("all re-encoded sketches are byte-identical to the stored ones")
     names = list(table)
     print(f"{'ms (best of ' + str(args.repeat) + ')':<22}" + "".join(f"{n:>20}" for n in names)

@@ -91,7 +91,7 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
     totals = np.bincount(group_of_bin, weights=counts, minlength=n_groups)
     cum = np.cumsum(counts)
     base = np.concatenate(([0.0], np.cumsum(totals)[:-1]))
-    reps = representatives(bin_ordinals)
+    ords = np.asarray(bin_ordinals)
     present = np.flatnonzero(totals > 0)
     n = totals[present]
     end = base[present] + (n * (1 - 1e-12) if weighted else n - 0.5)
@@ -100,7 +100,7 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
     for j, q in enumerate(quantiles):
         if weighted:
             idx = np.searchsorted(cum, base[present] + q * n, side="left")
-            value = reps[np.clip(idx, first_bin, last_bin)]
+            value = representatives(ords[np.clip(idx, first_bin, last_bin)])
         else:
             rank = q * (n - 1)
             r_lo, r_hi = np.floor(rank), np.ceil(rank)
@@ -108,7 +108,8 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
             i_lo = np.searchsorted(cum, base[present] + r_lo, side="right")
             i_hi = np.searchsorted(cum, base[present] + r_hi, side="right")
             i_lo, i_hi = np.minimum(i_lo, last_bin), np.minimum(i_hi, last_bin)
-            v_lo, v_hi = reps[i_lo], reps[i_hi]
+            # Representatives of the chosen bins only (not of every bin: most are never read).
+            v_lo, v_hi = representatives(ords[i_lo]), representatives(ords[i_hi])
             # The extreme order statistics are known exactly when min/max are given.
             if lo is not None:
                 v_lo = np.where(r_lo == 0, lo[present], v_lo)
@@ -130,8 +131,11 @@ def _zigzag(values: np.ndarray) -> np.ndarray:
 
 
 def _unzigzag(values: np.ndarray) -> np.ndarray:
+    """Zigzag-decoded signed integers, int32 from uint32 (no widening), else int64."""
+    if values.dtype == np.uint32:
+        return ((values >> 1) ^ np.negative(values & 1)).view(np.int32)
     v = values.astype(np.uint64)
-    return ((v >> np.uint64(1)).astype(np.int64)) ^ -((v & np.uint64(1)).astype(np.int64))
+    return ((v >> 1) ^ np.negative(v & 1)).view(np.int64)
 
 
 def _unsigned(values: np.ndarray) -> np.ndarray:
@@ -193,7 +197,8 @@ def _read_varints(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cont = np.flatnonzero(~last)
     if cont.size == 0:
         return data.astype(np.uint32), cont
-    cont = cont[cont < (np.flatnonzero(last)[-1] if last.any() else -1)]  # drop a cut varint's bytes
+    if not last[-1]:  # drop a cut varint's bytes
+        cont = cont[cont < (np.flatnonzero(last)[-1] if last.any() else -1)]
     # varint index of each continuation byte: its position minus the continuation bytes before it
     owner = cont - np.arange(cont.size)
     new = np.flatnonzero(np.diff(owner, prepend=-1))  # first continuation byte of each long varint
@@ -590,22 +595,18 @@ def _unpack(data: np.ndarray, offsets: np.ndarray, tail_per_bin: int, what: str
     n = values[first + 1].astype(np.int64)
     if ((n < 0) | (n > count) | (count != 2 + (1 + tail_per_bin) * n)).any():
         raise ValueError(f"not a {what} (length does not match its header)")
-    # Role of each value (0 header, 1 delta, 2 tail) from a running sum of +1/−2 marks.
-    marks = np.zeros(values.size + 1, dtype=np.int8)
-    marks[first + 2] += 1
-    if tail_per_bin:
-        marks[first + 2 + n] += 1
-    marks[first[1:]] -= 1 + tail_per_bin
-    role = np.cumsum(marks[:-1], dtype=np.int8)
-    deltas = _unzigzag(values[role == 1])
+    # Each segment's deltas and tail values are two runs of n values: a slice each.
+    runs, sizes = (first + 2).tolist(), n.tolist()
+    deltas = _unzigzag(np.concatenate([values[a:a + k] for a, k in zip(runs, sizes, strict=True)]))
     group = np.repeat(np.arange(n.size, dtype=np.int64), n)
     # Each group's first delta is its first ordinal: restart the running sum there, i.e. take off the sum
     # reached at the end of the group before (its last ordinal).
     lead = (np.cumsum(n) - n)[n > 0]
     if lead.size > 1:
         deltas[lead[1:]] -= np.add.reduceat(deltas, lead)[:-1]
-    ords = np.cumsum(deltas).astype(np.int32)
-    tail = values[role == 2] if tail_per_bin else np.zeros(0, dtype=np.uint64)
+    ords = np.cumsum(deltas, dtype=deltas.dtype).astype(np.int32, copy=False)
+    tail = (np.concatenate([values[a + k:a + 2 * k] for a, k in zip(runs, sizes, strict=True)])
+            if tail_per_bin else np.zeros(0, dtype=np.uint64))
     return group, ords, tail, n
 
 
