@@ -197,7 +197,8 @@ def dense_layout(cols: tidy.TidyColumns, step: int) -> DenseLayout | None:
             block = codes.reshape(n_series, length)
             if not bool((block == block[:, :1]).all()):
                 return None
-    keys = cols.instance[::length].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[::length]
+    _, inst, met = cols.codes_at(np.arange(0, n, length))
+    keys = inst.astype(np.int64) * max(len(cols.metrics), 1) + met
     if tidy.distinct(keys).size != n_series:
         return None
     return DenseLayout(n_series, length, grid.copy())
@@ -208,7 +209,8 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     """:func:`window_state` on a dense layout: row reductions of the (series × steps) matrix."""
     n_met = max(len(cols.metrics), 1)
     length = layout.length
-    raw = cols.instance[::length].astype(np.int64) * n_met + cols.metric[::length]
+    svc_first, inst_first, met_first = cols.codes_at(np.arange(0, len(cols), length))
+    raw = inst_first.astype(np.int64) * n_met + met_first
     order = np.argsort(raw, kind="stable")
     in_order = bool(np.all(order == np.arange(order.size)))
     series_ids = raw[order]
@@ -220,7 +222,7 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     entries = gb.Background(_entries, inst.batch, full=False) if layout.n_series >= _THREAD_MIN_SERIES else None
     inst_of, met_of = series_ids // n_met, series_ids % n_met
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
-    svc_of_inst[cols.instance[::length]] = cols.service[::length]
+    svc_of_inst[inst_first] = svc_first
     svc_of_series = svc_of_inst[inst_of]
     instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
                      for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]

@@ -95,9 +95,9 @@ class TidyColumns:
 
     _ts: np.ndarray | None
     values: np.ndarray
-    service: np.ndarray
-    instance: np.ndarray
-    metric: np.ndarray
+    _service: np.ndarray | None
+    _instance: np.ndarray | None
+    _metric: np.ndarray | None
     services: list[str]
     instances: list[str]
     metrics: list[str]
@@ -113,6 +113,9 @@ class TidyColumns:
     # ascending (a tidy file holds long runs). Lets checks work per run instead of per row; dropped by take().
     runs: np.ndarray | None = None
     grid: np.ndarray | None = None
+    # With ``runs``: the (service, instance, metric) codes of each run. Readers that set it may leave the
+    # per-row code columns to be expanded on first use (30M rows × 3 columns is 90 MB the fast path never reads).
+    run_codes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.values.size)
@@ -129,6 +132,46 @@ class TidyColumns:
     def ts(self, value: np.ndarray) -> None:
         self._ts, self.grid = value, None
 
+    def _expanded(self, which: int) -> np.ndarray:
+        if self.run_codes is None or self.runs is None:
+            raise ValueError("TidyColumns without code columns")
+        codes = self.run_codes[which]
+        n = len(self)
+        if self.runs.size > max(n >> 8, 64):
+            return np.repeat(codes, np.diff(np.append(self.runs, n)))
+        # Few long runs: filling slices runs at memset speed (np.repeat copies element by element).
+        out = np.empty(n, dtype=codes.dtype)
+        bounds = [*self.runs.tolist(), n]
+        for a, b, code in zip(bounds[:-1], bounds[1:], codes.tolist(), strict=True):
+            out[a:b] = code
+        return out
+
+    @property
+    def service(self) -> np.ndarray:
+        if self._service is None:
+            self._service = self._expanded(0)
+        return self._service
+
+    @property
+    def instance(self) -> np.ndarray:
+        if self._instance is None:
+            self._instance = self._expanded(1)
+        return self._instance
+
+    @property
+    def metric(self) -> np.ndarray:
+        if self._metric is None:
+            self._metric = self._expanded(2)
+        return self._metric
+
+    def codes_at(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(service, instance, metric) codes of the given rows, without expanding implied columns."""
+        if self.run_codes is not None and self.runs is not None and \
+                (self._service is None or self._instance is None or self._metric is None):
+            run = np.searchsorted(self.runs, rows, side="right") - 1
+            return self.run_codes[0][run], self.run_codes[1][run], self.run_codes[2][run]
+        return self.service[rows], self.instance[rows], self.metric[rows]
+
     def ts_bounds(self) -> tuple[float, float]:
         """(min, max) of the timestamps (NaN if any is NaN), without building an implied column."""
         if not len(self):
@@ -142,8 +185,9 @@ class TidyColumns:
 
     def take(self, mask: np.ndarray) -> TidyColumns:
         rows = self.rows[mask] if self.rows is not None else np.flatnonzero(mask) + 1
-        return replace(self, _ts=self.ts[mask], values=self.values[mask], service=self.service[mask],
-                       instance=self.instance[mask], metric=self.metric[mask], rows=rows, runs=None, grid=None)
+        return replace(self, _ts=self.ts[mask], values=self.values[mask], _service=self.service[mask],
+                       _instance=self.instance[mask], _metric=self.metric[mask], rows=rows, runs=None, grid=None,
+                       run_codes=None)
 
     @property
     def span(self) -> tuple[float, float] | None:
@@ -470,18 +514,10 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         codes = np.concatenate(run_codes[c]) if run_codes[c] else np.zeros(0, np.int32)
         return starts.astype(np.int64), codes.astype(np.int32)
 
-    def expand(starts: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        # The narrowest integer type that holds the codes: fresh memory is what costs most here.
-        dtype = np.int8 if codes.size == 0 or codes.max() < 127 else np.int16 if codes.max() < 32767 else np.int32
-        codes = codes.astype(dtype)
-        if starts.size > max(n >> 8, 64):
-            return np.repeat(codes, np.diff(np.append(starts, n)))
-        # Few long runs: filling slices runs at memset speed (np.repeat copies element by element).
-        out = np.empty(n, dtype=dtype)
-        bounds = [*starts.tolist(), n]
-        for a, b, code in zip(bounds[:-1], bounds[1:], codes.tolist(), strict=True):
-            out[a:b] = code
-        return out
+    def narrow(codes: np.ndarray) -> np.ndarray:
+        # The narrowest integer type that holds the codes: the row columns expanded from them stay small.
+        top = int(codes.max()) if codes.size else 0
+        return codes.astype(np.int8 if top < 127 else np.int16 if top < 32767 else np.int32)
 
     services, instances, metrics = (list(names[c]) for c in ("service", "instance_id", "metric"))
     svc_starts, svc_codes = runs("service")
@@ -491,10 +527,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     pair_key = (svc_codes[np.searchsorted(svc_starts, both, side="right") - 1].astype(np.int64)
                 * max(len(instances), 1) + inst_codes[np.searchsorted(inst_starts, both, side="right") - 1])
     used_pairs, pair_of_run = distinct_inverse(pair_key)
-    pair_codes = expand(both, pair_of_run.astype(np.int32))
-    svc = expand(svc_starts, svc_codes)
     run_starts_metric, run_codes_metric = runs("metric")
-    met = expand(run_starts_metric, run_codes_metric)
     inst_names = [instances[p % len(instances)] for p in used_pairs.tolist()]
     reg_starts, reg_codes = runs("region")
     region_count = np.bincount(reg_codes, weights=np.diff(np.append(reg_starts, n)),
@@ -504,9 +537,28 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     regions = list(region_rows)
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
     series_runs = distinct(np.concatenate((both, run_starts_metric))) if n else None
+    if series_runs is None:
+        empty = np.zeros(0, dtype=np.int8)
+        svc = pair_codes = met = empty
+        run_codes = None
+    else:
+        # Codes per series run; the per-row columns are expanded only if something asks for them.
+        def at_runs(starts: np.ndarray, codes: np.ndarray) -> np.ndarray:
+            assert series_runs is not None
+            return narrow(codes[np.searchsorted(starts, series_runs, side="right") - 1])
+
+        run_codes = (at_runs(svc_starts, svc_codes), at_runs(both, pair_of_run), at_runs(run_starts_metric,
+                                                                                        run_codes_metric))
+        # Row groups cut runs: a run whose codes equal the previous run's continues it.
+        new_run = np.ones(series_runs.size, dtype=bool)
+        new_run[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in run_codes])
+        if not new_run.all():
+            series_runs = series_runs[new_run]
+            run_codes = (run_codes[0][new_run], run_codes[1][new_run], run_codes[2][new_run])
+        svc = pair_codes = met = None
     cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
                        region=region or top_region, source=str(path), runs=series_runs,
-                       grid=None if grid is None else grid.seconds)
+                       grid=None if grid is None else grid.seconds, run_codes=run_codes)
     if len(regions) > 1 and region is None:
         cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
@@ -728,7 +780,7 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
             suspect = True
             if cols.runs is not None and cols.runs.size and v_finite:
                 # Per run of one series: a peak within the limit clears the whole run.
-                over = np.maximum.reduceat(cols.values, cols.runs) > limit_of_metric[cols.metric[cols.runs]]
+                over = np.maximum.reduceat(cols.values, cols.runs) > limit_of_metric[cols.codes_at(cols.runs)[2]]
                 suspect = bool(over.any())
             if suspect:
                 flag(cols.values > limit_of_metric[cols.metric], "with utilisation above 100 % dropped")

@@ -56,7 +56,14 @@ def test_a_series_layout_gets_an_implied_grid_equal_to_the_file(tmp_path: Path) 
     cols = frame.read_metrics(path)
     assert cols.grid is not None and cols._ts is None
     np.testing.assert_array_equal(cols.ts, ts / 1000.0)  # built on demand, exactly the file's
-    with_grid = build(frame.read_metrics(path))
+    # Code columns are implied too (row groups of 1000 rows cut the 240-row series: runs are merged back).
+    assert cols.runs is not None and cols.runs.size == 20
+    assert list(cols.metric[:LENGTH + 1]) == [0] * LENGTH + [1]
+    np.testing.assert_array_equal(np.asarray(cols.instances)[cols.instance][::LENGTH],
+                                  [f"i-{k // 2}" for k in range(20)])
+    lazy = frame.read_metrics(path)
+    with_grid = build(lazy)
+    assert lazy._ts is None and lazy._instance is None and lazy._metric is None  # the fast path read neither
     frame._IMPLIED_TS_MIN_ROWS = 10**12
     materialised = build(frame.read_metrics(path))
     for fp in (with_grid, materialised):
