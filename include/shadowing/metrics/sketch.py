@@ -141,6 +141,8 @@ def _unzigzag(values: np.ndarray) -> np.ndarray:
 def _unsigned(values: np.ndarray) -> np.ndarray:
     """Non-negative integers as uint32 when they all fit (half the memory traffic of uint64), else uint64."""
     v = np.asarray(values)
+    if v.dtype == np.uint32:
+        return v
     if v.size and int(v.max()) >= 1 << 32:
         return v.astype(np.uint64)
     return v.astype(np.uint32)
@@ -481,7 +483,10 @@ def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n
     size but built in bulk, for the many small per-instance sketches.
     """
     keep = counts > 0
-    bin_group, ords, tail = bin_group[keep], ords[keep], np.rint(counts[keep]).astype(np.uint64)
+    if not keep.all():
+        bin_group, ords, counts = bin_group[keep], ords[keep], counts[keep]
+    tail = np.rint(counts)
+    tail = tail.astype(np.uint32 if not tail.size or tail.max() < 1 << 32 else np.uint64)
     if compress or not _BULK_STORED:
         return _each_payload(_pack(bin_group, ords, tail, n_groups), _deflate if compress else _store)
     packed = _pack(bin_group, ords, tail, n_groups, head_room=_STORED_HEAD, tail_room=_ADLER, align=3)
@@ -494,7 +499,8 @@ def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n
 def encode_weights(bin_group: np.ndarray, ords: np.ndarray, weights: np.ndarray, n_groups: int) -> list[str]:
     """:meth:`LogSketch.weights_to_compact` of every group (same bytes): head length, varints, scale, float16."""
     keep = weights > 0
-    bin_group, ords, weights = bin_group[keep], ords[keep], weights[keep]
+    if not keep.all():
+        bin_group, ords, weights = bin_group[keep], ords[keep], weights[keep]
     packed = _pack(bin_group, ords, None, n_groups, head_room=4)
     first, n = packed.first, packed.n
     scale = np.ones(n_groups)
