@@ -288,3 +288,25 @@ def test_malformed_weight_sketches_raise() -> None:
         with pytest.raises(ValueError):
             decode_weights([good, text])
     assert decode_weights([good])[1].tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("bins", [3000, 12_000])  # payloads beyond the bulk single-block limit (and 64 KB)
+def test_large_stored_sketches_fall_back_to_zlib_with_the_same_bytes(bins: int) -> None:
+    ords = np.arange(bins, dtype=np.int32) * 3 - 1000
+    counts = np.full(bins, float(2**40))
+    group = np.repeat(np.array([0, 2]), [bins - 5, 5])
+    texts = encode_counts(group, ords, counts, 3, compress=False)
+    assert texts == [_ref_counts(ords[group == g], counts[group == g], compress=False) for g in range(3)]
+    g2, o2, c2 = decode_counts(texts)
+    assert np.array_equal(g2, group) and np.array_equal(o2, ords) and np.array_equal(c2, counts)
+
+
+def test_stored_sketches_without_bulk_framing_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where zlib would frame stored blocks differently, encode_counts falls back to zlib: same strings."""
+    from shadowing.metrics import sketch
+
+    group, ords, counts = np.array([0, 0, 2]), np.array([-3, 9, 0], dtype=np.int32), np.array([1.0, 2**33, 7.0])
+    bulk = encode_counts(group, ords, counts, 4, compress=False)
+    monkeypatch.setattr(sketch, "_BULK_STORED", False)
+    assert encode_counts(group, ords, counts, 4, compress=False) == bulk
+    assert bulk == [_ref_counts(ords[group == g], counts[group == g], compress=False) for g in range(4)]
