@@ -53,6 +53,8 @@ _DENSE_CELLS = 120_000_000
 _THREAD_MIN_ROWS = 1_000_000
 # Render the instances' entries on a thread from this many series (below, a thread is not worth starting).
 _THREAD_MIN_SERIES = 256
+# Service totals of matrices up to this many values gather the rows by service first (a 32 MB copy at most).
+_GATHER_MAX_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -234,12 +236,26 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     pooled.how_peak = gb.hour_of_week_peaks(pool_of_series, inst.hour_peaks, inst.hours, n_pool)
     # Service totals: every series reports every step, so the time-aligned sum is a sum of matrix rows.
     totals = np.zeros((n_pool, length))
-    if layout.n_series <= 20_000:
-        # Row by row into its pool's total: no copy of the matrix (one Python step per series, not per point).
-        pool_of_row = np.empty(layout.n_series, dtype=np.int64)
-        pool_of_row[order] = pool_of_series
-        for row, p in enumerate(pool_of_row.tolist()):
-            np.add(totals[p], matrix[row], out=totals[p])
+    pool_of_row = np.empty(layout.n_series, dtype=np.int64)
+    pool_of_row[order] = pool_of_series
+    if matrix.size <= _GATHER_MAX_VALUES:
+        # Small (a fold's new window): one gather of the rows by pool and one reduceat.
+        by_pool = np.argsort(pool_of_row, kind="stable")
+        totals = np.add.reduceat(matrix[by_pool], np.searchsorted(pool_of_row[by_pool], np.arange(n_pool)),
+                                 axis=0)
+    elif layout.n_series <= 20_000:
+        # Row by row into its pool's total: no copy of the matrix (one Python step per series, not per point),
+        # half of the rows on each of two threads into their own totals.
+        def accumulate(rows: range) -> np.ndarray:
+            part = np.zeros((n_pool, length))
+            for row in rows:
+                p = int(pool_of_row[row])
+                np.add(part[p], matrix[row], out=part[p])
+            return part
+
+        half = layout.n_series // 2
+        first, second = tidy.parallel_map(accumulate, [range(half), range(half, layout.n_series)], 2)
+        totals = np.add(first, second, out=first)
     else:
         by_pool = np.argsort(pool_of_series, kind="stable")
         cuts = np.searchsorted(pool_of_series[by_pool], np.arange(n_pool + 1))
