@@ -559,14 +559,15 @@ def _inflate(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     else:
         raw, start, size = decoded
         m = size - _STORED_HEAD - _ADLER
-        at = np.where(m >= 0, start, 0)
-        stored = ((m >= 0) & (raw[at] == 0x78) & (raw[at + 1] == 0x01) & (raw[at + 2] == 0x01)
-                  & (raw[at + 3] + (raw[at + 4].astype(np.int64) << 8) == m)
-                  & (raw[at + 5] + (raw[at + 6].astype(np.int64) << 8) == m ^ 0xFFFF))
-        tail = np.where(stored, at + _STORED_HEAD + m, 0)
-        want = np.zeros(size.size, dtype=np.int64)
-        for k in range(_ADLER):
-            want = (want << 8) | raw[tail + k]
+        fits = np.flatnonzero(m >= 0)  # long enough for the framing: check it where it would be
+        at, k = start[fits], m[fits]
+        stored = np.zeros(size.size, dtype=bool)
+        stored[fits] = ((raw[at] == 0x78) & (raw[at + 1] == 0x01) & (raw[at + 2] == 0x01)
+                        & (raw[at + 3] + (raw[at + 4].astype(np.int64) << 8) == k)
+                        & (raw[at + 5] + (raw[at + 6].astype(np.int64) << 8) == k ^ 0xFFFF))
+        want = np.zeros(size.size, dtype=np.int64)  # the adler32 each blob ends with
+        for byte in range(_ADLER):
+            want[fits] = (want[fits] << 8) | raw[at + _STORED_HEAD + k + byte]
         view, adler32 = memoryview(raw), zlib.adler32
         pieces = []
         for a, b, k, ok, check in zip(start.tolist(), size.tolist(), m.tolist(), stored.tolist(), want.tolist(),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from shadowing.metrics.frame import read_metrics
@@ -251,6 +251,12 @@ def test_decoders_read_other_valid_zlib_and_base64_forms() -> None:
     group, o, c = decode_counts(texts)
     assert group.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert o.tolist() == ords.tolist() * 3 and c.tolist() == counts.tolist() * 3
+    group, o, c = decode_counts([texts[0], texts[2]])  # canonical base64: deflated and stored side by side
+    assert group.tolist() == [0] * 4 + [1] * 4 and o.tolist() == ords.tolist() * 2
+    for bad in ([""], [None], [texts[0], 7]):
+        with pytest.raises((zlib.error, TypeError)):
+            decode_counts(bad)  # type: ignore[arg-type]
+    assert [a.dtype for a in decode_counts([])] == [np.int64, np.int32, np.float64]
 
 
 def _stored(payload: bytes) -> str:
@@ -259,6 +265,7 @@ def _stored(payload: bytes) -> str:
 
 @pytest.mark.parametrize(("text", "error"), [
     ("%%%", zlib.error),  # not base64: nothing to inflate
+    ("AAAA", zlib.error),  # three zero bytes: shorter than any zlib stream
     (_stored(b"\x02\x00"), ValueError),  # unknown format version
     (_stored(b"\x01"), ValueError),  # no bin count
     (_stored(b"\x01\x02\x04\x02\x05"), ValueError),  # two bins announced, one count given
@@ -310,3 +317,43 @@ def test_stored_sketches_without_bulk_framing_are_the_same(monkeypatch: pytest.M
     monkeypatch.setattr(sketch, "_BULK_STORED", False)
     assert encode_counts(group, ords, counts, 4, compress=False) == bulk
     assert bulk == [_ref_counts(ords[group == g], counts[group == g], compress=False) for g in range(4)]
+
+
+def _ref_accepts(payload: bytes) -> int | None:
+    """Bin count of a well-formed count payload (complete varints of ≤ 10 bytes, [1, n, n deltas, n counts])."""
+    values, value, shift, size = [], 0, 0, 0
+    for byte in payload:
+        value, shift, size = value | (byte & 0x7F) << shift, shift + 7, size + 1
+        if size > 10:
+            return None
+        if byte < 0x80:
+            values.append(value & (2**64 - 1))
+            value, shift, size = 0, 0, 0
+    if size or len(values) < 2 or values[0] != 1 or len(values) != 2 + 2 * values[1]:
+        return None
+    return values[1]
+
+
+_PAYLOAD = st.one_of(
+    st.binary(max_size=24),  # mostly malformed
+    st.integers(0, 4).flatmap(lambda n: st.tuples(  # [1, n, values…]: well formed when 2n values follow
+        st.just(n), st.one_of(st.lists(st.integers(0, 2**70), min_size=2 * n, max_size=2 * n),
+                              st.lists(st.integers(0, 2**70), max_size=9)))).map(
+        lambda t: b"".join(_ref_varint(v) for v in [1, t[0], *t[1]])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PAYLOAD, min_size=1, max_size=4))
+def test_any_stored_payload_decodes_exactly_when_well_formed(payloads: list[bytes]) -> None:
+    """Arbitrary payloads in valid zlib/base64: decode_counts returns iff every one is well formed, else
+    raises ValueError (never IndexError & co.), and then gives each sketch its announced number of bins."""
+    texts = [_stored(p) for p in payloads]
+    expected = [_ref_accepts(p) for p in payloads]
+    event("well formed" if None not in expected else "malformed")
+    if None in expected:
+        with pytest.raises(ValueError):
+            decode_counts(texts)
+    else:
+        group, _, _ = decode_counts(texts)
+        assert np.bincount(group, minlength=len(texts)).tolist() == expected
