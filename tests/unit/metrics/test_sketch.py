@@ -357,3 +357,16 @@ def test_any_stored_payload_decodes_exactly_when_well_formed(payloads: list[byte
     else:
         group, _, _ = decode_counts(texts)
         assert np.bincount(group, minlength=len(texts)).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=30), _PAYLOAD.map(lambda p: len(p).to_bytes(4, "little") + p
+                                                                 + struct.pack("<d", 2.0) + b"\x00\x3c" * 2)),
+                min_size=1, max_size=3))
+def test_any_weight_blob_decodes_or_raises_value_error(blobs: list[bytes]) -> None:
+    texts = [base64.b64encode(_ref_deflate(b)).decode("ascii") for b in blobs]
+    try:
+        group, ords, weights = decode_weights(texts)
+    except ValueError:
+        return
+    assert group.size == ords.size == weights.size and np.all(weights == 2.0)
