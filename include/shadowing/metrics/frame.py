@@ -399,22 +399,31 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
 
     def local_runs(col: Any, pos: int) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-        """Per chunk: run starts (global rows), the chunk's dictionary, the dictionary index of each run."""
+        """Per chunk: run starts (global rows), the names its runs use, and each run's index into them.
+
+        Only the dictionary entries that runs use are turned into Python strings: a writer may store the
+        whole category list (thousands of names) in every row group's dictionary.
+        """
         out = []
         for chunk in col.chunks:
             if not pa.types.is_dictionary(chunk.type):
                 chunk = pc.dictionary_encode(chunk)
-            local = ["unknown" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
+            dictionary = chunk.dictionary
             idx = chunk.indices
             if chunk.null_count:
-                idx = pc.fill_null(idx, len(local))
-                local.append("unknown")
+                idx = pc.fill_null(idx, len(dictionary))  # one past the dictionary: "unknown"
             if not pa.types.is_signed_integer(idx.type) and not pa.types.is_unsigned_integer(idx.type):
                 idx = idx.cast(pa.int32())
             idx_np = buffer(idx, idx.type.to_pandas_dtype())
             starts = np.concatenate(([0], np.flatnonzero(idx_np[1:] != idx_np[:-1]) + 1)) if len(idx_np) else \
                 np.zeros(0, dtype=np.int64)
-            out.append((starts + pos, local, idx_np[starts].astype(np.int64)))
+            at_starts = idx_np[starts].astype(np.int64)
+            used = distinct(at_starts)
+            listed = used[used < len(dictionary)]
+            local = ["unknown" if v is None else str(v)
+                     for v in dictionary.take(pa.array(listed, type=pa.int64())).to_pylist()]
+            local += ["unknown"] * (used.size - listed.size)
+            out.append((starts + pos, local, np.searchsorted(used, at_starts)))
             pos += len(chunk)
         return out
 
