@@ -228,11 +228,17 @@ def test_parquet_reader_across_row_groups_nulls_and_plain_strings(tmp_path: Path
     table = pa.Table.from_pandas(df, preserve_index=False)
     pq.write_table(table, tmp_path / "plain.parquet", row_group_size=333, use_dictionary=False)
     pq.write_table(table, tmp_path / "dict.parquet", row_group_size=1000)
+    # Categories stored whole in every row group's dictionary, most of them never used.
+    categorical = df.assign(instance_id=pd.Categorical(df["instance_id"], categories=[
+        *[f"i-unused-{k}" for k in range(300)], "i-2", "i-0", "i-1"]))
+    pq.write_table(pa.Table.from_pandas(categorical, preserve_index=False), tmp_path / "categorical.parquet",
+                   row_group_size=700)
     want = build(tidy.from_pandas(df, source="frame"))
-    for name in ("plain.parquet", "dict.parquet"):
+    for name in ("plain.parquet", "dict.parquet", "categorical.parquet"):
         cols = tidy.read_metrics(tmp_path / name)
         assert len(cols) == len(df) and cols.region == "us-east-1"
         assert any("several regions" in w for w in cols.warnings)
+        assert not [name for name in cols.instances if name.startswith("i-unused")]
         got = build(cols)
         assert set(got["services"]["api"]["instances"]["by_id"]) == {"i-0", "i-1", "i-2", "unknown"}
         _assert_same_fingerprint(got, want)
