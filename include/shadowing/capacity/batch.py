@@ -284,19 +284,23 @@ def _merge_sorted_bins(parts: list[tuple[GroupBatch, np.ndarray]]
     pos = np.searchsorted(ka, kb)
     hit = pos < ka.size
     hit[hit] = ka[pos[hit]] == kb[hit]
-    count, decayed = a.bin_count.copy(), a.bin_decayed.copy()
-    count[pos[hit]] += b.bin_count[hit]
-    decayed[pos[hit]] += b.bin_decayed[hit]
     miss = ~hit
+    group_a = ma[a.bin_group]
     if miss.any():
+        # New buckets go in before the old bin they precede; every new bin's final index is then its lookup
+        # position plus the new buckets inserted before it (the new bins are sorted).
         at = pos[miss]
-        keys = np.insert(ka, at, kb[miss])
-        count = np.insert(count, at, b.bin_count[miss])
-        decayed = np.insert(decayed, at, b.bin_decayed[miss])
+        group = np.insert(group_a, at, mb[b.bin_group[miss]])
+        ords = np.insert(a.bin_ord, at, b.bin_ord[miss])
+        count = np.insert(a.bin_count, at, b.bin_count[miss])
+        decayed = np.insert(a.bin_decayed, at, b.bin_decayed[miss])
+        final = pos + np.cumsum(miss) - miss
     else:
-        keys = ka
-    group = keys // _KEY_SPAN
-    return group, (keys - group * _KEY_SPAN - _ORD_SHIFT).astype(np.int32), count, decayed
+        group, ords, count, decayed = group_a, a.bin_ord.copy(), a.bin_count.copy(), a.bin_decayed.copy()
+        final = pos
+    count[final[hit]] += b.bin_count[hit]
+    decayed[final[hit]] += b.bin_decayed[hit]
+    return group.astype(np.int64, copy=False), ords.astype(np.int32, copy=False), count, decayed
 
 
 def _merge_bins(parts: list[tuple[GroupBatch, np.ndarray]], bg: np.ndarray, bo: np.ndarray, n_out: int
