@@ -411,7 +411,9 @@ def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -
 
     ik, ia, ib = union(old.instance_keys, new.instance_keys)
     pk, pa, pb = union(old.pool_keys, new.pool_keys)
-    inst = gb.pool(gb.rebase(old.instances, ref, **kw), ia, len(ik), other=new.instances, other_mapping=ib)
+    # Instances keep no hour-of-week peaks (only pools and aggregates do): nothing to merge there.
+    inst = gb.pool(gb.rebase(old.instances, ref, **kw), ia, len(ik), other=new.instances, other_mapping=ib,
+                   with_how=False)
     pooled = gb.pool(gb.rebase(old.pooled, ref, **kw), pa, len(pk), other=new.pooled, other_mapping=pb)
     agg = gb.pool(gb.rebase(old.aggregate, ref, **kw), pa, len(pk), other=new.aggregate, other_mapping=pb)
     counts = dict(old.counts)
