@@ -13,12 +13,17 @@ Same replay as ``python -m shadowing capacity backtest`` (fit on the first 25 % 
    (adaptive conformal inference, :func:`~shadowing.capacity.backtest.calibrated`, α = 0.5 %), and a
    clairvoyant lower bound (capacity chosen per re-sizing interval knowing its demand) at 99.5 % coverage;
    once on all series and once on the CPU-utilisation series only (the metric the product sizes from);
-2. the same on half A (series 0, 2, 4, … by name) and half B (1, 3, 5, …), at the first cadence;
+2. where the slack is: per series, each rule's coverage and relative slack, and the share of the pooled
+   miss budget (0.5 % of all samples) that VPA's misses on that series alone would use, and in how many
+   separate runs they come; then the same on half A
+   (series 0, 2, 4, … by name) and half B (1, 3, 5, …), at the first cadence;
 3. the Pareto picture: each rule's capacity scaled by a sweep of multipliers (i.e. of its margin), and for each
    rule the least slack at ≥ 99.5 % coverage and the slack at VPA's own coverage;
 4. held-out checks: each rule's multiplier tuned on some series and scored on the others (half A → B, half
    B → A, leave-one-series-out), so a margin that only fits the series it was tuned on shows;
-5. with ``--tune``: the same checks for the grid the peak-aware parameters were chosen from.
+5. with ``--tune``: the same checks for the grid the peak-aware parameters were chosen from;
+6. with ``--aci-bases``: the online calibration on plain recent-level predictors (last sample, max of the last
+   1 h / 6 h, p99 of the last 24 h) at both cadences, all series and CPU only.
 
 Slack only compares fairly between rules of similar coverage: a rule that misses 4 % of samples is cheaper by
 construction, so the verdict compares at equal coverage too.
@@ -42,11 +47,14 @@ from shadowing.capacity.backtest import (
     Replay,
     add_calibrated,
     arc_max24h,
+    arc_rule,
     clairvoyant_bound,
     cross_validate,
     frontier,
+    last_value,
     least_slack_at,
     ours,
+    recent_quantile_rule,
     replay_all,
     score_grid,
     summary,
@@ -79,6 +87,26 @@ def table(replays: list[Replay], rules: list[str], title: str) -> dict[str, dict
     for name in rules:
         print(summary_line(name, s[name], WIDTH))
     return s
+
+
+def miss_runs(replay: Replay, rule: str) -> int:
+    """Separate runs of consecutive missed samples (how often demand outgrew the rule's capacity afresh)."""
+    miss = (replay.demand > replay.capacity[rule]).astype(np.int8)
+    return int((np.diff(miss, prepend=0) == 1).sum())
+
+
+def per_series(replays: list[Replay], rules: list[str]) -> None:
+    """Per series: coverage / relative slack of each rule; VPA's misses against the pooled budget."""
+    budget = (1 - TARGET) * sum(r.demand.size for r in replays)
+    print(f"\nper series (coverage / mean rel. slack); pooled miss budget at {TARGET:.1%}: {budget:.0f} samples")
+    print(f"{'series':40} {'samples':>7} " + " ".join(f"{name[:20]:>20}" for name in rules)
+          + f" {'VPA misses / budget':>20} {'VPA miss runs':>13}")
+    for r in replays:
+        cells = [r.score(name) for name in rules]
+        vpa = r.score("vpa-p90+15%")
+        print(f"{r.series[:40]:40} {r.demand.size:7d} "
+              + " ".join(f"{c.coverage:10.2%}/{c.relative_slack:<9.2f}" for c in cells)
+              + f" {(vpa.samples - vpa.covered) / budget:20.0%} {miss_runs(r, 'vpa-p90+15%'):13d}")
 
 
 def pareto(replays: list[Replay], rules: list[str], reference: str) -> None:
@@ -178,6 +206,24 @@ def cadence_tables(replays: list[Replay], names: list[str], ours_name: str, refi
         verdict(s, ours_name, title)
 
 
+def aci_bases(cols: tidy.TidyColumns, fit_fraction: float, cadences: list[float]) -> None:
+    """Adaptive conformal inference on plain recent-level bases (θ starts at 0, α = 0.5 %)."""
+    bases = {"last sample": last_value, "max 1 h": arc_rule(3600.0), "max 6 h": arc_rule(6 * 3600.0),
+             "p99 24 h": recent_quantile_rule(86400.0, 0.99)}
+    for refit in cadences:
+        replays = replay_all(cols, bases, fit_fraction=fit_fraction, refit_seconds=refit)
+        names = []
+        for base in bases:
+            names.append(base)
+            for gamma in (0.005, 0.02):
+                name = f"aci({base}) γ={gamma:g}"
+                add_calibrated(replays, base, name, alpha=1 - TARGET, gamma=gamma)
+                names.append(name)
+        table(replays, names, f"online calibration on recent-level bases, re-sized every {refit:g} s, all series")
+        cpu = [r for r in replays if r.series.endswith("/" + CPU)]
+        table(cpu, names, f"the same, the {len(cpu)} {CPU} series only")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", default=str(DEFAULT_DATA))
@@ -187,6 +233,8 @@ def main() -> None:
     parser.add_argument("--also-refit-seconds", type=float, default=300.0,
                         help="second cadence for the main tables (default 300: the DAG's refresh; 0 = none)")
     parser.add_argument("--tune", action="store_true", help="also print the tuning grid (≈ 1–2 min)")
+    parser.add_argument("--aci-bases", action="store_true",
+                        help="also calibrate plain recent-level bases online (≈ 30 s)")
     args = parser.parse_args()
     if not Path(args.metrics).exists():
         raise SystemExit(f"no metrics at {args.metrics}")
@@ -218,6 +266,7 @@ def main() -> None:
             replays = at
     refit = cadences[0]
     print(f"\n=== sections below: re-size every {refit:g} s ===")
+    per_series(replays, names)
     a, b = halves(len(replays))
     table([replays[i] for i in a], names, f"half A ({', '.join(replays[i].series for i in a)})")
     table([replays[i] for i in b], names, f"half B ({', '.join(replays[i].series for i in b)})")
@@ -225,6 +274,8 @@ def main() -> None:
     validate(replays, names, "held-out checks")
     if args.tune:
         tune(cols, args.fit_fraction, refit)
+    if args.aci_bases:
+        aci_bases(cols, args.fit_fraction, cadences)
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
 
 

@@ -111,6 +111,20 @@ def arc_rule(window_seconds: float = DAY, target_percent: float = 100.0) -> Rule
 arc_max24h = arc_rule()
 
 
+def recent_quantile_rule(window_seconds: float, quantile: float) -> Rule:
+    """The ``quantile`` of the last ``window_seconds`` of demand (all history if that window is empty): a plain
+    recent-level predictor, the base of the online-calibrated variants."""
+    def size(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
+        recent = values[ts >= now - window_seconds]
+        return float(np.quantile(recent if recent.size else values, quantile))
+    return size
+
+
+def last_value(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
+    """The latest sample before the re-sizing (persistence forecast)."""
+    return float(values[-1])
+
+
 def vpa_histogram_percentile(values: np.ndarray, weights: np.ndarray, percentile: float, *,
                              first_bucket: float = 0.01, ratio: float = 1.05) -> float:
     """VPA's ``histogram.Percentile``: exponential buckets (bucket b starts at first·(ratio^b − 1)/(ratio − 1));
