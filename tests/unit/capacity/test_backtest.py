@@ -21,7 +21,9 @@ from shadowing.capacity.backtest import (
     default_rules,
     format_table,
     frontier,
+    last_value,
     least_slack_at,
+    recent_quantile_rule,
     replay_all,
     replay_series,
     score_grid,
@@ -89,6 +91,17 @@ def test_arc_rule_is_the_max_of_the_last_24_hours() -> None:
     assert arc_rule()(ts, values, now, 0.0) == 30.0
     assert arc_rule(window_seconds=3 * DAY)(ts, values, now, 0.0) == 100.0
     assert arc_rule(target_percent=50)(ts, values, now, 0.0) == 15.0
+
+
+def test_recent_level_bases_read_only_their_window_of_the_past() -> None:
+    ts = np.arange(0, 2 * DAY, 300.0)
+    values = np.where(ts < DAY, 50.0, np.arange(ts.size) % 10)  # 0…9 in the last day, 50 before
+    now = 2 * DAY
+    assert last_value(ts, values, now, 0.0) == values[-1]
+    assert recent_quantile_rule(DAY, 1.0)(ts, values, now, 0.0) == 9.0
+    assert recent_quantile_rule(DAY, 0.5)(ts, values, now, 0.0) == pytest.approx(np.quantile(values[ts >= DAY], 0.5))
+    assert recent_quantile_rule(2 * DAY, 1.0)(ts, values, now, 0.0) == 50.0
+    assert recent_quantile_rule(3600, 1.0)(ts, values, now + 7 * DAY, 0.0) == 50.0  # empty window: all history
 
 
 def test_vpa_percentile_is_the_end_of_the_bucket_holding_it() -> None:
