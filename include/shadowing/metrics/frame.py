@@ -759,12 +759,31 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
     # Two columns (or two halves of the values when the timestamps are an implied grid) on two threads on big
     # inputs: the reductions release the GIL. NaN propagates through min/max.
     threads = 2 if n >= 1_000_000 else 1
+    run_peaks: np.ndarray | None = None
     if cols.grid is not None and cols._ts is None:
         ts_lo, ts_hi = cols.ts_bounds()
-        halves = parallel_map(bounds, [cols.values[:n // 2], cols.values[n // 2:]], threads)
+        # Halves cut at a run boundary; with utilisation metrics present, each half also takes its runs'
+        # peaks in the same visit (the check below needs them whenever any value exceeds 100).
+        runs = cols.runs if cols.runs is not None and cols.runs.size and any(
+            m in PERCENT_METRICS for m in cols.metrics) else None
+        cut = n // 2 if runs is None else int(runs[np.searchsorted(runs, n // 2)]) if runs[-1] >= n // 2 else n
+        parts = [(0, cut), (cut, n)] if 0 < cut < n else [(0, n)]
+
+        def half_bounds(part: tuple[int, int]) -> tuple[float, float, np.ndarray | None]:
+            a, b = part
+            if runs is None or b == a:
+                return (*bounds(cols.values[a:b]), None)
+            starts = runs[(runs >= a) & (runs < b)] - a
+            peaks = np.maximum.reduceat(cols.values[a:b], starts)
+            # The half's maximum is its runs' (NaN propagates the same way): one pass fewer.
+            return float(cols.values[a:b].min()), float(peaks.max()), peaks
+
+        halves = parallel_map(half_bounds, parts, threads)
         v_lo, v_hi = min(h[0] for h in halves), max(h[1] for h in halves)
-        if any(math.isnan(x) for h in halves for x in h):
+        if any(math.isnan(x) for h in halves for x in h[:2]):
             v_lo = v_hi = math.nan
+        if runs is not None:
+            run_peaks = np.concatenate([h[2] for h in halves if h[2] is not None])
     else:
         (ts_lo, ts_hi), (v_lo, v_hi) = parallel_map(bounds, [cols.ts, cols.values], threads) if n else \
             ((0.0, 0.0), (0.0, 0.0))
@@ -796,7 +815,9 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
             suspect = True
             if cols.runs is not None and cols.runs.size and v_finite:
                 # Per run of one series: a peak within the limit clears the whole run.
-                over = np.maximum.reduceat(cols.values, cols.runs) > limit_of_metric[cols.codes_at(cols.runs)[2]]
+                peaks = run_peaks if run_peaks is not None and run_peaks.size == cols.runs.size else \
+                    np.maximum.reduceat(cols.values, cols.runs)
+                over = peaks > limit_of_metric[cols.codes_at(cols.runs)[2]]
                 suspect = bool(over.any())
             if suspect:
                 flag(cols.values > limit_of_metric[cols.metric], "with utilisation above 100 % dropped")

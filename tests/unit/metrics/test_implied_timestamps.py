@@ -21,11 +21,12 @@ START_MS = 1_741_000_000_000 - 1_741_000_000_000 % STEP_MS
 LENGTH = 240
 
 
-def _write(path: Path, ts_ms: np.ndarray, *, series: int, nulls: list[int] | None = None) -> None:
+def _write(path: Path, ts_ms: np.ndarray, *, series: int, nulls: list[int] | None = None,
+           values: np.ndarray | None = None) -> None:
     n = ts_ms.size
     metric = np.array(["cpu_utilization", "network_in_bytes"])[np.arange(series) % 2]
     instance = np.array([f"i-{k // 2}" for k in range(series)])
-    values = np.random.default_rng(1).uniform(1, 90, n)
+    values = np.random.default_rng(1).uniform(1, 90, n) if values is None else values
     mask = np.zeros(n, dtype=bool)
     if nulls:
         mask[nulls] = True
@@ -121,3 +122,23 @@ def test_the_parquet_fast_path_imports_nothing_slow(tmp_path: Path) -> None:
              "print(sorted(m for m in ('pyarrow.compute', 'pandas', 'numpy.ma') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("bad_row", [5, 11 * LENGTH + 7, 20 * LENGTH - 1])
+def test_clean_on_implied_timestamps_finds_impossible_values_in_any_half(tmp_path: Path, bad_row: int) -> None:
+    """Utilisation above 100 % (in a cpu series: even rows of series), NaN and negatives, wherever they sit."""
+    path = tmp_path / "bad.parquet"
+    values = np.random.default_rng(2).uniform(1, 90, 20 * LENGTH)
+    values[LENGTH:2 * LENGTH] *= 1e6  # a network series far above 100: fine for bytes
+    cpu_row = bad_row - (bad_row // LENGTH % 2) * LENGTH  # the same position in a cpu series
+    values[cpu_row] = 150.0
+    values[LENGTH + 3] = np.nan
+    values[3 * LENGTH + 9] = -4.0
+    _write(path, _grid_ts(20), series=20, values=values)
+    cols = frame.read_metrics(path)
+    assert cols.grid is not None
+    cleaned = frame.clean(cols)
+    assert len(cleaned) == 20 * LENGTH - 3
+    text = " ".join(cleaned.warnings)
+    assert "above 100 %" in text and "missing or non-numeric" in text and "negative value" in text
+    assert not np.isin(cleaned.values, [150.0, -4.0]).any()
