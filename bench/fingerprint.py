@@ -230,7 +230,9 @@ def bench(rows: int, repeat: int, contenders: list[str]) -> None:
     fp_path = DATA / f"fp_{SERVICES}x{n}.json"
     results: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}
     for r in range(repeat):
-        for kind in contenders:
+        # Rotate the order every repeat: a contender right after pandas (3 GB freed) or DuckDB starts on a
+        # busier kernel, so no contender should always sit in the same place.
+        for kind in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
             res = run(kind, str(week), str(fp_path)) if kind == "ours" else run(kind, str(week))
             results[kind].append(res)
             print(f"  run {r + 1} {kind:14} {res['wall']:7.2f} s  cpu {res['cpu']:7.2f} s  peak {res['peak_mb']:6.0f} MiB "
