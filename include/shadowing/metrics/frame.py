@@ -320,9 +320,9 @@ class _Grid:
         """The full column: the grid everywhere, then the row groups that did not match from their values."""
         ts = np.tile(self.seconds, n // self.seconds.size) if n % self.seconds.size == 0 else \
             self.seconds[np.arange(n) % self.seconds.size]
-        for column, pos in off_grid.values():
-            import pyarrow as pa
+        import pyarrow as pa
 
+        for column, pos in off_grid.values():
             if pa.types.is_timestamp(column.type):
                 raw = column.combine_chunks().view(pa.int64())
                 part = raw.to_numpy(zero_copy_only=False).astype(np.float64) / _SECONDS_PER[column.type.unit]
@@ -392,7 +392,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     # With a grid, each row group's timestamps are checked against it in place; the column is only built
     # (from the grid, or from the raw values kept for row groups that do not match) if a check fails.
     ts = np.empty(n, dtype=np.float64) if grid is None else None
-    off_grid: dict[int, tuple[np.ndarray, float]] = {}
+    off_grid: dict[int, tuple[Any, int]] = {}  # row group → (its timestamp column, first row)
     values = np.empty(n, dtype=np.float64)
     names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
 
