@@ -383,7 +383,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     pf.close()
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
-    text = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
+    text: list[str] = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
     pf = _ParquetSource(path, read_dictionary=text)
     n = pf.metadata.num_rows
     n_groups = pf.num_row_groups
@@ -464,7 +464,8 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             if raw is None or raw_np is None or not grid.matches(raw_np, pos, ts_col.type.unit):
                 off_grid[i] = (ts_col, pos)
         elif pa.types.is_timestamp(ts_col.type):
-            per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[ts_col.type.unit]
+            assert ts is not None  # materialised whenever there is no grid
+            per_second = _SECONDS_PER[ts_col.type.unit]
             at = pos
             for chunk in ts_col.chunks:
                 raw = chunk.view(pa.int64())
@@ -474,6 +475,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                 np.divide(buffer(raw, np.int64), per_second, out=ts[at:at + len(raw)])
                 at += len(raw)
         else:
+            assert ts is not None
             ts[pos:pos + rg.num_rows] = _epoch_seconds(ts_col.to_pandas())
         at = pos
         for chunk in rg.column("value").chunks:
@@ -553,28 +555,25 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     regions = list(region_rows)
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
     series_runs = distinct(np.concatenate((both, run_starts_metric))) if n else None
+    series_codes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    svc: np.ndarray | None = None
+    pair_codes: np.ndarray | None = None
+    met: np.ndarray | None = None
     if series_runs is None:
-        empty = np.zeros(0, dtype=np.int8)
-        svc = pair_codes = met = empty
-        run_codes = None
+        svc = pair_codes = met = np.zeros(0, dtype=np.int8)
     else:
         # Codes per series run; the per-row columns are expanded only if something asks for them.
-        def at_runs(starts: np.ndarray, codes: np.ndarray) -> np.ndarray:
-            assert series_runs is not None
-            return narrow(codes[np.searchsorted(starts, series_runs, side="right") - 1])
-
-        run_codes = (at_runs(svc_starts, svc_codes), at_runs(both, pair_of_run), at_runs(run_starts_metric,
-                                                                                        run_codes_metric))
+        at = [np.searchsorted(starts, series_runs, side="right") - 1
+              for starts in (svc_starts, both, run_starts_metric)]
+        codes = (narrow(svc_codes[at[0]]), narrow(pair_of_run[at[1]]), narrow(run_codes_metric[at[2]]))
         # Row groups cut runs: a run whose codes equal the previous run's continues it.
         new_run = np.ones(series_runs.size, dtype=bool)
-        new_run[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in run_codes])
-        if not new_run.all():
-            series_runs = series_runs[new_run]
-            run_codes = (run_codes[0][new_run], run_codes[1][new_run], run_codes[2][new_run])
-        svc = pair_codes = met = None
+        new_run[1:] = np.logical_or.reduce([c[1:] != c[:-1] for c in codes])
+        series_runs = series_runs[new_run]
+        series_codes = (codes[0][new_run], codes[1][new_run], codes[2][new_run])
     cols = TidyColumns(ts, values, svc, pair_codes, met, services, inst_names, metrics,
                        region=region or top_region, source=str(path), runs=series_runs,
-                       grid=None if grid is None else grid.seconds, run_codes=run_codes)
+                       grid=None if grid is None else grid.seconds, run_codes=series_codes)
     if len(regions) > 1 and region is None:
         cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
