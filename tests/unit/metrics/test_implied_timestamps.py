@@ -142,3 +142,41 @@ def test_clean_on_implied_timestamps_finds_impossible_values_in_any_half(tmp_pat
     text = " ".join(cleaned.warnings)
     assert "above 100 %" in text and "missing or non-numeric" in text and "negative value" in text
     assert not np.isin(cleaned.values, [150.0, -4.0]).any()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_reader_matches_pandas_row_for_row_on_random_layouts(tmp_path: Path, seed: int) -> None:
+    """Random series lengths, row-group cuts and one random defect (or none): the lazy reader's rows equal
+    pandas' reading of the same file, name for name and number for number."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    series, length = int(rng.integers(3, 12)), int(rng.integers(32, 90))
+    n = series * length
+    ts = np.tile(START_MS + STEP_MS * np.arange(length, dtype=np.int64), series)
+    metric = np.repeat(np.array(["cpu_utilization", "disk_read_bytes", "custom_gauge"])[np.arange(series) % 3],
+                       length).astype(object)
+    instance = np.repeat(np.array([f"i-{k // 3}" for k in range(series)]), length).astype(object)
+    values = rng.uniform(0, 95, n)
+    defect = int(rng.integers(0, 5))
+    row = int(rng.integers(0, n))
+    if defect == 1:
+        ts[row] += 7_000
+    elif defect == 2:
+        values[row] = np.nan
+    elif defect == 3:
+        instance[row] = None
+    elif defect == 4:
+        ts[row:row + 3] = ts[max(row - 3, 0):max(row - 3, 0) + 3][:len(ts[row:row + 3])]
+    df = pd.DataFrame({"timestamp": pd.to_datetime(ts, unit="ms", utc=True), "region": "us-east-1",
+                       "service": "api", "instance_id": instance, "metric": metric, "value": values})
+    path = tmp_path / "random.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path,
+                   row_group_size=int(rng.integers(17, n + 1)))
+    got = frame.read_metrics(path)
+    want = frame.from_pandas(pd.read_parquet(path))
+    np.testing.assert_array_equal(got.ts, want.ts)
+    np.testing.assert_array_equal(got.values, want.values)
+    for codes, names in (("service", "services"), ("instance", "instances"), ("metric", "metrics")):
+        assert list(np.asarray(getattr(got, names), dtype=object)[getattr(got, codes)]) == \
+            list(np.asarray(getattr(want, names), dtype=object)[getattr(want, codes)]), codes
