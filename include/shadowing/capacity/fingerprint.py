@@ -85,7 +85,7 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     """
     if len(cols) < 2:
         return 60
-    if cols.grid is not None and cols._ts is None:
+    if cols.grid is not None:
         # Every series is sampled exactly at the grid: its spacing is the series' own.
         return _median_step(np.zeros(cols.grid.size, dtype=np.int64), cols.grid) or 60
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
@@ -167,9 +167,8 @@ def dense_layout(cols: tidy.TidyColumns, step: int) -> DenseLayout | None:
     n = len(cols)
     if n < _DENSE_MIN_LENGTH:
         return None
-    implied = cols.grid is not None and cols._ts is None
-    if implied:  # the reader checked every row against the grid already
-        assert cols.grid is not None
+    implied = cols.grid is not None
+    if cols.grid is not None:  # the reader checked every row against the grid already
         grid = cols.grid
         length = int(grid.size)
     else:
