@@ -234,15 +234,12 @@ def pool(batch: GroupBatch, mapping: np.ndarray, n_out: int, *, other: GroupBatc
     ewma_value, ewma_log2w = _combine_ewma(tgt, np.concatenate([b.ewma_value for b, _ in parts]),
                                            np.concatenate([b.ewma_log2w for b, _ in parts]), n_out)
     merged = _merge_sorted_bins(parts) if len(parts) == 2 else None
-    bg = np.concatenate([m[b.bin_group] for b, m in parts]) if merged is None else np.zeros(0, np.int64)
-    bo = np.concatenate([b.bin_ord for b, _ in parts]) if merged is None else np.zeros(0, np.int32)
-    if merged is not None:
-        bin_group, bin_ord, bc, bd = merged
-    elif bg.size:
-        bin_group, bin_ord, bc, bd = _merge_bins(parts, bg, bo, n_out)
-    else:
-        bin_group, bin_ord = np.zeros(0, np.int64), np.zeros(0, np.int32)
-        bc, bd = np.zeros(0), np.zeros(0)
+    if merged is None:
+        bg = np.concatenate([m[b.bin_group] for b, m in parts])
+        bo = np.concatenate([b.bin_ord for b, _ in parts])
+        merged = _merge_bins(parts, bg, bo, n_out) if bg.size else \
+            (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros(0))
+    bin_group, bin_ord, bc, bd = merged
     empty = count == 0
     minimum[empty], maximum[empty] = np.nan, np.nan
     return GroupBatch(n_out, count, np.where(empty, np.nan, mean), m2, minimum, maximum, ewma_value, ewma_log2w,
@@ -258,15 +255,13 @@ def _sorted_keys(b: GroupBatch, m: np.ndarray) -> np.ndarray | None:
     """(group, ordinal) keys of a batch's bins under ``m``; None unless they come out strictly increasing."""
     if b.bin_group.size == 0:
         return np.zeros(0, np.int64)
-    if m.size > 1 and not bool(np.all(m[1:] > m[:-1])):
-        return None
     lo, hi = int(b.bin_ord.min()), int(b.bin_ord.max())
     if lo <= -_ORD_SHIFT or hi >= _ORD_SHIFT:
         return None
     keys = m[b.bin_group] * _KEY_SPAN
     keys += b.bin_ord
     keys += _ORD_SHIFT
-    return keys
+    return keys if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])) else None
 
 
 def _merge_sorted_bins(parts: list[tuple[GroupBatch, np.ndarray]]
@@ -278,8 +273,7 @@ def _merge_sorted_bins(parts: list[tuple[GroupBatch, np.ndarray]]
     if b.bin_group.size > a.bin_group.size:
         (a, ma), (b, mb) = (b, mb), (a, ma)
     ka, kb = _sorted_keys(a, ma), _sorted_keys(b, mb)
-    if ka is None or kb is None or (kb.size > 1 and not bool(np.all(kb[1:] > kb[:-1]))) or \
-            (ka.size > 1 and not bool(np.all(ka[1:] > ka[:-1]))):
+    if ka is None or kb is None:
         return None
     pos = np.searchsorted(ka, kb)
     hit = pos < ka.size
