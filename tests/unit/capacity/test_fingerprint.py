@@ -168,29 +168,17 @@ def test_series_ordered_fast_path_equals_general_path() -> None:
     df = synthetic(hours=6)
     ordered = build(tidy.from_pandas(df))
     shuffled = build(tidy.from_pandas(df.sample(frac=1.0, random_state=3)))
-    for part in ("metrics", "aggregate"):
-        for metric, want in shuffled["services"]["api"][part].items():
-            got = ordered["services"]["api"][part][metric]
-            for s in (*STATS, "decayed_p50", "decayed_p99", "ewma_log2_weight"):
-                assert got[s] == pytest.approx(want[s], rel=1e-9), (part, metric, s)
-            assert got["hour_of_week_peak"] == want["hour_of_week_peak"]
-            assert got["sketch"] == want["sketch"]
-    for iid, metrics in shuffled["services"]["api"]["instances"]["by_id"].items():
-        for metric, want in metrics.items():
-            got = ordered["services"]["api"]["instances"]["by_id"][iid][metric]
-            assert got["sketch"] == want["sketch"]
-            for s in STATS:
-                assert got[s] == pytest.approx(want[s], rel=1e-9), (iid, metric, s)
+    _assert_same_fingerprint(ordered, shuffled, nan_ok=False)
     assert ordered["services"]["api"]["instances"] | {"by_id": None} == \
         shuffled["services"]["api"]["instances"] | {"by_id": None}
 
 
-def _assert_same_fingerprint(got_fp: dict, want_fp: dict) -> None:
+def _assert_same_fingerprint(got_fp: dict, want_fp: dict, *, nan_ok: bool = True) -> None:
     for part in ("metrics", "aggregate"):
         for metric, want in want_fp["services"]["api"][part].items():
             got = got_fp["services"]["api"][part][metric]
             for s in (*STATS, "decayed_p50", "decayed_p99", "ewma_log2_weight"):
-                assert got[s] == pytest.approx(want[s], rel=1e-9, nan_ok=True), (part, metric, s)
+                assert got[s] == pytest.approx(want[s], rel=1e-9, nan_ok=nan_ok), (part, metric, s)
             assert got["hour_of_week_peak"] == want["hour_of_week_peak"]
             assert got["sketch"] == want["sketch"]
     for iid, metrics in want_fp["services"]["api"]["instances"]["by_id"].items():
