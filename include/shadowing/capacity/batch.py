@@ -489,12 +489,13 @@ class DenseResult:
     hours: np.ndarray  # (hours,) absolute hour number (epoch seconds // 3600) of each column of hour_peaks
 
 
-def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarray, hour_starts: np.ndarray
-                 ) -> dict[str, np.ndarray]:
+def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarray, hour_starts: np.ndarray,
+                 check: Any = None) -> dict[str, np.ndarray]:
     """Every per-row statistic of one block of rows: a handful of cache-resident numpy passes.
 
     Fresh memory is expensive (page faults), so the block's temporaries reuse one scratch array and the
-    bincount keys are built in place as int64 (bincount would otherwise copy them to intp).
+    bincount keys are built in place as int64 (bincount would otherwise copy them to intp). ``check``, if
+    given, sees the rows' min and max before the sketch is counted, and may raise to give the block up.
     """
     rows, length = block.shape
     mean = np.add.reduce(block, axis=1) / length
@@ -504,6 +505,8 @@ def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarra
     # The row maximum is the maximum of its hour peaks (one pass fewer; NaN propagates the same way).
     out = {"mean": mean, "m2": m2, "ewma": np.einsum("ij,j->i", block, w_ewma), "peaks": peaks,
            "min": block.min(axis=1), "max": peaks.max(axis=1)}
+    if check is not None:
+        check(out["min"], out["max"])
     # Sketch bins: bucket ordinal of every value, counted per (row, ordinal) in one bincount over row-local
     # ordinal ranges (rows are time series: their values span a few hundred buckets at most).
     if float(out["min"].min()) >= sketch.MIN_INDEXABLE:
@@ -547,6 +550,72 @@ def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarra
     return out
 
 
+@dataclass
+class DenseWeights:
+    """What every block of a (series × steps) matrix on one time grid shares: the EWMA and decay weights and
+    the hour boundaries. Blocks computed with it (:meth:`block`, on any thread) assemble with :meth:`result`."""
+
+    length: int
+    w_ewma: np.ndarray  # normalised EWMA weight of each step
+    log2w: float  # log2 of the EWMA weights' sum, relative to the reference time
+    w_decay: np.ndarray
+    hour_starts: np.ndarray  # first step of every hour the grid touches
+    hours: np.ndarray  # absolute hour number (epoch seconds // 3600) of each of them
+    reference_time: float
+    rows_per_block: int
+    _tiled: np.ndarray
+
+    @classmethod
+    def of(cls, grid: np.ndarray, *, reference_time: float, ewma_half_life: float, decay_half_life: float,
+           rows: int | None = None) -> DenseWeights:
+        """``rows``: how many rows will be computed at most, if fewer than a block (sizes the tiled weights)."""
+        grid = np.asarray(grid, dtype=np.float64)
+        # EWMA weights relative to the last step (no underflow), expressed relative to the reference in log2.
+        w_ewma = np.exp2((grid - grid[-1]) / ewma_half_life)
+        den = float(w_ewma.sum())
+        w_ewma /= den
+        log2w = math.log2(den) + (float(grid[-1]) - reference_time) / ewma_half_life
+        w_decay = np.exp2((grid - reference_time) / decay_half_life)
+        hour = np.floor(grid / 3600).astype(np.int64)
+        hour_starts = np.concatenate(([0], np.flatnonzero(hour[1:] != hour[:-1]) + 1))
+        per_block = max(1, _BLOCK_VALUES // max(grid.size, 1))
+        return cls(int(grid.size), w_ewma, log2w, w_decay, hour_starts, hour[hour_starts], float(reference_time),
+                   per_block, np.tile(w_decay, per_block if rows is None else max(1, min(rows, per_block))))
+
+    def block(self, rows: np.ndarray, check: Any = None) -> dict[str, np.ndarray]:
+        """The statistics of up to :attr:`rows_per_block` whole rows (see :func:`_dense_block`)."""
+        return _dense_block(rows, self.w_ewma, self._tiled, self.hour_starts, check)
+
+    def result(self, parts: list[dict[str, np.ndarray]], gather: np.ndarray | None = None) -> DenseResult:
+        """The blocks' statistics as one batch, rows in block order, or reordered: row k is ``gather[k]``."""
+        sizes = np.array([p["mean"].size for p in parts], dtype=np.int64)
+        n_rows = int(sizes.sum())
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+
+        offsets = np.repeat(np.cumsum(sizes) - sizes, [p["bin_group"].size for p in parts])
+        bin_group = cat("bin_group").astype(np.int64) + offsets
+        bin_ord, bin_count, bin_decayed = cat("bin_ord").astype(np.int32), cat("bin_count"), cat("bin_decayed")
+        rows = {name: cat(name) for name in ("mean", "m2", "min", "max", "ewma")}
+        peaks = np.concatenate([p["peaks"] for p in parts]) if parts else np.zeros((0, self.hour_starts.size))
+        if gather is not None:
+            rows = {name: x[gather] for name, x in rows.items()}
+            peaks = peaks[gather]
+            # Bins are contiguous per row: take row gather[k]'s run of bins for every k, in order.
+            bounds = np.searchsorted(bin_group, np.arange(n_rows + 1))
+            lengths = (bounds[1:] - bounds[:-1])[gather]
+            take = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + \
+                np.repeat(bounds[:-1][gather], lengths)
+            bin_group = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
+            bin_ord, bin_count, bin_decayed = bin_ord[take], bin_count[take], bin_decayed[take]
+        batch = GroupBatch(n_rows, np.full(n_rows, float(self.length)), rows["mean"], rows["m2"], rows["min"],
+                           rows["max"], rows["ewma"], np.full(n_rows, self.log2w),
+                           np.full((n_rows, HOURS_PER_WEEK), -np.inf), bin_group, bin_ord, bin_count, bin_decayed,
+                           self.reference_time)
+        return DenseResult(batch, peaks, self.hours)
+
+
 def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float, ewma_half_life: float,
                   decay_half_life: float, row_order: np.ndarray | None = None) -> DenseResult:
     """:func:`compute` for a (series × steps) matrix whose columns are the time ``grid`` (epoch seconds).
@@ -556,39 +625,16 @@ def compute_dense(matrix: np.ndarray, grid: np.ndarray, *, reference_time: float
     ``row_order``: the rows to use, in output order (default: all, as they are).
     """
     n_rows = matrix.shape[0] if row_order is None else int(row_order.size)
-    length = matrix.shape[1]
-    grid = np.asarray(grid, dtype=np.float64)
-    # EWMA weights relative to the last step (no underflow), expressed relative to the reference in log2.
-    w_ewma = np.exp2((grid - grid[-1]) / ewma_half_life)
-    den = float(w_ewma.sum())
-    w_ewma /= den
-    log2w = math.log2(den) + (float(grid[-1]) - reference_time) / ewma_half_life
-    w_decay = np.exp2((grid - reference_time) / decay_half_life)
-    hour = np.floor(grid / 3600).astype(np.int64)
-    hour_starts = np.concatenate(([0], np.flatnonzero(hour[1:] != hour[:-1]) + 1))
-    per_block = max(1, _BLOCK_VALUES // max(length, 1))
+    weights = DenseWeights.of(grid, reference_time=reference_time, ewma_half_life=ewma_half_life,
+                              decay_half_life=decay_half_life, rows=n_rows)
+    per_block = weights.rows_per_block
     bounds = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
-
-    w_decay_tiled = np.tile(w_decay, min(per_block, max(n_rows, 1)))
 
     def run(bound: tuple[int, int]) -> dict[str, np.ndarray]:
         a, b = bound
-        block = matrix[a:b] if row_order is None else matrix[row_order[a:b]]
-        return _dense_block(block, w_ewma, w_decay_tiled, hour_starts)
+        return weights.block(matrix[a:b] if row_order is None else matrix[row_order[a:b]])
 
-    parts = parallel_map(run, bounds, _BLOCK_THREADS)
-
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
-
-    offsets = np.repeat(np.array([a for a, _ in bounds], dtype=np.int64), [p["bin_group"].size for p in parts])
-    count = np.full(n_rows, float(length))
-    batch = GroupBatch(n_rows, count, cat("mean"), cat("m2"), cat("min"), cat("max"), cat("ewma"),
-                       np.full(n_rows, log2w), np.full((n_rows, HOURS_PER_WEEK), -np.inf),
-                       cat("bin_group").astype(np.int64) + offsets, cat("bin_ord").astype(np.int32),
-                       cat("bin_count"), cat("bin_decayed"), float(reference_time))
-    peaks = np.concatenate([p["peaks"] for p in parts]) if parts else np.zeros((0, hour_starts.size))
-    return DenseResult(batch, peaks, hour[hour_starts])
+    return weights.result(parallel_map(run, bounds, _BLOCK_THREADS))
 
 
 def hour_of_week_peaks(targets: np.ndarray, hour_peaks: np.ndarray, hours: np.ndarray, n_out: int) -> np.ndarray:

@@ -35,7 +35,7 @@ def _fingerprint(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from shadowing.capacity.fingerprint import ProfileParams, dumps, fold, loads
+    from shadowing.capacity.fingerprint import ProfileParams, build_file, dumps, fold, loads
     from shadowing.errors import InputError
     from shadowing.metrics.frame import read_metrics
 
@@ -46,9 +46,13 @@ def _fingerprint(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"unreadable fingerprint: {exc}", source=args.previous) from exc
         previous = loads(raw, source=args.previous)
-    cols = read_metrics(args.metrics, region=args.region)
-    fingerprint = fold(previous, cols, region=args.region, params=ProfileParams(step_seconds=args.step_seconds),
-                       previous_source=args.previous or "previous fingerprint")
+    params = ProfileParams(step_seconds=args.step_seconds)
+    if previous is None:
+        # From scratch: a big Parquet file is streamed (profiled row group by row group as it is read).
+        fingerprint = build_file(args.metrics, region=args.region, params=params)
+    else:
+        fingerprint = fold(previous, read_metrics(args.metrics, region=args.region), region=args.region,
+                           params=params, previous_source=args.previous)
     if args.validate:
         from shadowing.capacity.fingerprint import parse_iso
         from shadowing.quality.fingerprint import validate_fingerprint

@@ -20,7 +20,8 @@ Computation paths (same results, chosen by the rows' layout, checked in a few ve
 (series × steps) matrix when every series is one contiguous block on one shared step grid (what exporters
 write; row reductions, blocks of rows on two threads), *runs* when series are contiguous and time-ordered but
 uneven (``reduceat`` over runs), and the *general* path for anything else (group-code bincounts, duplicates
-averaged per step).
+averaged per step). :func:`build_file` takes a big Parquet file on the dense path without building its columns:
+each row group's series are profiled as they are decoded (:class:`~shadowing.metrics.frame.SeriesFile`).
 
 ``pNN`` are unweighted quantiles over everything folded so far (≤ 1 % relative error: see
 :mod:`shadowing.metrics.sketch`); ``decayed_pNN`` weight recent data more (half-life 24 h by default, as the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zlib import error as zlib_error
 
@@ -42,6 +44,7 @@ from shadowing.capacity import batch as gb
 from shadowing.capacity.sizing import PEAK_AWARE, SizingRule, recommend
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
+from shadowing.metrics.names import PERCENT_METRICS
 from shadowing.metrics.sketch import LogSketch, decode_counts, decode_weights, encode_counts, encode_weights
 
 SCHEMA_VERSION = 1
@@ -205,38 +208,60 @@ def dense_layout(cols: tidy.TidyColumns, step: int) -> DenseLayout | None:
     return DenseLayout(n_series, length, grid.copy())
 
 
+@dataclass
+class _SeriesIndex:
+    """Names and output order of the series of a dense layout, given each matrix row's codes."""
+
+    order: np.ndarray | None  # output row k is matrix row order[k] (None: the rows are in output order)
+    instance_keys: list[tuple[str, str, str]]  # (service, instance, metric), output order
+    pool_keys: list[tuple[str, str]]  # (service, metric)
+    pool_ids: np.ndarray  # service code × n metrics + metric code of every pool
+    pool_of_series: np.ndarray  # output order
+    pool_of_row: np.ndarray  # matrix row order
+    svc_of_series: np.ndarray  # output order
+    inst_of: np.ndarray  # output order
+    n_met: int
+
+
+def _series_index(svc_first: np.ndarray, inst_first: np.ndarray, met_first: np.ndarray, services: list[str],
+                  instances: list[str], metrics: list[str]) -> _SeriesIndex | None:
+    """Output order (by instance code, then metric code) and pools of the rows; None if a series repeats."""
+    n_met = max(len(metrics), 1)
+    raw = inst_first.astype(np.int64) * n_met + met_first
+    order = np.argsort(raw, kind="stable")
+    series_ids = raw[order]
+    if series_ids.size > 1 and bool((series_ids[1:] == series_ids[:-1]).any()):
+        return None
+    inst_of, met_of = series_ids // n_met, series_ids % n_met
+    svc_of_inst = np.zeros(len(instances), dtype=np.int64)
+    svc_of_inst[inst_first] = svc_first
+    svc_of_series = svc_of_inst[inst_of]
+    instance_keys = [(services[s], instances[i], metrics[m])
+                     for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
+    pool_ids, pool_of_series = tidy.distinct_inverse(svc_of_series * n_met + met_of)
+    pool_keys = [(services[p // n_met], metrics[p % n_met]) for p in pool_ids.tolist()]
+    pool_of_row = np.empty(order.size, dtype=np.int64)
+    pool_of_row[order] = pool_of_series
+    in_order = bool(np.all(order == np.arange(order.size)))
+    return _SeriesIndex(None if in_order else order, instance_keys, pool_keys, pool_ids, pool_of_series,
+                        pool_of_row, svc_of_series, inst_of, n_met)
+
+
 def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: float, params: ProfileParams
                         ) -> WindowState:
     """:func:`window_state` on a dense layout: row reductions of the (series × steps) matrix."""
-    n_met = max(len(cols.metrics), 1)
     length = layout.length
     svc_first, inst_first, met_first = cols.codes_at(np.arange(0, len(cols), length))
-    raw = inst_first.astype(np.int64) * n_met + met_first
-    order = np.argsort(raw, kind="stable")
-    in_order = bool(np.all(order == np.arange(order.size)))
-    series_ids = raw[order]
+    index = _series_index(svc_first, inst_first, met_first, cols.services, cols.instances, cols.metrics)
+    assert index is not None  # dense_layout checked that no series repeats
     matrix = cols.values.reshape(layout.n_series, length)
-    kw = {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
-          "decay_half_life": params.decay_half_life_seconds}
-    inst = gb.compute_dense(matrix, layout.grid, row_order=None if in_order else order,
-                            **kw)
+    kw = _dense_kw(end, params)
+    inst = gb.compute_dense(matrix, layout.grid, row_order=index.order, **kw)
     entries = gb.Background(_entries, inst.batch, full=False) if layout.n_series >= _THREAD_MIN_SERIES else None
-    inst_of, met_of = series_ids // n_met, series_ids % n_met
-    svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
-    svc_of_inst[inst_first] = svc_first
-    svc_of_series = svc_of_inst[inst_of]
-    instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
-                     for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
-    raw_pool = svc_of_series * n_met + met_of
-    pool_ids, pool_of_series = tidy.distinct_inverse(raw_pool)
-    n_pool = int(pool_ids.size)
-    pool_keys = [(cols.services[p // n_met], cols.metrics[p % n_met]) for p in pool_ids.tolist()]
-    pooled = gb.pool(inst.batch, pool_of_series, n_pool, with_how=False)
-    pooled.how_peak = gb.hour_of_week_peaks(pool_of_series, inst.hour_peaks, inst.hours, n_pool)
+    n_pool = len(index.pool_keys)
+    pool_of_row = index.pool_of_row
     # Service totals: every series reports every step, so the time-aligned sum is a sum of matrix rows.
     totals = np.zeros((n_pool, length))
-    pool_of_row = np.empty(layout.n_series, dtype=np.int64)
-    pool_of_row[order] = pool_of_series
     if matrix.size <= _GATHER_MAX_VALUES:
         # Small (a fold's new window): one gather of the rows by pool and one reduceat.
         by_pool = np.argsort(pool_of_row, kind="stable")
@@ -256,21 +281,36 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
         first, second = tidy.parallel_map(accumulate, [range(half), range(half, layout.n_series)], 2)
         totals = np.add(first, second, out=first)
     else:
-        by_pool = np.argsort(pool_of_series, kind="stable")
-        cuts = np.searchsorted(pool_of_series[by_pool], np.arange(n_pool + 1))
+        by_pool = np.argsort(index.pool_of_series, kind="stable")
+        cuts = np.searchsorted(index.pool_of_series[by_pool], np.arange(n_pool + 1))
+        row_of = by_pool if index.order is None else index.order[by_pool]
         for p in range(n_pool):
-            np.sum(matrix[order[by_pool[cuts[p]:cuts[p + 1]]]], axis=0, out=totals[p])
-    agg = gb.compute_dense(totals, layout.grid, **kw)
+            np.sum(matrix[row_of[cuts[p]:cuts[p + 1]]], axis=0, out=totals[p])
+    return _dense_finish(index, inst, entries, totals, layout.grid, kw, cols.services)
+
+
+def _dense_kw(end: float, params: ProfileParams) -> dict[str, float]:
+    return {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
+            "decay_half_life": params.decay_half_life_seconds}
+
+
+def _dense_finish(index: _SeriesIndex, inst: gb.DenseResult, entries: gb.Background | None, totals: np.ndarray,
+                  grid: np.ndarray, kw: dict[str, float], services: list[str]) -> WindowState:
+    """The pools, the service totals' statistics and the instance counts of a dense layout."""
+    n_pool = len(index.pool_keys)
+    pooled = gb.pool(inst.batch, index.pool_of_series, n_pool, with_how=False)
+    pooled.how_peak = gb.hour_of_week_peaks(index.pool_of_series, inst.hour_peaks, inst.hours, n_pool)
+    agg = gb.compute_dense(totals, grid, **kw)
     agg.batch.how_peak = gb.hour_of_week_peaks(np.arange(n_pool), agg.hour_peaks, agg.hours, n_pool)
-    members = np.bincount(pool_of_series, minlength=n_pool)
-    svc_of_pool = pool_ids // n_met
+    members = np.bincount(index.pool_of_series, minlength=n_pool)
+    svc_of_pool = index.pool_ids // index.n_met
     counts: dict[str, dict[str, float]] = {}
     for s in tidy.distinct(svc_of_pool).tolist():
         reporting = float(members[svc_of_pool == s].max())
-        counts[cols.services[s]] = {"min": reporting, "max": reporting, "mean": reporting, "last": reporting,
-                                    "steps": float(length),
-                                    "distinct": float(tidy.distinct(inst_of[svc_of_series == s]).size)}
-    return WindowState(instance_keys, inst.batch, pool_keys, pooled, agg.batch, counts, entries)
+        counts[services[s]] = {"min": reporting, "max": reporting, "mean": reporting, "last": reporting,
+                               "steps": float(grid.size),
+                               "distinct": float(tidy.distinct(index.inst_of[index.svc_of_series == s]).size)}
+    return WindowState(index.instance_keys, inst.batch, index.pool_keys, pooled, agg.batch, counts, entries)
 
 
 def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: ProfileParams
@@ -691,9 +731,12 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
     return fp
 
 
-def window_quality(cleaned: tidy.TidyColumns, *, window: tuple[float, float], state: WindowState | None = None
-                   ) -> dict[str, Any]:
+def window_quality(cleaned: tidy.TidyColumns | None, *, window: tuple[float, float],
+                   state: WindowState | None = None) -> dict[str, Any]:
     """Rows of the newest window kept and rejected (impossible values) per service and metric.
+
+    ``cleaned``: the window's rows after :func:`~shadowing.metrics.frame.clean` (None: nothing was rejected,
+    and ``state`` counts the rows kept).
 
     The validation suite turns them into a rejected share: a stray impossible point is dropped and reported,
     a source that is mostly impossible (a broken agent, a unit change) fails the refresh instead.
@@ -704,7 +747,7 @@ def window_quality(cleaned: tidy.TidyColumns, *, window: tuple[float, float], st
         for (svc, metric), c in zip(state.pool_keys, state.pooled.count.tolist(), strict=True):
             if c:
                 kept.setdefault(svc, {})[metric] = int(c)
-    elif len(cleaned):
+    elif cleaned is not None and len(cleaned):
         n_met = max(len(cleaned.metrics), 1)
         counts = np.bincount(cleaned.service.astype(np.int64) * n_met + cleaned.metric,
                              minlength=len(cleaned.services) * n_met)
@@ -712,7 +755,7 @@ def window_quality(cleaned: tidy.TidyColumns, *, window: tuple[float, float], st
             c = counts[k]
             kept.setdefault(cleaned.services[k // n_met], {})[cleaned.metrics[k % n_met]] = int(c)
     rejected: dict[str, dict[str, int]] = {}
-    for (svc, metric), c in sorted(cleaned.rejected.items()):
+    for (svc, metric), c in sorted((cleaned.rejected if cleaned is not None else {}).items()):
         rejected.setdefault(svc, {})[metric] = int(c)
     return {"window": {"start": iso(window[0]), "end": iso(window[1])}, "kept_rows": kept,
             "rejected_rows": rejected}
@@ -721,6 +764,132 @@ def window_quality(cleaned: tidy.TidyColumns, *, window: tuple[float, float], st
 def build(cols: tidy.TidyColumns, **kwargs: Any) -> dict[str, Any]:
     """A fingerprint of ``cols`` from scratch (see :func:`fold`)."""
     return fold(None, cols, **kwargs)
+
+
+# Files smaller than this are read whole: streaming buys nothing there.
+_STREAM_MIN_ROWS = 1_000_000
+
+
+def build_file(path: str | Path, *, region: str | None = None, params: ProfileParams | None = None,
+               max_warnings: int = 50, stream_min_rows: int = _STREAM_MIN_ROWS) -> dict[str, Any]:
+    """``build(read_metrics(path))``, streamed when the file allows it.
+
+    A big Parquet file laid out series after series on one time grid (what exporters write) is profiled row
+    group by row group as it is decoded (:class:`~shadowing.metrics.frame.SeriesFile`): the values are never
+    held whole, which halves the peak memory and saves a pass over them. Anything the streamed path does not
+    take as it is (an impossible value, a gap, a repeated series, another step) sends the file to
+    :func:`build`, whose cleaning reports it. Same fingerprint, except that the service totals are summed in
+    another order (aggregate statistics may differ in the last bit).
+    """
+    params = params or ProfileParams()
+    path = Path(path)
+    if path.suffix.lower() in {".parquet", ".pq"} and path.is_file():
+        tidy.avoid_hugepage_compaction()
+        try:
+            fp = _build_streamed(path, region=region, params=params, max_warnings=max_warnings,
+                                 min_rows=stream_min_rows)
+        except tidy.NotSeriesLayout:
+            fp = None
+        except Exception:  # noqa: BLE001 - a corrupt file: read_metrics below names the problem
+            fp = None
+        if fp is not None:
+            return fp
+    return build(tidy.read_metrics(path, region=region), region=region, params=params, max_warnings=max_warnings)
+
+
+def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, max_warnings: int, min_rows: int
+                    ) -> dict[str, Any] | None:
+    import threading
+
+    series_file = tidy.SeriesFile.open(path)
+    if series_file is None:
+        return None
+    with series_file as sf:
+        grid = sf.grid
+        if sf.n_rows < max(min_rows, _DENSE_MIN_LENGTH) or sf.length < _DENSE_MIN_LENGTH:
+            return None
+        step = int(params.step_seconds or _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60)
+        first = float(grid[0])
+        if first % step or not np.array_equal(grid, first + step * np.arange(grid.size, dtype=np.float64)):
+            return None  # not on the step's grid: the general path aligns it
+        start, end = first, float(grid[-1]) + step
+        kw = _dense_kw(end, params)
+        weights = gb.DenseWeights.of(grid, **kw)
+        per_block = weights.rows_per_block
+        limits: dict[str, tuple[float, float]] = {}
+        totals_of: dict[int, dict[tuple[str, str], np.ndarray]] = {}  # per reader thread
+
+        def limit(metric: str) -> tuple[float, float]:
+            if metric not in limits:
+                limits[metric] = (0.0 if metric in tidy.NON_NEGATIVE_METRICS else -math.inf,
+                                  100.0 if metric in PERCENT_METRICS else math.inf)
+            return limits[metric]
+
+        def visit(block: tidy.SeriesBlock) -> tuple[np.ndarray, dict[str, list[str]], list[dict[str, np.ndarray]]]:
+            lo, hi = np.array([limit(m) for m in block.names["metric"]]).reshape(-1, 2).T
+            parts = []
+            for a in range(0, block.values.shape[0], per_block):
+                def check(low: np.ndarray, high: np.ndarray, a: int = a) -> None:
+                    # Anything clean() would drop (NaN, ±inf, negative, above 100 %): the general path reports it.
+                    if not (np.isfinite(low).all() and np.isfinite(high).all()
+                            and (low >= lo[a:a + low.size]).all() and (high <= hi[a:a + high.size]).all()):
+                        raise tidy.NotSeriesLayout
+
+                with np.errstate(invalid="ignore", over="ignore"):  # ±inf rows are given up in check()
+                    parts.append(weights.block(block.values[a:a + per_block], check))
+            totals = totals_of.setdefault(threading.get_ident(), {})
+            for row, key in enumerate(zip(block.names["service"], block.names["metric"], strict=True)):
+                total = totals.get(key)
+                if total is None:
+                    totals[key] = block.values[row].copy()
+                else:
+                    np.add(total, block.values[row], out=total)
+            return block.series, block.names, parts
+
+        results = sf.scan(visit)
+        n_series = sf.n_series
+    # Names in file order, coded by first appearance (as read_parquet codes them).
+    names: dict[str, list[str]] = {c: [""] * n_series for c in ("region", "service", "instance_id", "metric")}
+    for series, block_names, _ in results:
+        for c, column in names.items():
+            for i, name in zip(series.tolist(), block_names[c], strict=True):
+                column[i] = name
+    coded = {c: {} for c in names}  # type: dict[str, dict[str, int]]
+    codes = {c: np.array([coded[c].setdefault(v, len(coded[c])) for v in column], dtype=np.int64)
+             for c, column in names.items()}
+    services, instances, metrics = (list(coded[c]) for c in ("service", "instance_id", "metric"))
+    pairs, pair_of_series = tidy.distinct_inverse(codes["service"] * max(len(instances), 1) + codes["instance_id"])
+    index = _series_index(codes["service"], pair_of_series, codes["metric"], services,
+                          [instances[p % len(instances)] for p in pairs.tolist()], metrics)
+    if index is None:
+        return None  # a series repeats: the general path averages its duplicates
+    scanned = np.concatenate([series for series, _, _ in results])
+    position = np.empty(n_series, dtype=np.int64)
+    position[scanned] = np.arange(n_series)
+    gather = position if index.order is None else position[index.order]
+    inst = weights.result([p for _, _, parts in results for p in parts],
+                          None if bool(np.all(gather == np.arange(n_series))) else gather)
+    entries = gb.Background(_entries, inst.batch, full=False) if n_series >= _THREAD_MIN_SERIES else None
+    totals = np.zeros((len(index.pool_keys), grid.size))
+    for p, key in enumerate(index.pool_keys):
+        for per_thread in totals_of.values():
+            if key in per_thread:
+                totals[p] += per_thread[key]
+    state = _dense_finish(index, inst, entries, totals, grid, kw, services)
+    region_rows = dict.fromkeys(coded["region"], 0)
+    for name in names["region"]:
+        region_rows[name] += sf.length
+    top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
+    warnings = []
+    if len(region_rows) > 1 and region is None:
+        warnings.append(f"{path}: several regions in one input ({', '.join(region_rows)}); profiled as {top_region}")
+    unknown = sorted(set(metrics) - set(tidy.CANONICAL_METRICS))
+    if unknown:
+        warnings.append(f"{path}: unknown metric name(s) {', '.join(unknown)} profiled generically")
+    fp = render(state, region=region or top_region, start=start, end=end, step=step, params=params,
+                warnings=warnings[:max_warnings], history_start=start, folds=0)
+    fp["quality"] = window_quality(None, window=(start, end), state=state)
+    return fp
 
 
 def params_dict(params: ProfileParams) -> dict[str, Any]:

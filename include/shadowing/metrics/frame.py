@@ -360,6 +360,75 @@ def _probe_grid(pf: _ParquetSource, n: int) -> _Grid | None:
     return _Grid(grid, column.type.unit, grid / _SECONDS_PER[column.type.unit])
 
 
+class _Compute:
+    # pyarrow.compute costs ~0.1 s to import: only inputs with nulls or plain (non-dictionary) text need it.
+    def __getattr__(self, name: str) -> Any:
+        import pyarrow.compute
+
+        return getattr(pyarrow.compute, name)
+
+
+_compute = _Compute()
+
+
+def _buffer(arr: Any, np_dtype: Any) -> np.ndarray:
+    """The data buffer of a null-free primitive array as numpy (no copy, no pandas import)."""
+    return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
+
+
+def _local_runs(col: Any, pos: int) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
+    """Per chunk of a text column starting at row ``pos``: run starts (global rows), the names its runs use,
+    and each run's index into them.
+
+    Only the dictionary entries that runs use are turned into Python strings: a writer may store the whole
+    category list (thousands of names) in every row group's dictionary.
+    """
+    import pyarrow as pa
+
+    pc = _compute
+    out = []
+    for chunk in col.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        dictionary = chunk.dictionary
+        idx = chunk.indices
+        if chunk.null_count:
+            idx = pc.fill_null(idx, len(dictionary))  # one past the dictionary: "unknown"
+        if not pa.types.is_signed_integer(idx.type) and not pa.types.is_unsigned_integer(idx.type):
+            idx = idx.cast(pa.int32())
+        idx_np = _buffer(idx, idx.type.to_pandas_dtype())
+        starts = np.concatenate(([0], np.flatnonzero(idx_np[1:] != idx_np[:-1]) + 1)) if len(idx_np) else \
+            np.zeros(0, dtype=np.int64)
+        at_starts = idx_np[starts].astype(np.int64)
+        used = distinct(at_starts)
+        listed = used[used < len(dictionary)].tolist()
+        # Scalar access, not Array.take: take would import pyarrow.compute (~0.1 s of a short process).
+        if 4 * len(listed) > len(dictionary):
+            everything = dictionary.to_pylist()
+            picked = [everything[k] for k in listed]
+        else:
+            picked = [dictionary[k].as_py() for k in listed]
+        local = ["unknown" if v is None else str(v) for v in picked]
+        local += ["unknown"] * (used.size - len(listed))
+        out.append((starts + pos, local, np.searchsorted(used, at_starts)))
+        pos += len(chunk)
+    return out
+
+
+def _constant_text(metadata: Any, i: int, text: list[str]) -> dict[str, str]:
+    """Text columns of row group i holding one value throughout (from the footer's statistics)."""
+    out = {}
+    group = metadata.row_group(i)
+    for j in range(group.num_columns):
+        column = group.column(j)
+        name = column.path_in_schema
+        stats = column.statistics
+        if name in text and stats is not None and stats.has_min_max and stats.null_count == 0 \
+                and isinstance(stats.min, str) and stats.min == stats.max and len(stats.min) < 64:
+            out[name] = stats.min
+    return out
+
+
 def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes.
 
@@ -369,14 +438,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     """
     import pyarrow as pa
 
-    class _Compute:
-        # pyarrow.compute costs ~0.1 s to import: only inputs with nulls or plain (non-dictionary) text need it.
-        def __getattr__(self, name: str) -> Any:
-            import pyarrow.compute
-
-            return getattr(pyarrow.compute, name)
-
-    pc = _Compute()
+    pc = _compute
     pf = _ParquetSource(path)
     wanted = [c for c in TIDY_COLUMNS if c in pf.names]
     missing = [c for c in ("timestamp", "metric", "value") if c not in wanted]
@@ -396,58 +458,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     values = np.empty(n, dtype=np.float64)
     names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
 
-    def buffer(arr: Any, np_dtype: Any) -> np.ndarray:
-        """The data buffer of a null-free primitive array as numpy (no copy, no pandas import)."""
-        return np.frombuffer(arr.buffers()[1], dtype=np_dtype, count=len(arr) + arr.offset)[arr.offset:]
-
-    def local_runs(col: Any, pos: int) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-        """Per chunk: run starts (global rows), the names its runs use, and each run's index into them.
-
-        Only the dictionary entries that runs use are turned into Python strings: a writer may store the
-        whole category list (thousands of names) in every row group's dictionary.
-        """
-        out = []
-        for chunk in col.chunks:
-            if not pa.types.is_dictionary(chunk.type):
-                chunk = pc.dictionary_encode(chunk)
-            dictionary = chunk.dictionary
-            idx = chunk.indices
-            if chunk.null_count:
-                idx = pc.fill_null(idx, len(dictionary))  # one past the dictionary: "unknown"
-            if not pa.types.is_signed_integer(idx.type) and not pa.types.is_unsigned_integer(idx.type):
-                idx = idx.cast(pa.int32())
-            idx_np = buffer(idx, idx.type.to_pandas_dtype())
-            starts = np.concatenate(([0], np.flatnonzero(idx_np[1:] != idx_np[:-1]) + 1)) if len(idx_np) else \
-                np.zeros(0, dtype=np.int64)
-            at_starts = idx_np[starts].astype(np.int64)
-            used = distinct(at_starts)
-            listed = used[used < len(dictionary)].tolist()
-            # Scalar access, not Array.take: take would import pyarrow.compute (~0.1 s of a short process).
-            if 4 * len(listed) > len(dictionary):
-                everything = dictionary.to_pylist()
-                picked = [everything[k] for k in listed]
-            else:
-                picked = [dictionary[k].as_py() for k in listed]
-            local = ["unknown" if v is None else str(v) for v in picked]
-            local += ["unknown"] * (used.size - len(listed))
-            out.append((starts + pos, local, np.searchsorted(used, at_starts)))
-            pos += len(chunk)
-        return out
-
-    def constant_text(i: int) -> dict[str, str]:
-        """Text columns of row group i holding one value throughout (from the footer's statistics)."""
-        out = {}
-        group = pf.metadata.row_group(i)
-        for j in range(group.num_columns):
-            column = group.column(j)
-            name = column.path_in_schema
-            stats = column.statistics
-            if name in text and stats is not None and stats.has_min_max and stats.null_count == 0 \
-                    and isinstance(stats.min, str) and stats.min == stats.max and len(stats.min) < 64:
-                out[name] = stats.min
-        return out
-
-    constants = [constant_text(i) for i in range(n_groups)]
+    constants = [_constant_text(pf.metadata, i, text) for i in range(n_groups)]
 
     def load(reader: Any, i: int) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Row group i into ts/values (its own rows) and its text runs; safe to run on several threads."""
@@ -460,7 +471,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         if grid is not None:
             whole = ts_col.chunk(0) if ts_col.num_chunks == 1 else ts_col.combine_chunks()
             raw = whole.view(pa.int64()) if pa.types.is_timestamp(ts_col.type) else None
-            raw_np = buffer(raw, np.int64) if raw is not None and not raw.null_count else None
+            raw_np = _buffer(raw, np.int64) if raw is not None and not raw.null_count else None
             if raw is None or raw_np is None or not grid.matches(raw_np, pos, ts_col.type.unit):
                 off_grid[i] = (ts_col, pos)
         elif pa.types.is_timestamp(ts_col.type):
@@ -470,9 +481,9 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             for chunk in ts_col.chunks:
                 raw = chunk.view(pa.int64())
                 if raw.null_count:
-                    nulls.append(np.flatnonzero(buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + at)
+                    nulls.append(np.flatnonzero(_buffer(pc.is_null(raw).cast(pa.uint8()), np.uint8)) + at)
                     raw = pc.fill_null(raw, 0)
-                np.divide(buffer(raw, np.int64), per_second, out=ts[at:at + len(raw)])
+                np.divide(_buffer(raw, np.int64), per_second, out=ts[at:at + len(raw)])
                 at += len(raw)
         else:
             assert ts is not None
@@ -483,14 +494,14 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                 chunk = pc.cast(chunk, pa.float64(), safe=False)
             if chunk.null_count:
                 chunk = pc.fill_null(chunk, math.nan)
-            values[at:at + len(chunk)] = buffer(chunk, np.float64)
+            values[at:at + len(chunk)] = _buffer(chunk, np.float64)
             at += len(chunk)
         runs_of: dict[str, Any] = {}
         for c in names:
             if c in constants[i]:
                 runs_of[c] = [(np.array([pos], dtype=np.int64), [constants[i][c]], np.zeros(1, dtype=np.int64))]
             else:
-                runs_of[c] = local_runs(rg.column(c), pos) if c in rg.column_names else None
+                runs_of[c] = _local_runs(rg.column(c), pos) if c in rg.column_names else None
         return nulls, runs_of
 
     # Row groups on two threads (pyarrow decoding and numpy copies release the GIL), each with its own
@@ -578,6 +589,176 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
     return cols
+
+
+class NotSeriesLayout(Exception):
+    """A file (or a visitor of it) gave up on :class:`SeriesFile`'s streamed scan: read it the general way."""
+
+
+_SERIES_TEXT = ("region", "service", "instance_id", "metric")
+
+
+@dataclass
+class SeriesBlock:
+    """Whole series of a file, one per row of ``values``, as a :class:`SeriesFile` scan hands them over."""
+
+    series: np.ndarray  # int64: each row's series number in file order (row // grid size)
+    values: np.ndarray  # (rows, grid size) float64; a view of the reader's buffer, valid during the visit only
+    names: dict[str, list[str]]  # column → each row's name ("region", "service", "instance_id", "metric")
+
+
+class SeriesFile:
+    """A Parquet tidy frame laid out series after series on one time grid, streamed row group by row group.
+
+    What exporters write, and what the profiler's dense path needs: instead of building the columns (a
+    240 MB value column at 30M rows, faulted in page by page, then read again by the profiler), every row
+    group's whole series are handed to a visitor as a (series × steps) view of the decoded buffer while it is
+    still in cache, on two threads, each with its own reader. Series cut by a row-group boundary are copied
+    out and handed over last. Anything else (a timestamp off the grid, a null or non-float value, a name
+    changing inside a series, a missing column) stops the scan with :class:`NotSeriesLayout`, and the caller
+    reads the file with :func:`read_parquet`, whose cleaning reports what is wrong.
+    """
+
+    def __init__(self, path: Path, source: _ParquetSource, grid: _Grid) -> None:
+        self.path = path
+        self._source = source
+        self._grid = grid
+        self.grid = grid.seconds
+        self.length = int(grid.raw.size)
+        self.n_rows = int(source.metadata.num_rows)
+        self.n_series = self.n_rows // self.length
+
+    @classmethod
+    def open(cls, path: Path | str) -> SeriesFile | None:
+        """The file, if its columns and first series fit the layout (None otherwise: nothing was read)."""
+        path = Path(path)
+        source = _ParquetSource(path, read_dictionary=list(_SERIES_TEXT))
+        try:
+            if any(c not in source.names for c in ("timestamp", *_SERIES_TEXT, "value")):
+                raise NotSeriesLayout
+            grid = _probe_grid(source, int(source.metadata.num_rows))
+            if grid is None:
+                raise NotSeriesLayout
+        except NotSeriesLayout:
+            source.close()
+            return None
+        return cls(path, source, grid)
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> SeriesFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scan(self, visit: Any, *, threads: int = _READ_THREADS) -> list[Any]:
+        """``visit(block)`` for every :class:`SeriesBlock` of the file; the results in file order, then the
+        results for the series cut by row-group boundaries. Raises :class:`NotSeriesLayout` (from the file, or
+        from ``visit``) when the layout does not hold; ``visit`` runs on the reader threads."""
+        import pyarrow as pa
+
+        meta = self._source.metadata
+        n_groups = self._source.num_row_groups
+        first_row = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(n_groups)]).tolist()
+        constants = [_constant_text(meta, i, list(_SERIES_TEXT)) for i in range(n_groups)]
+        length, grid = self.length, self._grid
+        stop: list[BaseException] = []
+        columns = ["timestamp", *_SERIES_TEXT, "value"]
+
+        def load(reader: _ParquetSource, i: int) -> tuple[list[Any], list[tuple[int, int, np.ndarray, Any]]]:
+            pos, end = first_row[i], first_row[i + 1]
+            if end == pos:
+                return [], []
+            rg = reader.read_row_group(i, [c for c in columns if c not in constants[i]])
+            ts_col = rg.column("timestamp")
+            whole = ts_col.chunk(0) if ts_col.num_chunks == 1 else ts_col.combine_chunks()
+            if not pa.types.is_timestamp(ts_col.type) or whole.null_count or \
+                    not grid.matches(_buffer(whole.view(pa.int64()), np.int64), pos, ts_col.type.unit):
+                raise NotSeriesLayout
+            value_col = rg.column("value")
+            chunk = value_col.chunk(0) if value_col.num_chunks == 1 else value_col.combine_chunks()
+            if not pa.types.is_float64(chunk.type) or chunk.null_count:
+                raise NotSeriesLayout
+            values = _buffer(chunk, np.float64)
+            # Series starting inside this row group, and the rows where names may change: series starts only.
+            first_full = -(-pos // length) * length
+            starts = np.arange(first_full, end, length, dtype=np.int64)
+            heads = np.concatenate(([pos], starts)) if pos < first_full else starts
+            names: dict[str, list[str]] = {}  # column → the name at every head
+            for c in _SERIES_TEXT:
+                if c in constants[i]:
+                    names[c] = [constants[i][c]] * heads.size
+                    continue
+                run_starts, run_names = [], []
+                for starts_c, local, index in _local_runs(rg.column(c), pos):
+                    run_starts.append(starts_c)
+                    run_names += [local[k] for k in index.tolist()]
+                # A chunk boundary starts a run that only continues the previous one.
+                keep = [0] + [j for j in range(1, len(run_names)) if run_names[j] != run_names[j - 1]]
+                at = np.concatenate(run_starts)[keep]
+                if not np.isin(at, heads).all():
+                    raise NotSeriesLayout  # a name changes inside a series
+                names[c] = [run_names[keep[j]] for j in (np.searchsorted(at, heads, side="right") - 1).tolist()]
+            out, cut = [], []
+            if pos < first_full:  # the tail of a series that began in an earlier row group
+                k = min(first_full, end) - pos
+                cut.append((pos // length, pos % length, values[:k].copy(), tuple(n[0] for n in names.values())))
+            whole_starts = starts[starts + length <= end]
+            offset = 1 if pos < first_full else 0
+            if whole_starts.size:
+                a = int(whole_starts[0]) - pos
+                block = values[a:a + whole_starts.size * length].reshape(whole_starts.size, length)
+                out.append(visit(SeriesBlock(whole_starts // length, block,
+                                             {c: v[offset:offset + whole_starts.size] for c, v in names.items()})))
+            if starts.size > whole_starts.size:  # the head of a series that ends in a later row group
+                s0 = int(starts[-1])
+                cut.append((s0 // length, 0, values[s0 - pos:].copy(), tuple(n[-1] for n in names.values())))
+            return out, cut
+
+        def share(k: int) -> list[tuple[list[Any], list[Any]]]:
+            done = []
+            reader = self._source if k == 0 else _ParquetSource(self.path, read_dictionary=list(_SERIES_TEXT))
+            try:
+                for i in range(k, n_groups, threads):
+                    if stop:
+                        break
+                    try:
+                        done.append(load(reader, i))
+                    except BaseException as exc:
+                        stop.append(exc)
+                        raise
+            finally:
+                if k:
+                    reader.close()
+            return done
+
+        shares = parallel_map(share, list(range(min(threads, max(n_groups, 1)))), threads)
+        loaded = [shares[i % len(shares)][i // len(shares)] for i in range(n_groups)]
+        results = [r for out, _ in loaded for r in out]
+        pieces: dict[int, list[tuple[int, np.ndarray, Any]]] = {}
+        for _, cut in loaded:
+            for series, offset, part, key in cut:
+                pieces.setdefault(series, []).append((offset, part, key))
+        if pieces:
+            stitched = sorted(pieces)
+            block = np.empty((len(stitched), length))
+            keys = []
+            for row, series in enumerate(stitched):
+                parts = sorted(pieces[series], key=lambda p: p[0])
+                at = 0
+                for offset, part, key in parts:
+                    if offset != at or key != parts[0][2]:
+                        raise NotSeriesLayout
+                    block[row, at:at + part.size] = part
+                    at += part.size
+                if at != length:
+                    raise NotSeriesLayout
+                keys.append(parts[0][2])
+            results.append(visit(SeriesBlock(np.asarray(stitched, dtype=np.int64), block,
+                                             {c: [k[j] for k in keys] for j, c in enumerate(_SERIES_TEXT)})))
+        return results
 
 
 def read_csv(path: Path, *, region: str | None = None) -> TidyColumns:

@@ -109,16 +109,20 @@ def test_clean_on_implied_timestamps_still_applies_the_window(tmp_path: Path) ->
     assert float(cleaned.ts.min()) == cut
 
 
-def test_the_parquet_fast_path_imports_nothing_slow(tmp_path: Path) -> None:
-    """pyarrow.compute (~0.1 s), pandas (~1 s) and numpy.ma (~11 ms) stay unimported by a clean read+build:
-    a 5-minute fold in a fresh task process pays every import."""
+@pytest.mark.parametrize("entry", ["build(frame.read_metrics(sys.argv[1]))",
+                                   "assert fingerprint._build_streamed(Path(sys.argv[1]), region=None, "
+                                   "params=fingerprint.ProfileParams(), max_warnings=9, min_rows=0)"])
+def test_the_parquet_fast_path_imports_nothing_slow(tmp_path: Path, entry: str) -> None:
+    """pyarrow.compute (~0.1 s), pandas (~1 s) and numpy.ma (~11 ms) stay unimported by a clean read+build,
+    and by the streamed build: a 5-minute fold in a fresh task process pays every import."""
     import subprocess
     import sys
 
     path = tmp_path / "grid.parquet"
     _write(path, _grid_ts(20), series=20)
-    probe = ("import sys\nfrom shadowing.metrics import frame\nfrom shadowing.capacity.fingerprint import build\n"
-             "frame._IMPLIED_TS_MIN_ROWS = 0\nbuild(frame.read_metrics(sys.argv[1]))\n"
+    probe = ("import sys\nfrom pathlib import Path\nfrom shadowing.metrics import frame\n"
+             "from shadowing.capacity import fingerprint\nfrom shadowing.capacity.fingerprint import build\n"
+             f"frame._IMPLIED_TS_MIN_ROWS = 0\n{entry}\n"
              "print(sorted(m for m in ('pyarrow.compute', 'pandas', 'numpy.ma') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
