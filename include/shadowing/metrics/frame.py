@@ -14,6 +14,7 @@ generically; an input with nothing usable left raises :class:`~shadowing.errors.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ import numpy as np
 
 from shadowing.errors import InputError
 from shadowing.metrics.names import CANONICAL_METRICS, PERCENT_METRICS, TIDY_COLUMNS
+from shadowing.metrics.parquet_runs import dictionary_runs
 
 if TYPE_CHECKING:  # pandas costs about a second to import: the Parquet path of the profiler never needs it
     import pandas as pd
@@ -35,6 +37,8 @@ CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
 _MEMORY_MAP = False
 _READ_THREADS = 2
 _PARALLEL_READ_MIN_ROWS = 10_000_000
+# Text columns' runs read from their pages (parquet_runs) instead of decoded by pyarrow row by row.
+_RAW_TEXT_RUNS = True
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -429,6 +433,18 @@ def _constant_text(metadata: Any, i: int, text: list[str]) -> dict[str, str]:
     return out
 
 
+def _page_runs(fd: int | None, source: _ParquetSource, i: int, column: str, pos: int
+               ) -> list[tuple[np.ndarray, list[str], np.ndarray]] | None:
+    """Row group i's runs of a text column (as :func:`_local_runs`) straight from its pages, or None: decode
+    it with pyarrow (:mod:`shadowing.metrics.parquet_runs` does not take the chunk, or ``fd`` is None)."""
+    if fd is None:
+        return None
+    j = source.names.index(column)
+    meta = source.metadata
+    runs = dictionary_runs(fd, meta.row_group(i).column(j), meta.schema.column(j), pos)
+    return None if runs is None else [runs]
+
+
 def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     """Parquet tidy frame → columns, reading only the needed columns, text as dictionary codes.
 
@@ -462,10 +478,12 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
 
     def load(reader: Any, i: int) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Row group i into ts/values (its own rows) and its text runs; safe to run on several threads."""
-        # A text column constant over the row group is one run: no need to decode it.
-        columns = [c for c in wanted if c not in constants[i]]
-        rg = reader.read_row_group(i, columns)
+        # A text column constant over the row group is one run: no need to decode it; nor one whose runs
+        # can be read from its pages.
         pos = first_row[i]
+        page_runs = {c: runs for c in text if c not in constants[i]
+                     and (runs := _page_runs(fd, pf, i, c, pos)) is not None}
+        rg = reader.read_row_group(i, [c for c in wanted if c not in constants[i] and c not in page_runs])
         nulls: list[np.ndarray] = []
         ts_col = rg.column("timestamp")
         if grid is not None:
@@ -500,6 +518,8 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         for c in names:
             if c in constants[i]:
                 runs_of[c] = [(np.array([pos], dtype=np.int64), [constants[i][c]], np.zeros(1, dtype=np.int64))]
+            elif c in page_runs:
+                runs_of[c] = page_runs[c]
             else:
                 runs_of[c] = _local_runs(rg.column(c), pos) if c in rg.column_names else None
         return nulls, runs_of
@@ -515,8 +535,13 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         with _ParquetSource(path, read_dictionary=text) as reader:
             return [load(reader, i) for i in range(k, n_groups, threads)]
 
-    with pf:
-        shares = parallel_map(share, list(range(min(threads, max(n_groups, 1)))), threads)
+    fd = os.open(path, os.O_RDONLY) if _RAW_TEXT_RUNS else None
+    try:
+        with pf:
+            shares = parallel_map(share, list(range(min(threads, max(n_groups, 1)))), threads)
+    finally:
+        if fd is not None:
+            os.close(fd)
     loaded = [shares[i % len(shares)][i // len(shares)] for i in range(n_groups)]
     run_starts: dict[str, list[np.ndarray]] = {c: [] for c in names}
     run_codes: dict[str, list[np.ndarray]] = {c: [] for c in names}
@@ -627,6 +652,7 @@ class SeriesFile:
         self.length = int(grid.raw.size)
         self.n_rows = int(source.metadata.num_rows)
         self.n_series = self.n_rows // self.length
+        self._fd: int | None = os.open(path, os.O_RDONLY) if _RAW_TEXT_RUNS else None
 
     @classmethod
     def open(cls, path: Path | str) -> SeriesFile | None:
@@ -646,6 +672,9 @@ class SeriesFile:
 
     def close(self) -> None:
         self._source.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> SeriesFile:
         return self
@@ -671,7 +700,9 @@ class SeriesFile:
             pos, end = first_row[i], first_row[i + 1]
             if end == pos:
                 return [], []
-            rg = reader.read_row_group(i, [c for c in columns if c not in constants[i]])
+            text_runs = {c: runs for c in _SERIES_TEXT if c not in constants[i]
+                         and (runs := _page_runs(self._fd, self._source, i, c, pos)) is not None}
+            rg = reader.read_row_group(i, [c for c in columns if c not in constants[i] and c not in text_runs])
             ts_col = rg.column("timestamp")
             whole = ts_col.chunk(0) if ts_col.num_chunks == 1 else ts_col.combine_chunks()
             if not pa.types.is_timestamp(ts_col.type) or whole.null_count or \
@@ -692,7 +723,7 @@ class SeriesFile:
                     names[c] = [constants[i][c]] * heads.size
                     continue
                 run_starts, run_names = [], []
-                for starts_c, local, index in _local_runs(rg.column(c), pos):
+                for starts_c, local, index in text_runs.get(c) or _local_runs(rg.column(c), pos):
                     run_starts.append(starts_c)
                     run_names += [local[k] for k in index.tolist()]
                 # A chunk boundary starts a run that only continues the previous one.
