@@ -869,12 +869,14 @@ def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, ma
     gather = position if index.order is None else position[index.order]
     inst = weights.result([p for _, _, parts in results for p in parts],
                           None if bool(np.all(gather == np.arange(n_series))) else gather)
-    entries = gb.Background(_entries, inst.batch, full=False) if n_series >= _THREAD_MIN_SERIES else None
+    # The totals before the entries' thread starts: hundreds of small numpy calls on this thread would each
+    # wait for the GIL that thread's Python holds (measured: 80 ms instead of 3).
     totals = np.zeros((len(index.pool_keys), grid.size))
     for p, key in enumerate(index.pool_keys):
         for per_thread in totals_of.values():
             if key in per_thread:
                 totals[p] += per_thread[key]
+    entries = gb.Background(_entries, inst.batch, full=False) if n_series >= _THREAD_MIN_SERIES else None
     state = _dense_finish(index, inst, entries, totals, grid, kw, services)
     region_rows = dict.fromkeys(coded["region"], 0)
     for name in names["region"]:
