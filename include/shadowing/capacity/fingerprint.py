@@ -35,7 +35,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from zlib import error as zlib_error
 
 import numpy as np
@@ -289,13 +289,19 @@ def _dense_window_state(cols: tidy.TidyColumns, layout: DenseLayout, *, end: flo
     return _dense_finish(index, inst, entries, totals, layout.grid, kw, cols.services)
 
 
-def _dense_kw(end: float, params: ProfileParams) -> dict[str, float]:
+class _DenseKw(TypedDict):
+    reference_time: float
+    ewma_half_life: float
+    decay_half_life: float
+
+
+def _dense_kw(end: float, params: ProfileParams) -> _DenseKw:
     return {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
             "decay_half_life": params.decay_half_life_seconds}
 
 
 def _dense_finish(index: _SeriesIndex, inst: gb.DenseResult, entries: gb.Background | None, totals: np.ndarray,
-                  grid: np.ndarray, kw: dict[str, float], services: list[str]) -> WindowState:
+                  grid: np.ndarray, kw: _DenseKw, services: list[str]) -> WindowState:
     """The pools, the service totals' statistics and the instance counts of a dense layout."""
     n_pool = len(index.pool_keys)
     pooled = gb.pool(inst.batch, index.pool_of_series, n_pool, with_how=False)
@@ -401,7 +407,7 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         del uniq_cell
     else:
         per_row = cols.values
-    agg_key = pool_of_row.astype(np.int64) * n_t + t_idx
+    agg_key = np.add(pool_of_row.astype(np.int64) * n_t, t_idx)  # int32 t_idx widens without a copy of its own
     del pool_of_row
     agg_sum = np.bincount(agg_key, weights=per_row, minlength=n_pool * n_t)
     if crowded_any:
@@ -784,77 +790,102 @@ def build_file(path: str | Path, *, region: str | None = None, params: ProfilePa
     params = params or ProfileParams()
     path = Path(path)
     if path.suffix.lower() in {".parquet", ".pq"} and path.is_file():
+        from pyarrow import ArrowException
+
         tidy.avoid_hugepage_compaction()
         try:
             fp = _build_streamed(path, region=region, params=params, max_warnings=max_warnings,
                                  min_rows=stream_min_rows)
-        except tidy.NotSeriesLayout:
-            fp = None
-        except Exception:  # noqa: BLE001 - a corrupt file: read_metrics below names the problem
+        except (tidy.NotSeriesLayout, OSError, ArrowException):  # a corrupt file: read_metrics names it
             fp = None
         if fp is not None:
             return fp
     return build(tidy.read_metrics(path, region=region), region=region, params=params, max_warnings=max_warnings)
 
 
-def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, max_warnings: int, min_rows: int
-                    ) -> dict[str, Any] | None:
+@dataclass
+class _Scanned:
+    """What a streamed scan of a file leaves: per block its series, names and statistics, and the totals."""
+
+    step: int
+    start: float
+    end: float
+    weights: gb.DenseWeights
+    kw: _DenseKw
+    blocks: list[tuple[np.ndarray, dict[str, list[str]], list[dict[str, np.ndarray]]]]
+    totals_of: dict[int, dict[tuple[str, str], np.ndarray]]  # reader thread → (service, metric) → total
+    n_series: int
+    length: int
+
+
+def _scan(sf: tidy.SeriesFile, params: ProfileParams) -> _Scanned | None:
+    """Every block's statistics and the service totals, on the reader's threads (None: not on the step)."""
     import threading
 
+    grid = sf.grid
+    step = int(params.step_seconds or _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60)
+    first = float(grid[0])
+    if first % step or not np.array_equal(grid, first + step * np.arange(grid.size, dtype=np.float64)):
+        return None  # not on the step's grid: the general path aligns it
+    end = float(grid[-1]) + step
+    kw = _dense_kw(end, params)
+    weights = gb.DenseWeights.of(grid, **kw)
+    per_block = weights.rows_per_block
+    limits: dict[str, tuple[float, float]] = {}
+    totals_of: dict[int, dict[tuple[str, str], np.ndarray]] = {}
+
+    def limit(metric: str) -> tuple[float, float]:
+        if metric not in limits:
+            limits[metric] = (0.0 if metric in tidy.NON_NEGATIVE_METRICS else -math.inf,
+                              100.0 if metric in PERCENT_METRICS else math.inf)
+        return limits[metric]
+
+    def visit(block: tidy.SeriesBlock) -> tuple[np.ndarray, dict[str, list[str]], list[dict[str, np.ndarray]]]:
+        lo, hi = np.array([limit(m) for m in block.names["metric"]]).reshape(-1, 2).T
+        parts = []
+        for a in range(0, block.values.shape[0], per_block):
+            def check(low: np.ndarray, high: np.ndarray, a: int = a) -> None:
+                # Anything clean() would drop (NaN, ±inf, negative, above 100 %): the general path reports it.
+                if not (np.isfinite(low).all() and np.isfinite(high).all()
+                        and (low >= lo[a:a + low.size]).all() and (high <= hi[a:a + high.size]).all()):
+                    raise tidy.NotSeriesLayout
+
+            with np.errstate(invalid="ignore", over="ignore"):  # ±inf rows are given up in check()
+                parts.append(weights.block(block.values[a:a + per_block], check))
+        totals = totals_of.setdefault(threading.get_ident(), {})
+        for row, key in enumerate(zip(block.names["service"], block.names["metric"], strict=True)):
+            total = totals.get(key)
+            if total is None:
+                totals[key] = block.values[row].copy()
+            else:
+                np.add(total, block.values[row], out=total)
+        return block.series, block.names, parts
+
+    blocks = sf.scan(visit)
+    return _Scanned(step, first, end, weights, kw, blocks, totals_of, sf.n_series, sf.length)
+
+
+def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, max_warnings: int, min_rows: int
+                    ) -> dict[str, Any] | None:
+    """:func:`build_file`'s streamed path; None (or :class:`~shadowing.metrics.frame.NotSeriesLayout`) when
+    the file is not one it takes."""
     series_file = tidy.SeriesFile.open(path)
     if series_file is None:
         return None
     with series_file as sf:
-        grid = sf.grid
         if sf.n_rows < max(min_rows, _DENSE_MIN_LENGTH) or sf.length < _DENSE_MIN_LENGTH:
             return None
-        step = int(params.step_seconds or _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60)
-        first = float(grid[0])
-        if first % step or not np.array_equal(grid, first + step * np.arange(grid.size, dtype=np.float64)):
-            return None  # not on the step's grid: the general path aligns it
-        start, end = first, float(grid[-1]) + step
-        kw = _dense_kw(end, params)
-        weights = gb.DenseWeights.of(grid, **kw)
-        per_block = weights.rows_per_block
-        limits: dict[str, tuple[float, float]] = {}
-        totals_of: dict[int, dict[tuple[str, str], np.ndarray]] = {}  # per reader thread
-
-        def limit(metric: str) -> tuple[float, float]:
-            if metric not in limits:
-                limits[metric] = (0.0 if metric in tidy.NON_NEGATIVE_METRICS else -math.inf,
-                                  100.0 if metric in PERCENT_METRICS else math.inf)
-            return limits[metric]
-
-        def visit(block: tidy.SeriesBlock) -> tuple[np.ndarray, dict[str, list[str]], list[dict[str, np.ndarray]]]:
-            lo, hi = np.array([limit(m) for m in block.names["metric"]]).reshape(-1, 2).T
-            parts = []
-            for a in range(0, block.values.shape[0], per_block):
-                def check(low: np.ndarray, high: np.ndarray, a: int = a) -> None:
-                    # Anything clean() would drop (NaN, ±inf, negative, above 100 %): the general path reports it.
-                    if not (np.isfinite(low).all() and np.isfinite(high).all()
-                            and (low >= lo[a:a + low.size]).all() and (high <= hi[a:a + high.size]).all()):
-                        raise tidy.NotSeriesLayout
-
-                with np.errstate(invalid="ignore", over="ignore"):  # ±inf rows are given up in check()
-                    parts.append(weights.block(block.values[a:a + per_block], check))
-            totals = totals_of.setdefault(threading.get_ident(), {})
-            for row, key in enumerate(zip(block.names["service"], block.names["metric"], strict=True)):
-                total = totals.get(key)
-                if total is None:
-                    totals[key] = block.values[row].copy()
-                else:
-                    np.add(total, block.values[row], out=total)
-            return block.series, block.names, parts
-
-        results = sf.scan(visit)
-        n_series = sf.n_series
+        scanned = _scan(sf, params)
+    if scanned is None:
+        return None
+    n_series = scanned.n_series
     # Names in file order, coded by first appearance (as read_parquet codes them).
     names: dict[str, list[str]] = {c: [""] * n_series for c in ("region", "service", "instance_id", "metric")}
-    for series, block_names, _ in results:
+    for series, block_names, _ in scanned.blocks:
         for c, column in names.items():
             for i, name in zip(series.tolist(), block_names[c], strict=True):
                 column[i] = name
-    coded = {c: {} for c in names}  # type: dict[str, dict[str, int]]
+    coded: dict[str, dict[str, int]] = {c: {} for c in names}
     codes = {c: np.array([coded[c].setdefault(v, len(coded[c])) for v in column], dtype=np.int64)
              for c, column in names.items()}
     services, instances, metrics = (list(coded[c]) for c in ("service", "instance_id", "metric"))
@@ -863,24 +894,23 @@ def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, ma
                           [instances[p % len(instances)] for p in pairs.tolist()], metrics)
     if index is None:
         return None  # a series repeats: the general path averages its duplicates
-    scanned = np.concatenate([series for series, _, _ in results])
     position = np.empty(n_series, dtype=np.int64)
-    position[scanned] = np.arange(n_series)
+    position[np.concatenate([series for series, _, _ in scanned.blocks])] = np.arange(n_series)
     gather = position if index.order is None else position[index.order]
-    inst = weights.result([p for _, _, parts in results for p in parts],
-                          None if bool(np.all(gather == np.arange(n_series))) else gather)
+    inst = scanned.weights.result([p for _, _, parts in scanned.blocks for p in parts],
+                                  None if bool(np.all(gather == np.arange(n_series))) else gather)
     # The totals before the entries' thread starts: hundreds of small numpy calls on this thread would each
     # wait for the GIL that thread's Python holds (measured: 80 ms instead of 3).
-    totals = np.zeros((len(index.pool_keys), grid.size))
+    totals = np.zeros((len(index.pool_keys), scanned.length))
     for p, key in enumerate(index.pool_keys):
-        for per_thread in totals_of.values():
+        for per_thread in scanned.totals_of.values():
             if key in per_thread:
                 totals[p] += per_thread[key]
     entries = gb.Background(_entries, inst.batch, full=False) if n_series >= _THREAD_MIN_SERIES else None
-    state = _dense_finish(index, inst, entries, totals, grid, kw, services)
+    state = _dense_finish(index, inst, entries, totals, sf.grid, scanned.kw, services)
     region_rows = dict.fromkeys(coded["region"], 0)
     for name in names["region"]:
-        region_rows[name] += sf.length
+        region_rows[name] += scanned.length
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
     warnings = []
     if len(region_rows) > 1 and region is None:
@@ -888,7 +918,8 @@ def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, ma
     unknown = sorted(set(metrics) - set(tidy.CANONICAL_METRICS))
     if unknown:
         warnings.append(f"{path}: unknown metric name(s) {', '.join(unknown)} profiled generically")
-    fp = render(state, region=region or top_region, start=start, end=end, step=step, params=params,
+    start, end = scanned.start, scanned.end
+    fp = render(state, region=region or top_region, start=start, end=end, step=scanned.step, params=params,
                 warnings=warnings[:max_warnings], history_start=start, folds=0)
     fp["quality"] = window_quality(None, window=(start, end), state=state)
     return fp
