@@ -37,8 +37,8 @@ CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
 _MEMORY_MAP = False
 _READ_THREADS = 2
 _PARALLEL_READ_MIN_ROWS = 10_000_000
-# Text columns' runs read from their pages (parquet_runs) instead of decoded by pyarrow row by row.
-_RAW_TEXT_RUNS = True
+# Text columns' runs read from their pages (parquet_runs, with os.pread) instead of decoded by pyarrow row by row.
+_RAW_TEXT_RUNS = hasattr(os, "pread")
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

@@ -35,6 +35,8 @@ def _table(*, services: int = 3, instances: int = 4, metrics: tuple[str, ...] = 
     for k, (_, _, m) in enumerate(keys):
         scale = 60.0 if m == "cpu_utilization" else 1e6
         values[k * LENGTH:(k + 1) * LENGTH] = rng.uniform(0.05, 1.0, LENGTH) * scale
+    values[:LENGTH] = 0.0  # an idle series, and zeros inside others: the sketch's zero bucket
+    values[LENGTH + 7:len(values):997] = 0.0
     return {"timestamp": np.tile(START_MS + STEP_MS * np.arange(LENGTH, dtype=np.int64), len(keys)),
             "region": ["us-east-1"] * n,
             "service": np.repeat([k[0] for k in keys], LENGTH), "instance_id": np.repeat([k[1] for k in keys], LENGTH),
