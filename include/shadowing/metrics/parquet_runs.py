@@ -275,6 +275,14 @@ def _plain_strings(data: bytes, count: int, wanted: np.ndarray) -> list[str]:
     """Entries ``wanted`` (sorted) of a PLAIN BYTE_ARRAY page: 4-byte little-endian length, then the bytes."""
     if wanted.size and (int(wanted[0]) < 0 or int(wanted[-1]) >= count):
         raise _Unsupported("index outside the dictionary")
+    if count > 64 and len(data) >= 4:
+        # Names of one length (instance ids, zero-padded names): every entry at a fixed stride, checked at once.
+        (first,) = struct.unpack_from("<I", data, 0)
+        stride = 4 + first
+        if stride * count == len(data):
+            sizes = np.frombuffer(data, dtype=np.uint8).reshape(count, stride)[:, :4].copy().view("<u4")
+            if bool((sizes == first).all()):
+                return [data[k * stride + 4:(k + 1) * stride].decode("utf-8") for k in wanted.tolist()]
     out: list[str] = []
     pos = 0
     targets = wanted.tolist()

@@ -111,6 +111,18 @@ def test_other_columns_are_left_to_pyarrow_or_match(tmp_path: Path, kind: str, d
         assert not taken[0] and all(taken[1:])  # the chunk with a null goes to pyarrow
 
 
+def test_a_whole_category_list_in_every_row_group(tmp_path: Path) -> None:
+    """Writers of categoricals store every category in every row group's dictionary: equal-length names
+    (read at a fixed stride) and names of mixed lengths."""
+    for width in ("fixed", "mixed"):
+        categories = [f"i-{k:017d}" if width == "fixed" else f"i-{k}" for k in range(5000)]
+        codes = np.repeat(np.arange(0, 5000, 97), 700)
+        column = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), pa.array(categories))
+        path = tmp_path / f"{width}.parquet"
+        pq.write_table(pa.table({"name": column, "value": np.zeros(codes.size)}), path, row_group_size=9_000)
+        assert all(_check_file(path))
+
+
 def test_plain_encoded_and_dictionary_fallback_chunks_go_to_pyarrow(tmp_path: Path) -> None:
     names = _names("series", 30_000, np.random.default_rng(2))
     assert not any(_check_file(_write(tmp_path / "plain.parquet", names, use_dictionary=False)))
