@@ -39,6 +39,8 @@ _READ_THREADS = 2
 _PARALLEL_READ_MIN_ROWS = 10_000_000
 # Text columns' runs read from their pages (parquet_runs, with os.pread) instead of decoded by pyarrow row by row.
 _RAW_TEXT_RUNS = hasattr(os, "pread")
+# Below this many rows pyarrow decodes a text chunk (≈3 ns a row) faster than its page headers parse in Python.
+_PAGE_RUNS_MIN_ROWS = 1 << 16
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -437,10 +439,10 @@ def _page_runs(fd: int | None, source: _ParquetSource, i: int, column: str, pos:
                ) -> list[tuple[np.ndarray, list[str], np.ndarray]] | None:
     """Row group i's runs of a text column (as :func:`_local_runs`) straight from its pages, or None: decode
     it with pyarrow (:mod:`shadowing.metrics.parquet_runs` does not take the chunk, or ``fd`` is None)."""
-    if fd is None:
+    meta = source.metadata
+    if fd is None or meta.row_group(i).num_rows < _PAGE_RUNS_MIN_ROWS:
         return None
     j = source.names.index(column)
-    meta = source.metadata
     runs = dictionary_runs(fd, meta.row_group(i).column(j), meta.schema.column(j), pos)
     return None if runs is None else [runs]
 

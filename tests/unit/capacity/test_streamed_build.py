@@ -87,8 +87,12 @@ def _assert_equivalent(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("row_group_size", [1000, LENGTH * 4, 7 * LENGTH + 13, 10**6])
-def test_streamed_fingerprint_equals_the_whole_file_build(tmp_path: Path, row_group_size: int) -> None:
-    """Row groups cutting series (stitched afterwards), aligned to them, or one for the whole file."""
+@pytest.mark.parametrize("page_runs", [True, False])
+def test_streamed_fingerprint_equals_the_whole_file_build(tmp_path: Path, row_group_size: int, page_runs: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups cutting series (stitched afterwards), aligned to them, or one for the whole file; text runs
+    from the pages (whatever the row group's size) or from pyarrow."""
+    monkeypatch.setattr(frame, "_PAGE_RUNS_MIN_ROWS", 0 if page_runs else 10**12)
     path = _write(tmp_path / "m.parquet", _table(), row_group_size=row_group_size)
     streamed = _streamed(path)
     assert streamed is not None

@@ -153,3 +153,32 @@ def test_corrupt_pages_never_raise(tmp_path: Path) -> None:
         if got is not None:
             starts, names, index = got
             assert starts.size == index.size and int(index.max()) < len(names)
+
+
+@pytest.mark.parametrize("kind", ["series", "uneven", "nulls", "random"])
+def test_the_reader_reads_the_same_columns_with_page_runs_or_without(tmp_path: Path, kind: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_parquet through page runs (every row group, however small) = read_parquet through pyarrow."""
+    n = 30_000
+    rng = np.random.default_rng(5)
+    instance = _names(kind, n, rng)
+    table = pa.table({
+        "timestamp": pa.array(1_741_132_800_000 + 60_000 * (np.arange(n) % 1440), type=pa.timestamp("ms", tz="UTC")),
+        "region": pa.array(["us-east-1"] * n).dictionary_encode(),
+        "service": pa.array([f"svc-{k // 9000}" for k in range(n)]).dictionary_encode(),
+        "instance_id": pa.array(instance, type=pa.string()).dictionary_encode(),
+        "metric": pa.array(["cpu_utilization", "network_in_bytes"] * (n // 2)).dictionary_encode(),
+        "value": rng.uniform(1, 90, n),
+    })
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=7_000)
+
+    def read(page_runs: bool) -> frame.TidyColumns:
+        monkeypatch.setattr(frame, "_PAGE_RUNS_MIN_ROWS", 0 if page_runs else 10**12)
+        return frame.read_metrics(path)
+
+    got, want = read(True), read(False)
+    for name in ("services", "instances", "metrics", "region"):
+        assert getattr(got, name) == getattr(want, name)
+    for name in ("service", "instance", "metric", "values", "ts"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
