@@ -660,9 +660,13 @@ class SeriesFile:
     def open(cls, path: Path | str) -> SeriesFile | None:
         """The file, if its columns and first series fit the layout (None otherwise: nothing was read)."""
         path = Path(path)
-        source = _ParquetSource(path, read_dictionary=list(_SERIES_TEXT))
+        names = _ParquetSource(path)
+        present = [c for c in _SERIES_TEXT if c in names.names]
+        required = all(c in names.names for c in ("timestamp", "metric", "value"))
+        names.close()
+        source = _ParquetSource(path, read_dictionary=present)
         try:
-            if any(c not in source.names for c in ("timestamp", *_SERIES_TEXT, "value")):
+            if not required:
                 raise NotSeriesLayout
             grid = _probe_grid(source, int(source.metadata.num_rows))
             if grid is None:
@@ -693,7 +697,9 @@ class SeriesFile:
         meta = self._source.metadata
         n_groups = self._source.num_row_groups
         first_row = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(n_groups)]).tolist()
-        constants = [_constant_text(meta, i, list(_SERIES_TEXT)) for i in range(n_groups)]
+        # A text column the file lacks is "unknown" throughout (as read_parquet names it).
+        absent = {c: "unknown" for c in _SERIES_TEXT if c not in self._source.names}
+        constants = [{**absent, **_constant_text(meta, i, list(_SERIES_TEXT))} for i in range(n_groups)]
         length, grid = self.length, self._grid
         stop: list[BaseException] = []
         columns = ["timestamp", *_SERIES_TEXT, "value"]
@@ -752,7 +758,8 @@ class SeriesFile:
 
         def share(k: int) -> list[tuple[list[Any], list[Any]]]:
             done = []
-            reader = self._source if k == 0 else _ParquetSource(self.path, read_dictionary=list(_SERIES_TEXT))
+            reader = self._source if k == 0 else _ParquetSource(
+                self.path, read_dictionary=[c for c in _SERIES_TEXT if c in self._source.names])
             try:
                 for i in range(k, n_groups, threads):
                     if stop:

@@ -43,15 +43,17 @@ def _table(*, services: int = 3, instances: int = 4, metrics: tuple[str, ...] = 
             "metric": np.repeat([k[2] for k in keys], LENGTH), "value": values}
 
 
-def _write(path: Path, data: dict[str, Any], *, row_group_size: int = 1000, order: np.ndarray | None = None) -> Path:
-    """``order``: the series in this order (a file not sorted by instance and metric)."""
+def _write(path: Path, data: dict[str, Any], *, row_group_size: int = 1000, order: np.ndarray | None = None,
+           without: tuple[str, ...] = ()) -> Path:
+    """``order``: the series in this order (a file not sorted by instance and metric); ``without``: columns
+    the file lacks."""
     if order is not None:
         rows = (order[:, None] * LENGTH + np.arange(LENGTH)).reshape(-1)
         data = {c: np.asarray(v)[rows] for c, v in data.items()}
     table = pa.table({
         "timestamp": pa.array(data["timestamp"], type=pa.timestamp("ms", tz="UTC")),
         **{c: pa.array(np.asarray(data[c], dtype=object)).dictionary_encode()
-           for c in ("region", "service", "instance_id", "metric")},
+           for c in ("region", "service", "instance_id", "metric") if c not in without},
         "value": pa.array(data["value"], type=pa.float64()),
     })
     pq.write_table(table, path, row_group_size=row_group_size)
@@ -107,6 +109,18 @@ def test_series_in_any_order_come_out_in_the_fingerprints_order(tmp_path: Path) 
     streamed = _streamed(path)
     assert streamed is not None
     _assert_equivalent(streamed, build(frame.read_metrics(path)))
+
+
+@pytest.mark.parametrize("without", [("region",), ("region", "service")])
+def test_a_file_without_region_or_service_columns_is_streamed_as_unknown(tmp_path: Path,
+                                                                       without: tuple[str, ...]) -> None:
+    data = _table(services=1)
+    path = _write(tmp_path / "bare.parquet", data, without=without)
+    streamed = _streamed(path)
+    assert streamed is not None
+    _assert_equivalent(streamed, build(frame.read_metrics(path)))
+    assert streamed["region"] == "unknown"
+    assert list(streamed["services"]) == (["unknown"] if "service" in without else ["svc-0"])
 
 
 def test_several_regions_are_reported_and_the_biggest_is_profiled(tmp_path: Path) -> None:
