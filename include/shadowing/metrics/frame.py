@@ -815,24 +815,157 @@ def read_csv(path: Path, *, region: str | None = None) -> TidyColumns:
                             f"{row.actual_columns} fields: {row.text[:60]!r}")
         return "skip"
 
-    try:
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-                               convert_options=pacsv.ConvertOptions(
-                                   column_types={c: pa.string() for c in TIDY_COLUMNS}))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"unreadable CSV: {exc}", source=str(path)) from exc
-    df = table.to_pandas()
-    # Keep original file line numbers (header is line 1) when rows were skipped by the parser.
-    if set(df.columns) >= {"timestamp", "value"} and "metric" not in df.columns:
-        cols = from_cloudwatch_export(df, path, region=region)
-    else:
-        cols = from_pandas(df, source=str(path), region=region)
+    parse = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    cols = None
+    if {"timestamp", "metric", "value"} <= set(_csv_header(path)):
+        # A tidy CSV whose values all parse as numbers: typed by pyarrow and coded without pandas (about ten
+        # times faster). A cell that does not parse sends the file to the tolerant path below, which reports it.
+        try:
+            table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
+                column_types={"timestamp": pa.string(), "value": pa.float64(),
+                              **{c: pa.dictionary(pa.int32(), pa.string()) for c in _SERIES_TEXT}}))
+            cols = _from_arrow(table, source=str(path), region=region)
+        except pa.ArrowInvalid:
+            bad_rows.clear()
+        except OSError as exc:
+            raise InputError(f"unreadable CSV: {exc}", source=str(path)) from exc
+    if cols is None:
+        try:
+            table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in TIDY_COLUMNS}))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"unreadable CSV: {exc}", source=str(path)) from exc
+        df = table.to_pandas()
+        if set(df.columns) >= {"timestamp", "value"} and "metric" not in df.columns:
+            cols = from_cloudwatch_export(df, path, region=region)
+        else:
+            cols = from_pandas(df, source=str(path), region=region)
     # Messages name file lines (the header is line 1).
     cols.rows = np.arange(len(cols)) + 2
     if bad_rows:
         cols.rows = _line_numbers(path, len(cols))
         shown = "; ".join(bad_rows[:_MAX_EXAMPLES])
         cols.warnings.append(f"{path}: {len(bad_rows)} malformed row(s) skipped ({shown})")
+    return cols
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names on a CSV file's first line ([] if it cannot be read as text)."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return next(csv.reader([fh.readline()]), [])
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _nulls(array: Any) -> np.ndarray:
+    """The null mask of an Arrow array, from its validity bitmap (to_numpy would import pandas)."""
+    validity = array.buffers()[0]
+    if validity is None or not array.null_count:
+        return np.zeros(len(array), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return ~bits[array.offset:array.offset + len(array)].astype(bool)
+
+
+def _numbers(array: Any, dtype: Any, fill: Any) -> np.ndarray:
+    """A primitive Arrow array as numpy ``dtype``, ``fill`` at its nulls."""
+    out = _buffer(array, array.type.to_pandas_dtype()).astype(dtype)
+    if array.null_count:
+        out[_nulls(array)] = fill
+    return out
+
+
+def _first_seen(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, int]:
+    """Each code's rank by first appearance in ``codes`` (what pandas.factorize(sort=False) numbers; codes
+    that never appear rank last), and how many codes appear."""
+    first = np.full(n_codes, codes.size, dtype=np.int64)
+    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # repeated indices: the last write (first row) wins
+    rank = np.empty(n_codes, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(n_codes)
+    return rank, int((first < codes.size).sum())
+
+
+def _text_codes(column: Any) -> tuple[np.ndarray, list[str], bool]:
+    """A dictionary-typed column → (codes by first appearance, names, whether a null was seen); null →
+    "unknown", as from_pandas names it."""
+    column = column.unify_dictionaries()
+    names = column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
+    null = len(names)
+    parts = []
+    for chunk in column.chunks:
+        parts.append(_numbers(chunk.indices, np.int64, null) if not chunk.null_count else
+                     np.where(_nulls(chunk), null, _numbers(chunk.indices, np.int64, null)))
+    raw = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    labels = ["unknown" if v is None else str(v) for v in names] + ["unknown"]
+    # The same name can sit under two codes (a literal "unknown" and nulls): one code per name.
+    by_name: dict[str, int] = {}
+    merged = np.array([by_name.setdefault(v, len(by_name)) for v in labels], dtype=np.int64)
+    nulls = bool(raw.size) and bool((raw == null).any())
+    raw = merged[raw]
+    rank, seen = _first_seen(raw, len(by_name))
+    ordered = sorted(by_name, key=lambda v: rank[by_name[v]])
+    return rank[raw].astype(np.int32), ordered[:seen], nulls
+
+
+def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
+    """A tidy table typed by pyarrow's CSV reader (timestamps as text) → columns: :func:`from_pandas`'s
+    result without pandas, unless the timestamps need pandas' mixed-format parsing."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    warnings: list[str] = []
+    text = table.column("timestamp")
+    ts = None
+    for typ in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):  # offsets or Z, then naive (UTC)
+        try:
+            parsed = text.cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        raw = parsed.combine_chunks().view(pa.int64()) if parsed.num_chunks else pa.array([], pa.int64())
+        ts = _numbers(raw, np.float64, math.nan) / 1e9  # not to_numpy: that imports pandas for timestamps
+        break
+    if ts is None:  # mixed or unusual formats: pandas parses what it can, the rest is reported
+        ts = _epoch_seconds(text.to_pandas())
+    values = np.concatenate([_numbers(c, np.float64, math.nan) for c in table.column("value").chunks]) \
+        if table.column("value").num_chunks else np.zeros(0)
+    coded: dict[str, tuple[np.ndarray, list[str]]] = {}
+    region_nulls = False
+    for col in _SERIES_TEXT:
+        if col in table.column_names:
+            codes, names, nulls = _text_codes(table.column(col))
+            coded[col] = (codes, names)
+            region_nulls = region_nulls or (col == "region" and nulls)
+        else:
+            coded[col] = (np.zeros(n, dtype=np.int32), ["unknown" if col != "region" else (region or "unknown")])
+            if col not in ("region", "metric"):
+                warnings.append(f"{source}: no {col!r} column; rows attributed to 'unknown'")
+    svc, services = coded["service"]
+    inst_name, inst_names = coded["instance_id"]
+    met, metrics = coded["metric"]
+    # Instance ids are scoped by service: one code per (service, instance) pair, by first appearance.
+    pair_key = svc.astype(np.int64) * max(len(inst_names), 1) + inst_name
+    pairs, pair_of_row = distinct_inverse(pair_key)
+    rank, _ = _first_seen(pair_of_row, pairs.size)
+    instances = [""] * pairs.size
+    for p, r in zip(pairs.tolist(), rank.tolist(), strict=True):
+        instances[r] = inst_names[p % max(len(inst_names), 1)]
+    regions = coded["region"][1]
+    if region_nulls:  # from_pandas counts the regions named, not the rows without one
+        codes = coded["region"][0]
+        unknown = regions.index("unknown")
+        named = np.zeros(len(regions), dtype=bool)
+        named[codes] = True  # every code that appears …
+        valid = ~np.concatenate([_nulls(c) for c in table.column("region").chunks])
+        literal = bool(np.any(valid & (codes == unknown)))
+        named[unknown] = literal  # … but "unknown" only if some row says so, not just nulls
+        regions = [r for k, r in enumerate(regions) if named[k]]
+    cols = TidyColumns(ts, values, svc, rank[pair_of_row].astype(np.int32), met, services, instances, metrics,
+                       region=region or (regions[0] if regions else None), source=source, warnings=warnings)
+    if len(regions) > 1:
+        cols.warnings.append(f"{source}: several regions in one input ({', '.join(regions)}); "
+                             f"profiled as {cols.region}")
     return cols
 
 
