@@ -887,26 +887,23 @@ def _first_seen(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, int]:
     return rank, int((first < codes.size).sum())
 
 
-def _text_codes(column: Any) -> tuple[np.ndarray, list[str], bool]:
-    """A dictionary-typed column → (codes by first appearance, names, whether a null was seen); null →
-    "unknown", as from_pandas names it."""
+def _text_codes(column: Any) -> tuple[np.ndarray, list[str]]:
+    """A dictionary-typed column of pyarrow's CSV reader → (codes numbered by first appearance, names).
+
+    The reader makes no nulls of text (an empty cell is the name ""): a null would raise ArrowInvalid and
+    send the file to the tolerant path.
+    """
+    import pyarrow as pa
+
+    if column.null_count:
+        raise pa.ArrowInvalid("null names")
     column = column.unify_dictionaries()
     names = column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
-    null = len(names)
-    parts = []
-    for chunk in column.chunks:
-        parts.append(_numbers(chunk.indices, np.int64, null) if not chunk.null_count else
-                     np.where(_nulls(chunk), null, _numbers(chunk.indices, np.int64, null)))
-    raw = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    labels = ["unknown" if v is None else str(v) for v in names] + ["unknown"]
-    # The same name can sit under two codes (a literal "unknown" and nulls): one code per name.
-    by_name: dict[str, int] = {}
-    merged = np.array([by_name.setdefault(v, len(by_name)) for v in labels], dtype=np.int64)
-    nulls = bool(raw.size) and bool((raw == null).any())
-    raw = merged[raw]
-    rank, seen = _first_seen(raw, len(by_name))
-    ordered = sorted(by_name, key=lambda v: rank[by_name[v]])
-    return rank[raw].astype(np.int32), ordered[:seen], nulls
+    raw = np.concatenate([_buffer(c.indices, c.indices.type.to_pandas_dtype()) for c in column.chunks]) \
+        if column.num_chunks else np.zeros(0, dtype=np.int64)
+    rank, seen = _first_seen(raw.astype(np.int64), len(names))
+    ordered = sorted(range(len(names)), key=lambda k: rank[k])
+    return rank[raw].astype(np.int32), [str(names[k]) for k in ordered[:seen]]
 
 
 def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
@@ -931,12 +928,9 @@ def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
     values = np.concatenate([_numbers(c, np.float64, math.nan) for c in table.column("value").chunks]) \
         if table.column("value").num_chunks else np.zeros(0)
     coded: dict[str, tuple[np.ndarray, list[str]]] = {}
-    region_nulls = False
     for col in _SERIES_TEXT:
         if col in table.column_names:
-            codes, names, nulls = _text_codes(table.column(col))
-            coded[col] = (codes, names)
-            region_nulls = region_nulls or (col == "region" and nulls)
+            coded[col] = _text_codes(table.column(col))
         else:
             coded[col] = (np.zeros(n, dtype=np.int32), ["unknown" if col != "region" else (region or "unknown")])
             if col not in ("region", "metric"):
@@ -952,15 +946,6 @@ def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
     for p, r in zip(pairs.tolist(), rank.tolist(), strict=True):
         instances[r] = inst_names[p % max(len(inst_names), 1)]
     regions = coded["region"][1]
-    if region_nulls:  # from_pandas counts the regions named, not the rows without one
-        codes = coded["region"][0]
-        unknown = regions.index("unknown")
-        named = np.zeros(len(regions), dtype=bool)
-        named[codes] = True  # every code that appears …
-        valid = ~np.concatenate([_nulls(c) for c in table.column("region").chunks])
-        literal = bool(np.any(valid & (codes == unknown)))
-        named[unknown] = literal  # … but "unknown" only if some row says so, not just nulls
-        regions = [r for k, r in enumerate(regions) if named[k]]
     cols = TidyColumns(ts, values, svc, rank[pair_of_row].astype(np.int32), met, services, instances, metrics,
                        region=region or (regions[0] if regions else None), source=source, warnings=warnings)
     if len(regions) > 1:
