@@ -887,28 +887,15 @@ def _first_seen(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, int]:
     return rank, int((first < codes.size).sum())
 
 
-def _text_codes(column: Any) -> tuple[np.ndarray, list[str]]:
-    """A dictionary-typed column of pyarrow's CSV reader → (codes numbered by first appearance, names).
-
-    The reader makes no nulls of text (an empty cell is the name ""): a null would raise ArrowInvalid and
-    send the file to the tolerant path.
-    """
-    import pyarrow as pa
-
-    if column.null_count:
-        raise pa.ArrowInvalid("null names")
-    column = column.unify_dictionaries()
-    names = column.chunk(0).dictionary.to_pylist() if column.num_chunks else []
-    raw = np.concatenate([_buffer(c.indices, c.indices.type.to_pandas_dtype()) for c in column.chunks]) \
-        if column.num_chunks else np.zeros(0, dtype=np.int64)
-    rank, seen = _first_seen(raw.astype(np.int64), len(names))
-    ordered = sorted(range(len(names)), key=lambda k: rank[k])
-    return rank[raw].astype(np.int32), [str(names[k]) for k in ordered[:seen]]
-
-
 def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
     """A tidy table typed by pyarrow's CSV reader (timestamps as text) → columns: :func:`from_pandas`'s
-    result without pandas, unless the timestamps need pandas' mixed-format parsing."""
+    result without pandas (unless the timestamps need its mixed-format parsing).
+
+    Names are coded per run of rows naming the same series (a tidy file holds long ones), in the order they
+    first appear, as pandas.factorize numbers them; the per-row code columns are implied by the runs. The
+    reader makes no nulls of text (an empty cell is the name ""): a null raises ArrowInvalid and sends the file
+    to the tolerant path.
+    """
     import pyarrow as pa
 
     n = table.num_rows
@@ -920,34 +907,60 @@ def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
             parsed = text.cast(typ)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-        raw = parsed.combine_chunks().view(pa.int64()) if parsed.num_chunks else pa.array([], pa.int64())
-        ts = _numbers(raw, np.float64, math.nan) / 1e9  # not to_numpy: that imports pandas for timestamps
+        raw_ts = parsed.combine_chunks().view(pa.int64()) if parsed.num_chunks else pa.array([], pa.int64())
+        ts = _numbers(raw_ts, np.float64, math.nan) / 1e9  # not to_numpy: that imports pandas for timestamps
         break
     if ts is None:  # mixed or unusual formats: pandas parses what it can, the rest is reported
         ts = _epoch_seconds(text.to_pandas())
     values = np.concatenate([_numbers(c, np.float64, math.nan) for c in table.column("value").chunks]) \
         if table.column("value").num_chunks else np.zeros(0)
-    coded: dict[str, tuple[np.ndarray, list[str]]] = {}
+    raw: dict[str, np.ndarray] = {}  # dictionary index of every row
+    names: dict[str, list[str]] = {}
     for col in _SERIES_TEXT:
-        if col in table.column_names:
-            coded[col] = _text_codes(table.column(col))
-        else:
-            coded[col] = (np.zeros(n, dtype=np.int32), ["unknown" if col != "region" else (region or "unknown")])
+        if col not in table.column_names:
+            names[col] = ["unknown" if col != "region" else (region or "unknown")]
             if col not in ("region", "metric"):
                 warnings.append(f"{source}: no {col!r} column; rows attributed to 'unknown'")
-    svc, services = coded["service"]
-    inst_name, inst_names = coded["instance_id"]
-    met, metrics = coded["metric"]
+            continue
+        column = table.column(col)
+        if column.null_count:
+            raise pa.ArrowInvalid("null names")
+        column = column.unify_dictionaries()
+        names[col] = [str(v) for v in column.chunk(0).dictionary.to_pylist()] if column.num_chunks else []
+        raw[col] = np.concatenate([_buffer(c.indices, c.indices.type.to_pandas_dtype()) for c in column.chunks]) \
+            if column.num_chunks else np.zeros(0, dtype=np.int32)
+
+    def run_starts(columns: list[str]) -> np.ndarray:
+        change = np.zeros(n, dtype=bool)
+        change[:1] = True
+        for c in columns:
+            if c in raw:
+                change[1:] |= raw[c][1:] != raw[c][:-1]
+        return np.flatnonzero(change)
+
+    def coded(col: str, starts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Codes of the runs (numbered by first appearance) and the names in that order."""
+        if col not in raw:
+            return np.zeros(starts.size, dtype=np.int32), names[col]
+        at = raw[col][starts].astype(np.int64)
+        rank, seen = _first_seen(at, len(names[col]))
+        ordered = sorted(range(len(names[col])), key=lambda k: int(rank[k]))[:seen]
+        return rank[at].astype(np.int32), [names[col][k] for k in ordered]
+
+    runs = run_starts(["service", "instance_id", "metric"])
+    svc, services = coded("service", runs)
+    inst_name, inst_names = coded("instance_id", runs)
+    met, metrics = coded("metric", runs)
     # Instance ids are scoped by service: one code per (service, instance) pair, by first appearance.
-    pair_key = svc.astype(np.int64) * max(len(inst_names), 1) + inst_name
-    pairs, pair_of_row = distinct_inverse(pair_key)
-    rank, _ = _first_seen(pair_of_row, pairs.size)
+    pairs, pair_of_run = distinct_inverse(svc.astype(np.int64) * max(len(inst_names), 1) + inst_name)
+    rank, _ = _first_seen(pair_of_run, pairs.size)
     instances = [""] * pairs.size
     for p, r in zip(pairs.tolist(), rank.tolist(), strict=True):
         instances[r] = inst_names[p % max(len(inst_names), 1)]
-    regions = coded["region"][1]
-    cols = TidyColumns(ts, values, svc, rank[pair_of_row].astype(np.int32), met, services, instances, metrics,
-                       region=region or (regions[0] if regions else None), source=source, warnings=warnings)
+    regions = coded("region", run_starts(["region"]))[1]
+    cols = TidyColumns(ts, values, None, None, None, services, instances, metrics,
+                       region=region or (regions[0] if regions else None), source=source, warnings=warnings,
+                       runs=runs, run_codes=(svc, rank[pair_of_run].astype(np.int32), met))
     if len(regions) > 1:
         cols.warnings.append(f"{source}: several regions in one input ({', '.join(regions)}); "
                              f"profiled as {cols.region}")
