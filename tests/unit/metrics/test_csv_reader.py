@@ -44,6 +44,7 @@ def _cases() -> dict[str, tuple[str, list[list[str]]]]:
             out[i][j] = v
         return out
 
+    cases["series_after_series"] = (HEADER, sorted(rows, key=lambda r: (r[3], r[0])))  # long runs of one series
     cases["naive_timestamps"] = (HEADER, [[r[0].rstrip("Z").replace("T", " "), *r[1:]] for r in rows])
     cases["offset_timestamps"] = (HEADER, [[r[0].replace("Z", "+00:00"), *r[1:]] for r in rows])
     cases["mixed_timestamps"] = (HEADER, edited({(5, 0): "2025-03-03 00:00:30", (9, 0): "2025-03-03T03:00:00+02:00"}))
