@@ -2,8 +2,10 @@
 
 :class:`TidyColumns` is the tidy frame (DESIGN §3) as numpy arrays with dictionary-encoded text columns
 (integer codes + names), which is what the vectorised profiler needs; readers produce it straight from
-Parquet (pyarrow, only the needed columns), tidy CSV, raw CloudWatch-export CSV (``timestamp,value``, metric
-named by the file) and pandas frames.
+Parquet (pyarrow, only the needed columns; text runs from the pages, :mod:`shadowing.metrics.parquet_runs`),
+tidy CSV (typed by pyarrow, pandas only for what does not parse), raw CloudWatch-export CSV
+(``timestamp,value``, metric named by the file) and pandas frames. :class:`SeriesFile` streams a big Parquet
+file laid out series after series to a visitor instead (the profiler's ``build_file``).
 
 :func:`clean` applies the bad-input rules: rows that cannot be good (unparseable, NaN/inf, negative where the
 metric cannot be negative, utilisation outside 0–100, exact duplicates, clock skew beyond the window) are
@@ -641,9 +643,10 @@ class SeriesFile:
     240 MB value column at 30M rows, faulted in page by page, then read again by the profiler), every row
     group's whole series are handed to a visitor as a (series × steps) view of the decoded buffer while it is
     still in cache, on two threads, each with its own reader. Series cut by a row-group boundary are copied
-    out and handed over last. Anything else (a timestamp off the grid, a null or non-float value, a name
-    changing inside a series, a missing column) stops the scan with :class:`NotSeriesLayout`, and the caller
-    reads the file with :func:`read_parquet`, whose cleaning reports what is wrong.
+    out and handed over last. A missing region, service or instance_id column is "unknown" throughout, as
+    :func:`read_parquet` names it. Anything else (a timestamp off the grid, a null or non-float value, a name
+    changing inside a series, no timestamp/metric/value column) stops the scan with :class:`NotSeriesLayout`,
+    and the caller reads the file with :func:`read_parquet`, whose cleaning reports what is wrong.
     """
 
     def __init__(self, path: Path, source: _ParquetSource, grid: _Grid) -> None:
@@ -658,7 +661,8 @@ class SeriesFile:
 
     @classmethod
     def open(cls, path: Path | str) -> SeriesFile | None:
-        """The file, if its columns and first series fit the layout (None otherwise: nothing was read)."""
+        """The file, if its columns and first series fit the layout (None otherwise; only the first row
+        group's timestamps were read)."""
         path = Path(path)
         names = _ParquetSource(path)
         present = [c for c in _SERIES_TEXT if c in names.names]
