@@ -251,7 +251,8 @@ def bench(rows: int, repeat: int, contenders: list[str], fmt: str = "parquet") -
         print(f"{kind:14} {res['wall']:16.2f} {runs:>22} {res['work']:7.2f} {res['wall'] / base:7.2f}× "
               f"{res['peak_mb']:9.0f} {res['cpu']:7.2f}")
     o = best["ours"]
-    print(f"ours split: imports {o['imports']:.2f} s, read + fingerprint (streamed) {o['compute']:.2f} s, "
+    print(f"ours split: imports {o['imports']:.2f} s, read + fingerprint{' (streamed)' if fmt == 'parquet' else ''} "
+          f"{o['compute']:.2f} s, "
           f"JSON {o['write']:.2f} s; {int(o['groups'])} instance series, fingerprint "
           f"{o['fingerprint_bytes'] / 1024:.0f} KiB")
     if "duckdb-exact" in best and fmt == "csv":
