@@ -22,7 +22,7 @@ LENGTH = 240
 
 
 def _write(path: Path, ts_ms: np.ndarray, *, series: int, nulls: list[int] | None = None,
-           values: np.ndarray | None = None) -> None:
+           values: np.ndarray | None = None, row_group_size: int = 1000) -> None:
     n = ts_ms.size
     metric = np.array(["cpu_utilization", "network_in_bytes"])[np.arange(series) % 2]
     instance = np.array([f"i-{k // 2}" for k in range(series)])
@@ -38,7 +38,7 @@ def _write(path: Path, ts_ms: np.ndarray, *, series: int, nulls: list[int] | Non
         "metric": pa.array(np.repeat(metric, LENGTH)).dictionary_encode(),
         "value": values,
     })
-    pq.write_table(table, path, row_group_size=1000)  # row groups cut across series
+    pq.write_table(table, path, row_group_size=row_group_size)  # by default, row groups cut across series
 
 
 def _grid_ts(series: int) -> np.ndarray:
@@ -81,6 +81,44 @@ def test_one_shifted_timestamp_anywhere_falls_back_to_the_real_column(tmp_path: 
     cols = frame.read_metrics(path)
     assert cols.grid is None
     np.testing.assert_array_equal(cols.ts, ts / 1000.0)
+
+
+@pytest.mark.parametrize("where", [None, 2 * LENGTH * 4 + 17, 19 * LENGTH + 3])
+@pytest.mark.parametrize("nulls", [False, True])
+def test_row_groups_of_the_same_alignment_are_checked_by_their_bytes(tmp_path: Path, where: int | None,
+                                                                     nulls: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups of whole series (4 each) hold the same timestamps: after the first is decoded and checked,
+    the others are compared by their encoded bytes, so a shifted or null timestamp in any of them still
+    shows (a different chunk is decoded), in the reader and in the streamed scan."""
+    path = tmp_path / "aligned.parquet"
+    ts = _grid_ts(20)
+    if where is not None and not nulls:
+        ts[where] += 1000
+    _write(path, ts, series=20, row_group_size=4 * LENGTH,
+           nulls=[where] if where is not None and nulls else None)
+    known = []
+    original = frame._CheckedChunks.known
+    monkeypatch.setattr(frame._CheckedChunks, "known",
+                        lambda self, i, pos: known.append(original(self, i, pos)) or known[-1])
+    cols = frame.read_metrics(path)
+    if where is None:
+        assert cols.grid is not None and sum(known) >= 3  # 5 row groups: at least 3 compared, not decoded
+        np.testing.assert_array_equal(cols.ts, ts / 1000.0)
+    else:
+        assert cols.grid is None
+        if nulls:
+            assert np.isnan(cols.ts[where])
+        else:
+            np.testing.assert_array_equal(cols.ts, ts / 1000.0)
+    series_file = frame.SeriesFile.open(path)
+    assert series_file is not None
+    with series_file as sf:
+        if where is None:
+            assert len(sf.scan(lambda block: block.series.size)) == 5
+        else:
+            with pytest.raises(frame.NotSeriesLayout):
+                sf.scan(lambda block: block.series.size)
 
 
 def test_null_timestamps_in_a_later_row_group_are_kept_as_nan(tmp_path: Path) -> None:
