@@ -450,27 +450,30 @@ class _CheckedChunks:
         self._column = source.names.index("timestamp")
         self._seen: dict[tuple[int, int, str], bytes] = {}
 
-    def _key_and_bytes(self, i: int, pos: int) -> tuple[tuple[int, int, str], bytes] | None:
-        if self._fd is None:
-            return None
+    def _key(self, i: int, pos: int) -> tuple[int, int, str]:
+        chunk = self._meta.row_group(i).column(self._column)
+        return pos % self._length, int(chunk.num_values), str(chunk.compression)
+
+    def _bytes(self, i: int) -> bytes:
+        assert self._fd is not None
         chunk = self._meta.row_group(i).column(self._column)
         start = chunk.dictionary_page_offset if chunk.has_dictionary_page and chunk.dictionary_page_offset \
             else chunk.data_page_offset
-        data = os.pread(self._fd, int(chunk.total_compressed_size), int(start))
-        return (pos % self._length, int(chunk.num_values), str(chunk.compression)), data
+        return os.pread(self._fd, int(chunk.total_compressed_size), int(start))
 
     def known(self, i: int, pos: int) -> bool:
         """Whether row group i's timestamps are, byte for byte, a chunk already checked at this alignment."""
-        if not self._seen:
+        if self._fd is None or not self._seen:
             return False
-        found = self._key_and_bytes(i, pos)
-        return found is not None and self._seen.get(found[0]) == found[1]
+        want = self._seen.get(self._key(i, pos))
+        return want is not None and self._bytes(i) == want
 
     def checked(self, i: int, pos: int) -> None:
         """Row group i's timestamps were decoded and matched the grid."""
-        found = self._key_and_bytes(i, pos)
-        if found is not None:
-            self._seen.setdefault(*found)
+        if self._fd is not None:
+            key = self._key(i, pos)
+            if key not in self._seen:
+                self._seen[key] = self._bytes(i)
 
 
 def _page_runs(fd: int | None, source: _ParquetSource, i: int, column: str, pos: int
