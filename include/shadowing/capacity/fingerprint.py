@@ -89,8 +89,7 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     if len(cols) < 2:
         return 60
     if cols.grid is not None:
-        # Every series is sampled exactly at the grid: its spacing is the series' own.
-        return _median_step(np.zeros(cols.grid.size, dtype=np.int64), cols.grid) or 60
+        return _grid_step(cols.grid)
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
     # Only when they are laid out series by series (few runs, time rising within each): a row sample of a
     # shuffled input would widen the spacing it measures.
@@ -106,6 +105,17 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     rows = rows[:2_000_000]
     series = cols.instance[rows].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[rows]
     return _median_step(series, cols.ts[rows]) or 60
+
+
+def _grid_step(grid: np.ndarray) -> int:
+    """The step of a grid every series is sampled at exactly: its spacing is the series' own."""
+    return _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60
+
+
+def _on_step(grid: np.ndarray, step: int) -> bool:
+    """Whether the grid is every step once, aligned to the step (what the dense layout needs)."""
+    first = float(grid[0])
+    return not first % step and np.array_equal(grid, first + step * np.arange(grid.size, dtype=np.float64))
 
 
 def _median_step(series: np.ndarray, ts: np.ndarray) -> int | None:
@@ -189,8 +199,7 @@ def dense_layout(cols: tidy.TidyColumns, step: int) -> DenseLayout | None:
         grid = ts[:length]
     if length < _DENSE_MIN_LENGTH or n % length:
         return None
-    first = float(grid[0])
-    if first % step or not np.array_equal(grid, first + step * np.arange(length, dtype=np.float64)):
+    if not _on_step(grid, step):
         return None
     n_series = n // length
     if not implied and not bool((ts.reshape(n_series, length) == grid).all()):
@@ -823,11 +832,10 @@ def _scan(sf: tidy.SeriesFile, params: ProfileParams) -> _Scanned | None:
     import threading
 
     grid = sf.grid
-    step = int(params.step_seconds or _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60)
-    first = float(grid[0])
-    if first % step or not np.array_equal(grid, first + step * np.arange(grid.size, dtype=np.float64)):
+    step = int(params.step_seconds or _grid_step(grid))
+    if not _on_step(grid, step):
         return None  # not on the step's grid: the general path aligns it
-    end = float(grid[-1]) + step
+    first, end = float(grid[0]), float(grid[-1]) + step
     kw = _dense_kw(end, params)
     weights = gb.DenseWeights.of(grid, **kw)
     per_block = weights.rows_per_block
@@ -914,10 +922,10 @@ def _build_streamed(path: Path, *, region: str | None, params: ProfileParams, ma
     top_region = max(region_rows, key=region_rows.__getitem__) if region_rows else None
     warnings = []
     if len(region_rows) > 1 and region is None:
-        warnings.append(f"{path}: several regions in one input ({', '.join(region_rows)}); profiled as {top_region}")
+        warnings.append(tidy.several_regions_warning(str(path), list(region_rows), top_region))
     unknown = sorted(set(metrics) - set(tidy.CANONICAL_METRICS))
     if unknown:
-        warnings.append(f"{path}: unknown metric name(s) {', '.join(unknown)} profiled generically")
+        warnings.append(tidy.unknown_metrics_warning(str(path), unknown))
     start, end = scanned.start, scanned.end
     fp = render(state, region=region or top_region, start=start, end=end, step=scanned.step, params=params,
                 warnings=warnings[:max_warnings], history_start=start, folds=0)

@@ -39,8 +39,11 @@ CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
 _MEMORY_MAP = False
 _READ_THREADS = 2
 _PARALLEL_READ_MIN_ROWS = 10_000_000
-# Text columns' runs read from their pages (parquet_runs, with os.pread) instead of decoded by pyarrow row by row.
-_RAW_TEXT_RUNS = hasattr(os, "pread")
+# The tidy frame's text columns (read as dictionary codes wherever they can be).
+_TEXT_COLUMNS = ("region", "service", "instance_id", "metric")
+# Raw chunk bytes are read with os.pread (safe from several threads): text columns' runs from their pages
+# (parquet_runs) and timestamp chunks compared by their bytes. Where pread is missing, pyarrow decodes both.
+_PREAD = hasattr(os, "pread")
 # Below this many rows pyarrow decodes a text chunk (≈3 ns a row) faster than its page headers parse in Python.
 _PAGE_RUNS_MIN_ROWS = 1 << 16
 
@@ -240,9 +243,16 @@ def from_pandas(df: pd.DataFrame, *, source: str = "frame", region: str | None =
                        metrics, region=region or (str(regions[0]) if len(regions) else None), source=source,
                        warnings=warnings)
     if len(regions) > 1:
-        cols.warnings.append(f"{source}: several regions in one input ({', '.join(map(str, regions))}); "
-                             f"profiled as {cols.region}")
+        cols.warnings.append(several_regions_warning(source, regions, cols.region))
     return cols
+
+
+def several_regions_warning(source: str, regions: Sequence[str], profiled_as: str | None) -> str:
+    return f"{source}: several regions in one input ({', '.join(map(str, regions))}); profiled as {profiled_as}"
+
+
+def unknown_metrics_warning(source: str, metrics: Sequence[str]) -> str:
+    return f"{source}: unknown metric name(s) {', '.join(metrics)} profiled generically"
 
 
 def _epoch_seconds(column: pd.Series) -> np.ndarray:
@@ -280,6 +290,19 @@ class _ParquetSource:
         self.metadata = reader.metadata
         self.num_row_groups = int(reader.num_row_groups)
         self.names = list(reader.schema_arrow.names)
+
+    @classmethod
+    def with_text(cls, path: Path) -> _ParquetSource:
+        """The file with the tidy text columns it has read as dictionary codes (the footer is read first to
+        know which it has: pyarrow refuses a dictionary request for a missing column)."""
+        with cls(path) as plain:
+            present = [c for c in _TEXT_COLUMNS if c in plain.names]
+        return cls(path, read_dictionary=present)
+
+    @property
+    def text(self) -> list[str]:
+        """The tidy text columns this file has."""
+        return [c for c in _TEXT_COLUMNS if c in self.names]
 
     def read_row_group(self, i: int, columns: list[str]) -> Any:
         indices = [self._reader.column_name_idx(c) for c in columns]
@@ -323,6 +346,17 @@ class _Grid:
             return False
         tail = raw[head + whole * length:]
         return bool(np.array_equal(tail, self.raw[:tail.size]))
+
+    def holds(self, column: Any, pos: int) -> bool:
+        """Whether a row group's timestamp column (starting at row ``pos``) is null-free timestamps that are
+        exactly the grid, series after series."""
+        import pyarrow as pa
+
+        if not pa.types.is_timestamp(column.type):
+            return False
+        whole = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        raw = whole.view(pa.int64())
+        return not raw.null_count and self.matches(_buffer(raw, np.int64), pos, column.type.unit)
 
     def materialize(self, off_grid: dict[int, tuple[Any, int]], n: int) -> np.ndarray:
         """The full column: the grid everywhere, then the row groups that did not match from their values."""
@@ -498,14 +532,13 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     import pyarrow as pa
 
     pc = _compute
-    pf = _ParquetSource(path)
+    pf = _ParquetSource.with_text(path)
     wanted = [c for c in TIDY_COLUMNS if c in pf.names]
     missing = [c for c in ("timestamp", "metric", "value") if c not in wanted]
-    pf.close()
     if missing:
+        pf.close()
         raise InputError(f"missing column(s) {', '.join(missing)}", source=str(path))
-    text: list[str] = [c for c in ("region", "service", "instance_id", "metric") if c in wanted]
-    pf = _ParquetSource(path, read_dictionary=text)
+    text = pf.text
     n = pf.metadata.num_rows
     n_groups = pf.num_row_groups
     first_row = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(n_groups)]).tolist()
@@ -515,7 +548,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     ts = np.empty(n, dtype=np.float64) if grid is None else None
     off_grid: dict[int, tuple[Any, int]] = {}  # row group → (its timestamp column, first row)
     values = np.empty(n, dtype=np.float64)
-    names: dict[str, dict[str, int]] = {c: {} for c in ("region", "service", "instance_id", "metric")}
+    names: dict[str, dict[str, int]] = {c: {} for c in _TEXT_COLUMNS}
 
     constants = [_constant_text(pf.metadata, i, text) for i in range(n_groups)]
 
@@ -534,10 +567,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         if ts_col is None:
             pass  # the same bytes as a chunk already checked against the grid
         elif grid is not None:
-            whole = ts_col.chunk(0) if ts_col.num_chunks == 1 else ts_col.combine_chunks()
-            raw = whole.view(pa.int64()) if pa.types.is_timestamp(ts_col.type) else None
-            raw_np = _buffer(raw, np.int64) if raw is not None and not raw.null_count else None
-            if raw is None or raw_np is None or not grid.matches(raw_np, pos, ts_col.type.unit):
+            if not grid.holds(ts_col, pos):
                 off_grid[i] = (ts_col, pos)
             elif checked is not None:
                 checked.checked(i, pos)
@@ -584,7 +614,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
         with _ParquetSource(path, read_dictionary=text) as reader:
             return [load(reader, i) for i in range(k, n_groups, threads)]
 
-    fd = os.open(path, os.O_RDONLY) if _RAW_TEXT_RUNS else None
+    fd = os.open(path, os.O_RDONLY) if _PREAD else None
     checked = _CheckedChunks(fd, pf, grid.raw.size) if grid is not None else None
     try:
         with pf:
@@ -661,16 +691,12 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                        region=region or top_region, source=str(path), runs=series_runs,
                        grid=None if grid is None else grid.seconds, run_codes=series_codes)
     if len(regions) > 1 and region is None:
-        cols.warnings.append(f"{path}: several regions in one input ({', '.join(regions)}); "
-                             f"profiled as {cols.region}")
+        cols.warnings.append(several_regions_warning(str(path), regions, cols.region))
     return cols
 
 
 class NotSeriesLayout(Exception):
     """A file (or a visitor of it) gave up on :class:`SeriesFile`'s streamed scan: read it the general way."""
-
-
-_SERIES_TEXT = ("region", "service", "instance_id", "metric")
 
 
 @dataclass
@@ -703,20 +729,16 @@ class SeriesFile:
         self.length = int(grid.raw.size)
         self.n_rows = int(source.metadata.num_rows)
         self.n_series = self.n_rows // self.length
-        self._fd: int | None = os.open(path, os.O_RDONLY) if _RAW_TEXT_RUNS else None
+        self._fd: int | None = os.open(path, os.O_RDONLY) if _PREAD else None
 
     @classmethod
     def open(cls, path: Path | str) -> SeriesFile | None:
         """The file, if its columns and first series fit the layout (None otherwise; only the first row
         group's timestamps were read)."""
         path = Path(path)
-        names = _ParquetSource(path)
-        present = [c for c in _SERIES_TEXT if c in names.names]
-        required = all(c in names.names for c in ("timestamp", "metric", "value"))
-        names.close()
-        source = _ParquetSource(path, read_dictionary=present)
+        source = _ParquetSource.with_text(path)
         try:
-            if not required:
+            if any(c not in source.names for c in ("timestamp", "metric", "value")):
                 raise NotSeriesLayout
             grid = _probe_grid(source, int(source.metadata.num_rows))
             if grid is None:
@@ -748,27 +770,24 @@ class SeriesFile:
         n_groups = self._source.num_row_groups
         first_row = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(n_groups)]).tolist()
         # A text column the file lacks is "unknown" throughout (as read_parquet names it).
-        absent = {c: "unknown" for c in _SERIES_TEXT if c not in self._source.names}
-        constants = [{**absent, **_constant_text(meta, i, list(_SERIES_TEXT))} for i in range(n_groups)]
+        absent = {c: "unknown" for c in _TEXT_COLUMNS if c not in self._source.names}
+        constants = [{**absent, **_constant_text(meta, i, list(_TEXT_COLUMNS))} for i in range(n_groups)]
         length, grid = self.length, self._grid
         checked = _CheckedChunks(self._fd, self._source, length)
         stop: list[BaseException] = []
-        columns = ["timestamp", *_SERIES_TEXT, "value"]
+        columns = ["timestamp", *_TEXT_COLUMNS, "value"]
 
         def load(reader: _ParquetSource, i: int) -> tuple[list[Any], list[tuple[int, int, np.ndarray, Any]]]:
             pos, end = first_row[i], first_row[i + 1]
             if end == pos:
                 return [], []
-            text_runs = {c: runs for c in _SERIES_TEXT if c not in constants[i]
+            text_runs = {c: runs for c in _TEXT_COLUMNS if c not in constants[i]
                          and (runs := _page_runs(self._fd, self._source, i, c, pos)) is not None}
             same_ts = checked.known(i, pos)
             rg = reader.read_row_group(i, [c for c in columns if c not in constants[i] and c not in text_runs
                                            and not (c == "timestamp" and same_ts)])
             if not same_ts:
-                ts_col = rg.column("timestamp")
-                whole = ts_col.chunk(0) if ts_col.num_chunks == 1 else ts_col.combine_chunks()
-                if not pa.types.is_timestamp(ts_col.type) or whole.null_count or \
-                        not grid.matches(_buffer(whole.view(pa.int64()), np.int64), pos, ts_col.type.unit):
+                if not grid.holds(rg.column("timestamp"), pos):
                     raise NotSeriesLayout
                 checked.checked(i, pos)
             value_col = rg.column("value")
@@ -781,7 +800,7 @@ class SeriesFile:
             starts = np.arange(first_full, end, length, dtype=np.int64)
             heads = np.concatenate(([pos], starts)) if pos < first_full else starts
             names: dict[str, list[str]] = {}  # column → the name at every head
-            for c in _SERIES_TEXT:
+            for c in _TEXT_COLUMNS:
                 if c in constants[i]:
                     names[c] = [constants[i][c]] * heads.size
                     continue
@@ -813,8 +832,7 @@ class SeriesFile:
 
         def share(k: int) -> list[tuple[list[Any], list[Any]]]:
             done = []
-            reader = self._source if k == 0 else _ParquetSource(
-                self.path, read_dictionary=[c for c in _SERIES_TEXT if c in self._source.names])
+            reader = self._source if k == 0 else _ParquetSource(self.path, read_dictionary=self._source.text)
             try:
                 for i in range(k, n_groups, threads):
                     if stop:
@@ -852,7 +870,7 @@ class SeriesFile:
                     raise NotSeriesLayout
                 keys.append(parts[0][2])
             results.append(visit(SeriesBlock(np.asarray(stitched, dtype=np.int64), block,
-                                             {c: [k[j] for k in keys] for j, c in enumerate(_SERIES_TEXT)})))
+                                             {c: [k[j] for k in keys] for j, c in enumerate(_TEXT_COLUMNS)})))
         return results
 
 
@@ -878,7 +896,7 @@ def read_csv(path: Path, *, region: str | None = None) -> TidyColumns:
         try:
             table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
                 column_types={"timestamp": pa.string(), "value": pa.float64(),
-                              **{c: pa.dictionary(pa.int32(), pa.string()) for c in _SERIES_TEXT}}))
+                              **{c: pa.dictionary(pa.int32(), pa.string()) for c in _TEXT_COLUMNS}}))
             cols = _from_arrow(table, source=str(path), region=region)
         except pa.ArrowInvalid:
             bad_rows.clear()
@@ -971,7 +989,7 @@ def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
         if table.column("value").num_chunks else np.zeros(0)
     raw: dict[str, np.ndarray] = {}  # dictionary index of every row
     names: dict[str, list[str]] = {}
-    for col in _SERIES_TEXT:
+    for col in _TEXT_COLUMNS:
         if col not in table.column_names:
             names[col] = ["unknown" if col != "region" else (region or "unknown")]
             if col not in ("region", "metric"):
@@ -1017,8 +1035,7 @@ def _from_arrow(table: Any, *, source: str, region: str | None) -> TidyColumns:
                        region=region or (regions[0] if regions else None), source=source, warnings=warnings,
                        runs=runs, run_codes=(svc, rank[pair_of_run].astype(np.int32), met))
     if len(regions) > 1:
-        cols.warnings.append(f"{source}: several regions in one input ({', '.join(regions)}); "
-                             f"profiled as {cols.region}")
+        cols.warnings.append(several_regions_warning(source, regions, cols.region))
     return cols
 
 
@@ -1248,7 +1265,7 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
         used = np.bincount(cols.metric if bad is None else cols.metric[~bad], minlength=len(cols.metrics)) > 0
         listed = [m for m in unknown if used[cols.metrics.index(m)]]
         if listed:
-            warnings.append(f"{cols.source}: unknown metric name(s) {', '.join(listed)} profiled generically")
+            warnings.append(unknown_metrics_warning(cols.source, listed))
     rejected = dict(cols.rejected)
     if impossible is not None:
         n_met = max(len(cols.metrics), 1)
