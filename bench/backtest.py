@@ -11,7 +11,8 @@ Same replay as ``python -m shadowing capacity backtest`` (fit on the first 25 % 
    every rule at the same cadence): our rule (peak-aware), the earlier classic rule, AWS ARC's (max of 24 h ×
    100 %), Kubernetes VPA's (decayed P90 + 15 %), the same three rules with an online-calibrated margin
    (adaptive conformal inference, :func:`~shadowing.capacity.backtest.calibrated`, α = 0.5 %), and a
-   clairvoyant lower bound (capacity chosen per re-sizing interval knowing its demand) at 99.5 % coverage;
+   clairvoyant lower bound (capacity chosen per re-sizing interval knowing its demand) and a static hindsight
+   figure (one capacity per series for its whole replay, chosen knowing it), both at 99.5 % coverage;
    once on all series and once on the CPU-utilisation series only (the metric the product sizes from);
 2. where the slack is: per series, each rule's coverage and relative slack, and the share of the pooled
    miss budget (0.5 % of all samples) that VPA's misses on that series alone would use, and in how many
@@ -57,6 +58,7 @@ from shadowing.capacity.backtest import (
     recent_quantile_rule,
     replay_all,
     score_grid,
+    static_hindsight_bound,
     summary,
     summary_header,
     summary_line,
@@ -194,7 +196,8 @@ def verdict(s: dict[str, dict[str, float]], ours_name: str, label: str) -> None:
 
 
 def cadence_tables(replays: list[Replay], names: list[str], ours_name: str, refit: float) -> None:
-    """All series, then the CPU-utilisation ones, each with its clairvoyant bound and the verdict."""
+    """All series, then the CPU-utilisation ones, each with its clairvoyant and static hindsight bounds and the
+    verdict."""
     cpu = [r for r in replays if r.series.endswith("/" + CPU)]
     for subset, label in ((replays, f"all {len(replays)} series"), (cpu, f"the {len(cpu)} {CPU} series only")):
         title = f"re-sized every {refit:g} s, {label}"
@@ -203,6 +206,10 @@ def cadence_tables(replays: list[Replay], names: list[str], ours_name: str, refi
         print(f"{'clairvoyant bound':{WIDTH}} {int(bound['series']):6d} {int(bound['samples']):8d} "
               f"{bound['coverage']:9.4%} {'':10} {bound['mean_relative_slack']:15.3f} "
               f"{bound['median_relative_slack']:17.3f}   (knows each {refit:g} s interval's demand in advance)")
+        static = static_hindsight_bound(subset, TARGET)
+        print(f"{'static hindsight':{WIDTH}} {int(static['series']):6d} {int(static['samples']):8d} "
+              f"{static['coverage']:9.4%} {'':10} {static['mean_relative_slack']:15.3f} "
+              f"{static['median_relative_slack']:17.3f}   (one capacity per series, knowing its whole replay)")
         verdict(s, ours_name, title)
 
 

@@ -324,26 +324,41 @@ def clairvoyant_bound(replays: Sequence[Replay], target: float = 0.995) -> dict[
     Per interval, capacity sits at one of its samples (dropping the k highest as misses); the k per interval
     minimise Σ series' relative slack + λ·misses, with λ bisected until pooled coverage reaches ``target``.
     """
-    pieces = []  # (series index, weight 1/(n·mean), sorted-descending demand of the interval)
+    return _least_slack_in_hindsight(replays, target, per_interval=True)
+
+
+def static_hindsight_bound(replays: Sequence[Replay], target: float = 0.995) -> dict[str, float]:
+    """The least slack of ONE capacity per series held over its whole replay, chosen knowing that replay.
+
+    Not a bound on re-sizing rules (they may follow level shifts), but what knowing each series' future
+    demand distribution, without knowing when the bursts come, is worth: misses are placed where covering is
+    dearest, as :func:`clairvoyant_bound` places them per interval.
+    """
+    return _least_slack_in_hindsight(replays, target, per_interval=False)
+
+
+def _least_slack_in_hindsight(replays: Sequence[Replay], target: float, *, per_interval: bool
+                              ) -> dict[str, float]:
+    pieces = []  # (series index, weight 1/(n·mean), sorted-descending demand of the interval or replay)
     total = 0
     for s, r in enumerate(replays):
         n, mean = r.demand.size, float(r.demand.mean()) if r.demand.size else 0.0
         if n == 0 or mean <= 0:
             continue
         total += n
-        for seg in np.split(r.demand, r.interval_starts[1:]):
+        for seg in np.split(r.demand, r.interval_starts[1:]) if per_interval else [r.demand]:
             pieces.append((s, 1.0 / (n * mean), np.sort(seg)[::-1]))
     series = sorted({p[0] for p in pieces})
+    # slack of capacity d[k] over its piece: Σ_{j ≥ k} (d[k] − d[j]), for every k at once
+    costs = [(s, w, d * (d.size - np.arange(d.size)) - np.cumsum(d[::-1])[::-1]) for s, w, d in pieces]
 
-    def solve(lam: float) -> tuple[float, int, dict[int, float]]:
+    def solve(lam: float) -> tuple[float, dict[int, float]]:
         misses, rel = 0, dict.fromkeys(series, 0.0)
-        for s, w, d in pieces:
-            k = np.arange(d.size)
-            slack = d * (d.size - k) - np.cumsum(d[::-1])[::-1]  # capacity d[k]: Σ (d[k] − d[j]) for j ≥ k
-            best = int(np.argmin(slack * w + lam * k))
+        for s, w, slack in costs:
+            best = int(np.argmin(slack * w + lam * np.arange(slack.size)))
             misses += best
             rel[s] += float(slack[best] * w)
-        return 1.0 - misses / total, misses, rel
+        return 1.0 - misses / total, rel
 
     lo, hi = 0.0, 1.0
     while solve(hi)[0] < target and hi < 1e6:
@@ -351,7 +366,7 @@ def clairvoyant_bound(replays: Sequence[Replay], target: float = 0.995) -> dict[
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if solve(mid)[0] < target else (lo, mid)
-    cov, _, rel = solve(hi)
+    cov, rel = solve(hi)
     vals = list(rel.values())
     return {"coverage": cov, "mean_relative_slack": float(np.mean(vals)), "median_relative_slack":
             float(np.median(vals)), "series": len(vals), "samples": total}

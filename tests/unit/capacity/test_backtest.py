@@ -27,6 +27,7 @@ from shadowing.capacity.backtest import (
     replay_all,
     replay_series,
     score_grid,
+    static_hindsight_bound,
     summary,
     vpa_histogram_percentile,
     vpa_rule,
@@ -161,6 +162,10 @@ def test_frontier_cross_validation_and_clairvoyant_bound_on_fixtures() -> None:
     assert len(chosen) == 3 and held_out["series"] == 3 and held_out["samples"] == 9584
     bound = clairvoyant_bound(replays, 0.995)
     assert bound["coverage"] >= 0.995
+    static = static_hindsight_bound(replays, 0.995)
+    assert static["coverage"] >= 0.995 and static["series"] == bound["series"]
+    # knowing each interval is worth at least as much as knowing the whole replay at once
+    assert bound["mean_relative_slack"] <= static["mean_relative_slack"]
     for name in ("shadowing", "arc-max24h"):  # no rule covering as much beats knowing the future
         best = least_slack_at(frontier(replays, name, mults), 0.995)
         assert best is not None and bound["mean_relative_slack"] <= best[1]["mean_relative_slack"]
@@ -234,3 +239,19 @@ def test_full_shared_traces_our_rule_covers_995_with_less_slack_than_arc_and_the
     # VPA's P90 + 15 % is leaner because it misses bursts: it stays far below the coverage target
     assert vpa["coverage"] < 0.97 and vpa["mean_relative_slack"] < ours["mean_relative_slack"]
     assert PEAK_AWARE.name == "shadowing-peak-aware"
+
+
+def test_static_hindsight_bound_spends_the_misses_where_covering_is_dearest() -> None:
+    # a: flat at 1 with one burst to 100; b: flat at 10 with one sample at 11. 200 samples, budget at 99 %: 2.
+    a = np.ones(100)
+    a[50] = 100.0
+    b = np.full(100, 10.0)
+    b[7] = 11.0
+    replays = [Replay("a", a, np.array([0])), Replay("b", b, np.array([0]))]
+    static = static_hindsight_bound(replays, 0.99)
+    # a's burst is the dear one (covering it costs 99 × 99 / 100 / 1.99 ≈ 49 mean rel. slack): missed;
+    # then capacity 1 (a) and 11 or 10 (b, one miss left: spent on b's 11) leave no idle capacity at all
+    assert static["coverage"] == pytest.approx(0.99)
+    assert static["mean_relative_slack"] == pytest.approx(0.0)
+    assert static_hindsight_bound(replays, 0.995)["mean_relative_slack"] == pytest.approx(
+        np.mean([0.0, 99 * 1.0 / 100 / b.mean()]))  # one miss only: a's burst; b holds 11 over 99 samples at 10
