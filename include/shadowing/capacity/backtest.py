@@ -120,6 +120,20 @@ def recent_quantile_rule(window_seconds: float, quantile: float) -> Rule:
     return size
 
 
+def same_hour_of_day_rule(days: float = 7.0, pad_hours: int = 1, floor_quantile: float = 0.9) -> Rule:
+    """A daily-profile predictor: the highest demand seen over the last ``days`` in the hour of day the next
+    interval starts in (± ``pad_hours``), never below that window's ``floor_quantile``. It bets that bursts
+    recur at the same hour of day."""
+    def size(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
+        recent = ts >= now - days * DAY
+        t, v = (ts[recent], values[recent]) if recent.any() else (ts, values)
+        offset = ((t // 3600).astype(np.int64) - int(now // 3600)) % 24
+        near = (offset <= pad_hours) | (offset >= 24 - pad_hours)
+        floor = float(np.quantile(v, floor_quantile))
+        return max(floor, float(v[near].max())) if near.any() else floor
+    return size
+
+
 def last_value(ts: np.ndarray, values: np.ndarray, now: float, first: float) -> float:
     """The latest sample before the re-sizing (persistence forecast)."""
     return float(values[-1])

@@ -26,6 +26,7 @@ from shadowing.capacity.backtest import (
     recent_quantile_rule,
     replay_all,
     replay_series,
+    same_hour_of_day_rule,
     score_grid,
     static_hindsight_bound,
     summary,
@@ -255,3 +256,20 @@ def test_static_hindsight_bound_spends_the_misses_where_covering_is_dearest() ->
     assert static["mean_relative_slack"] == pytest.approx(0.0)
     assert static_hindsight_bound(replays, 0.995)["mean_relative_slack"] == pytest.approx(
         np.mean([0.0, 99 * 1.0 / 100 / b.mean()]))  # one miss only: a's burst; b holds 11 over 99 samples at 10
+
+
+def test_same_hour_of_day_rule_uses_the_same_hours_of_past_days_only() -> None:
+    ts = np.arange(0.0, 3 * DAY, 300.0)
+    values = np.ones(ts.size)
+    burst = (ts % DAY >= 14 * 3600) & (ts % DAY < 15 * 3600)  # 14:00–15:00 every day
+    values[burst] = 50.0
+    rule = same_hour_of_day_rule(days=7, pad_hours=0, floor_quantile=0.5)
+    assert rule(ts, values, 3 * DAY + 14 * 3600, 0.0) == 50.0  # the hour the bursts came in
+    assert rule(ts, values, 3 * DAY + 9 * 3600, 0.0) == 1.0  # any other hour: the floor
+    assert same_hour_of_day_rule(pad_hours=1, floor_quantile=0.5)(ts, values, 3 * DAY + 13 * 3600, 0.0) == 50.0
+    # only the last `days` count: with day 2 quiet, the latest burst (day 1's) is more than a day old
+    quiet = values.copy()
+    quiet[ts >= 2 * DAY] = 1.0
+    one_day, two_days = (same_hour_of_day_rule(days=d, pad_hours=0, floor_quantile=0.5) for d in (1, 2))
+    assert one_day(ts, quiet, 3 * DAY + 14 * 3600, 0.0) == 1.0
+    assert two_days(ts, quiet, 3 * DAY + 14 * 3600, 0.0) == 50.0
