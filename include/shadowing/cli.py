@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "shadowing.dependencies.cli",
     "shadowing.blueprint.cli",
     "shadowing.failover.cli",
+    "shadowing.warehouse.cli",
 )
 
 
