@@ -1,7 +1,8 @@
 """Storing and reading the artefacts the refresh DAGs produce (fingerprints, graphs).
 
-Every artefact row is kept, valid or not, so a failed validation is auditable; readers only ever see the latest
-*valid* one, so a bad refresh never replaces a good artefact.
+Every artefact row is stored, valid or not, so a failed validation is auditable; readers only ever see the latest
+*valid* one, so a bad refresh never replaces a good artefact. Old rows are pruned by
+:mod:`shadowing.warehouse.retention`, which never deletes a region's latest (valid) row nor one a blueprint cites.
 """
 
 from __future__ import annotations
