@@ -261,8 +261,15 @@ def _epoch_seconds(column: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
     parsed = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+    unparsed = parsed.isna().to_numpy()
+    if unparsed.any() and (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+        # Epoch seconds as text (CSV timestamps are read as text): numbers, as a numeric column is read.
+        numbers = pd.to_numeric(column, errors="coerce")
+        blank = column.isna() | (column.astype(str).str.strip() == "")
+        if numbers.notna().any() and bool((numbers.notna() | blank).all()):
+            return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     out = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
-    out[parsed.isna().to_numpy()] = np.nan
+    out[unparsed] = np.nan
     return out
 
 
@@ -303,6 +310,15 @@ class _ParquetSource:
     def text(self) -> list[str]:
         """The tidy text columns this file has."""
         return [c for c in _TEXT_COLUMNS if c in self.names]
+
+    def leaf(self, name: str) -> int | None:
+        """The Parquet column (leaf) index of the top-level flat column ``name``, None if it is nested or
+        missing. Not its position among the Arrow fields: a struct, map or list column before it has several
+        leaves (or longer paths), and the footer's column chunks are numbered by leaf."""
+        try:
+            return int(self._reader.column_name_idx(name))
+        except KeyError:
+            return None
 
     def read_row_group(self, i: int, columns: list[str]) -> Any:
         indices = [self._reader.column_name_idx(c) for c in columns]
@@ -450,7 +466,9 @@ def _local_runs(col: Any, pos: int) -> list[tuple[np.ndarray, list[str], np.ndar
             picked = [everything[k] for k in listed]
         else:
             picked = [dictionary[k].as_py() for k in listed]
-        local = ["unknown" if v is None else str(v) for v in picked]
+        # Binary (not UTF-8 annotated) names as text, as the page runs and pandas read them, not as "b'…'".
+        local = ["unknown" if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                 for v in picked]
         local += ["unknown"] * (used.size - len(listed))
         out.append((starts + pos, local, np.searchsorted(used, at_starts)))
         pos += len(chunk)
@@ -480,8 +498,10 @@ class _CheckedChunks:
     """
 
     def __init__(self, fd: int | None, source: _ParquetSource, length: int) -> None:
-        self._fd, self._meta, self._length = fd, source.metadata, length
-        self._column = source.names.index("timestamp")
+        column = source.leaf("timestamp")
+        # No flat timestamp column to compare by bytes: every row group is decoded and checked.
+        self._fd, self._meta, self._length = (fd if column is not None else None), source.metadata, length
+        self._column = column if column is not None else -1
         self._seen: dict[tuple[int, int, str], bytes] = {}
 
     def _key(self, i: int, pos: int) -> tuple[int, int, str]:
@@ -517,7 +537,9 @@ def _page_runs(fd: int | None, source: _ParquetSource, i: int, column: str, pos:
     meta = source.metadata
     if fd is None or meta.row_group(i).num_rows < _PAGE_RUNS_MIN_ROWS:
         return None
-    j = source.names.index(column)
+    j = source.leaf(column)
+    if j is None:
+        return None
     runs = dictionary_runs(fd, meta.row_group(i).column(j), meta.schema.column(j), pos)
     return None if runs is None else [runs]
 
@@ -587,8 +609,17 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
             ts[pos:pos + rg.num_rows] = _epoch_seconds(ts_col.to_pandas())
         at = pos
         for chunk in rg.column("value").chunks:
+            if pa.types.is_decimal(chunk.type):
+                # Through the decimal text: Arrow's decimal → float cast is not correctly rounded (1 ulp off).
+                chunk = pc.cast(chunk, pa.string())
             if not pa.types.is_float64(chunk.type):
-                chunk = pc.cast(chunk, pa.float64(), safe=False)
+                try:
+                    chunk = pc.cast(chunk, pa.float64(), safe=False)
+                except pa.ArrowInvalid:  # text that is not all numbers: NaN where it is not, which clean reports
+                    import pandas as pd
+
+                    chunk = pa.array(pd.to_numeric(chunk.to_pandas(), errors="coerce").to_numpy(
+                        dtype=np.float64, na_value=np.nan))
             if chunk.null_count:
                 chunk = pc.fill_null(chunk, math.nan)
             values[at:at + len(chunk)] = _buffer(chunk, np.float64)
@@ -639,7 +670,12 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
                 run_codes[c].append(np.array([known.setdefault("unknown", len(known))], dtype=np.int32))
                 continue
             for starts, local, at_starts in chunks:
-                lookup = np.array([known.setdefault(v, len(known)) for v in local], dtype=np.int32)
+                # Coded in the order the rows first name them (as the streamed scan and pandas.factorize number
+                # them), not in the dictionary's: a categorical's sorted categories would reorder the output.
+                rank, _ = _first_seen(at_starts, len(local))
+                for k in np.argsort(rank).tolist():
+                    known.setdefault(local[k], len(known))
+                lookup = np.array([known[v] for v in local], dtype=np.int32)
                 run_starts[c].append(starts)
                 run_codes[c].append(lookup[at_starts] if lookup.size else np.zeros(0, np.int32))
 
@@ -927,7 +963,7 @@ def _csv_header(path: Path) -> list[str]:
     import csv
 
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # a BOM is not part of the first name
             return next(csv.reader([fh.readline()]), [])
     except (OSError, UnicodeDecodeError):
         return []
