@@ -711,8 +711,9 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
     if not len(cleaned):
         if previous is None or window is None:
             raise InputError("no usable metric rows", source=cols.source)
-        # Nothing new: the previous state, decayed to the new window end.
-        end = window[1]
+        # Nothing new: the previous state, decayed to the new window end. Never to an earlier end (a replayed
+        # older interval): that would move the late-point watermark back and double count the next fold.
+        end = max(window[1], parse_iso(previous["window"]["end"]))
         state = _previous_state(previous, previous_source)
         kw = {"ewma_half_life": params.ewma_half_life_seconds, "decay_half_life": params.decay_half_life_seconds}
         state = WindowState(state.instance_keys, gb.rebase(state.instances, end, **kw), state.pool_keys,

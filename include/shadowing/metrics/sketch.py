@@ -90,6 +90,14 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
     if counts.size == 0:
         return out
     totals = np.bincount(group_of_bin, weights=counts, minlength=n_groups)
+    if weighted and n_groups > 1:
+        # Decayed weights of groups differ by many orders of magnitude (a service silent for weeks next to a
+        # busy one): in one cumulative sum over all groups, a small group's steps would vanish in the rounding
+        # of the big ones before it. Each group's weights are scaled to sum to 1 first (quantiles of weights
+        # do not depend on their scale), so every group keeps the same resolution.
+        scale = np.divide(1.0, totals, out=np.zeros(n_groups), where=totals > 0)
+        counts = counts * scale[group_of_bin]
+        totals = np.bincount(group_of_bin, weights=counts, minlength=n_groups)
     cum = np.cumsum(counts)
     base = np.concatenate(([0.0], np.cumsum(totals)[:-1]))
     ords = np.asarray(bin_ordinals)
@@ -98,6 +106,12 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
     end = base[present] + (n * (1 - 1e-12) if weighted else n - 0.5)
     last_bin = np.searchsorted(cum, end, side="left")
     first_bin = np.searchsorted(cum, base[present] + (n * 1e-12 if weighted else 0.5), side="left")
+    if weighted:
+        # Rounding of the running sum never takes a group's quantile from a neighbouring group's bins.
+        own_first = np.searchsorted(group_of_bin, present, side="left")
+        own_last = np.searchsorted(group_of_bin, present, side="right") - 1
+        first_bin = np.clip(first_bin, own_first, own_last)
+        last_bin = np.clip(last_bin, own_first, own_last)
     for j, q in enumerate(quantiles):
         if weighted:
             idx = np.searchsorted(cum, base[present] + q * n, side="left")
