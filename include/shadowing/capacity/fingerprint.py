@@ -80,16 +80,26 @@ def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+#: The step assumed when the data cannot show one (no series has two samples): CloudWatch's detailed period.
+ASSUMED_STEP_SECONDS = 60
+
+
 def infer_step(cols: tidy.TidyColumns) -> int:
-    """Median spacing of consecutive samples of a series, snapped to a usual CloudWatch period.
+    """Median spacing of consecutive samples of a series, snapped to a usual CloudWatch period
+    (:data:`ASSUMED_STEP_SECONDS` when it cannot be measured)."""
+    return measured_step(cols) or ASSUMED_STEP_SECONDS
+
+
+def measured_step(cols: tidy.TidyColumns) -> int | None:
+    """:func:`infer_step`, None when the data shows no spacing (e.g. one sample per series).
 
     Measured on whole series (every row of a few instances), never on a row sample: sampling rows would widen
     the spacing it measures.
     """
     if len(cols) < 2:
-        return 60
+        return None
     if cols.grid is not None:
-        return _grid_step(cols.grid)
+        return _median_step(np.zeros(cols.grid.size, dtype=np.int64), cols.grid)
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
     # Only when they are laid out series by series (few runs, time rising within each): a row sample of a
     # shuffled input would widen the spacing it measures.
@@ -104,12 +114,12 @@ def infer_step(cols: tidy.TidyColumns) -> int:
     rows = np.flatnonzero(np.isin(cols.instance, probe)) if len(cols) > 400_000 else np.arange(len(cols))
     rows = rows[:2_000_000]
     series = cols.instance[rows].astype(np.int64) * max(len(cols.metrics), 1) + cols.metric[rows]
-    return _median_step(series, cols.ts[rows]) or 60
+    return _median_step(series, cols.ts[rows])
 
 
 def _grid_step(grid: np.ndarray) -> int:
     """The step of a grid every series is sampled at exactly: its spacing is the series' own."""
-    return _median_step(np.zeros(grid.size, dtype=np.int64), grid) or 60
+    return _median_step(np.zeros(grid.size, dtype=np.int64), grid) or ASSUMED_STEP_SECONDS
 
 
 def _on_step(grid: np.ndarray, step: int) -> bool:
@@ -706,7 +716,17 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
                                p.get("step_seconds", params.step_seconds), params.sizing)
     watermark = parse_iso(previous["window"]["end"]) if previous is not None else None
     cleaned = tidy.clean(cols, window=window, watermark=watermark, allow_empty=previous is not None)
-    step = int(params.step_seconds or (infer_step(cleaned) if len(cleaned) else 60))
+    step_warnings: list[str] = []
+    if params.step_seconds:
+        step = int(params.step_seconds)
+    else:
+        measured = measured_step(cleaned) if len(cleaned) else None
+        step = measured or ASSUMED_STEP_SECONDS
+        if measured is None and len(cleaned):
+            # The step is stored with the fingerprint and every later fold keeps it: say it was a guess.
+            step_warnings.append(f"{cols.source}: the sampling step cannot be measured (no series has two "
+                                 f"samples): assumed {step} s, which later folds keep; give the step "
+                                 f"(--step-seconds) if the data is sampled otherwise")
     region = region or cols.region or (previous or {}).get("region")
     if not len(cleaned):
         if previous is None or window is None:
@@ -738,7 +758,7 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
         start = parse_iso(previous["window"]["start"])
         history_start = parse_iso(previous.get("history_start", previous["window"]["start"]))
         folds = int(previous.get("folds", 0)) + 1
-    warnings = list(cleaned.warnings)
+    warnings = [*step_warnings, *cleaned.warnings]
     if len(warnings) > max_warnings:
         warnings = [*warnings[:max_warnings], f"… {len(warnings) - max_warnings} more warning(s)"]
     fp = render(state, region=region, start=start, end=end, step=step, params=params, warnings=warnings,

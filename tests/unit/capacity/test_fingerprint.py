@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shadowing.capacity.fingerprint import build, fold
+from shadowing.capacity.fingerprint import ProfileParams, build, fold
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
 
@@ -280,3 +280,15 @@ def test_parallel_map_keeps_order_and_raises_worker_errors() -> None:
     with pytest.raises(ValueError, match="three"):
         parallel_map(boom, list(range(6)), 2)
     assert distinct(np.array([3, 1, 3, 2, 1])).tolist() == [1, 2, 3]
+
+
+def test_an_unmeasurable_step_is_assumed_and_said_so() -> None:
+    one_each = synthetic(hours=1).groupby(["instance_id", "metric"]).head(1)  # one sample per series
+    fp = build(tidy.from_pandas(one_each))
+    assert fp["params"]["step_seconds"] == 60
+    assert any("sampling step cannot be measured" in w and "assumed 60 s" in w for w in fp["warnings"])
+    given = build(tidy.from_pandas(one_each), params=ProfileParams(step_seconds=300))
+    assert given["params"]["step_seconds"] == 300
+    assert not any("sampling step" in w for w in given["warnings"])
+    measured = build(tidy.from_pandas(synthetic(hours=1)))  # 60 samples a series: measured, no warning
+    assert measured["params"]["step_seconds"] == 60 and not any("sampling step" in w for w in measured["warnings"])
