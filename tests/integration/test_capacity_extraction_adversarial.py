@@ -432,6 +432,26 @@ def test_refreshes_read_each_point_once_across_bootstrap_and_folds(aws_conn_env:
     assert refresh_region(REGION, end=hour + timedelta(minutes=10, seconds=59), **kw)["skipped"]
 
 
+@pytest.mark.parametrize("bootstrap_period", [3600, 60])
+def test_a_bootstrap_length_off_the_period_grid_still_reads_its_history(aws_conn_env: str, warehouse_conn_env: str,
+                                                                         bootstrap_period: int) -> None:
+    """Regression: bootstrap_hours=0.3333 put the start at 12:40:00.12; the server rounds StartTime down and
+    labels the first period 12:40:00, which extraction dropped as before the interval — at an hourly period
+    that was the whole history ("no usable metric rows"), at 60 s the first minute of every series. The
+    bootstrap now starts on the period grid."""
+    from shadowing.orchestration.capacity import refresh_region
+
+    ec2, cw = _clients(aws_conn_env)
+    ids = _launch(ec2, 2, "api")
+    _publish(cw, ids, range(60))
+    end = START + timedelta(hours=1)
+    result = refresh_region(REGION, end=end, bootstrap=timedelta(hours=0.3333), bootstrap_period=bootstrap_period,
+                            window_periods=None)
+    start = "2025-06-02T12:00:00Z" if bootstrap_period == 3600 else "2025-06-02T12:40:00Z"
+    assert result["window"] == {"start": start, "end": "2025-06-02T13:00:00Z"}
+    assert result["rows"] == 2 * len(METRICS) * (1 if bootstrap_period == 3600 else 20)
+
+
 def test_refresh_of_a_region_without_tagged_instances_fails_with_a_reason(aws_conn_env: str,
                                                                           warehouse_conn_env: str) -> None:
     from shadowing.errors import ShadowingError
