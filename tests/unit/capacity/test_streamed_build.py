@@ -19,6 +19,7 @@ import pytest
 from shadowing.capacity import fingerprint as fpm
 from shadowing.capacity.fingerprint import ProfileParams, build, build_file
 from shadowing.metrics import frame
+from tests.support.fingerprints import assert_same_fingerprint, streamed_or_none
 
 STEP_MS = 60_000
 START_MS = 1_741_132_800_000  # a Wednesday, 00:00 UTC
@@ -60,34 +61,6 @@ def _write(path: Path, data: dict[str, Any], *, row_group_size: int = 1000, orde
     return path
 
 
-def _streamed(path: Path, **kw: Any) -> dict[str, Any] | None:
-    try:
-        return fpm._build_streamed(path, region=kw.get("region"), params=kw.get("params", ProfileParams()),
-                                   max_warnings=50, min_rows=0)
-    except frame.NotSeriesLayout:
-        return None
-
-
-def _assert_equivalent(got: dict[str, Any], want: dict[str, Any]) -> None:
-    """Identical but for the aggregates' floating-point sums (and their sketches' bucket edges)."""
-    got, want = dict(got), dict(want)
-    for fp in (got, want):
-        fp.pop("generated_at")
-    got_services, want_services = got.pop("services"), want.pop("services")
-    assert got == want
-    assert list(got_services) == list(want_services)
-    for name, w in want_services.items():
-        g = got_services[name]
-        assert g["instances"] == w["instances"], name
-        assert g["metrics"] == w["metrics"], name
-        assert g["aggregate"].keys() == w["aggregate"].keys()
-        for metric, wa in w["aggregate"].items():
-            ga = g["aggregate"][metric]
-            for stat in ("count", "mean", "std", "ewma", "min", "max", "p50", "p90", "p95", "p99"):
-                assert ga[stat] == pytest.approx(wa[stat], rel=0.021 if stat[0] == "p" else 1e-9), (name, stat)
-        assert g["sizing"]["instances"] == w["sizing"]["instances"]
-
-
 @pytest.mark.parametrize("row_group_size", [1000, LENGTH * 4, 7 * LENGTH + 13, 10**6])
 @pytest.mark.parametrize("page_runs", [True, False])
 def test_streamed_fingerprint_equals_the_whole_file_build(tmp_path: Path, row_group_size: int, page_runs: bool,
@@ -96,19 +69,19 @@ def test_streamed_fingerprint_equals_the_whole_file_build(tmp_path: Path, row_gr
     from the pages (whatever the row group's size) or from pyarrow."""
     monkeypatch.setattr(frame, "_PAGE_RUNS_MIN_ROWS", 0 if page_runs else 10**12)
     path = _write(tmp_path / "m.parquet", _table(), row_group_size=row_group_size)
-    streamed = _streamed(path)
+    streamed = streamed_or_none(path)
     assert streamed is not None
-    _assert_equivalent(streamed, build(frame.read_metrics(path)))
+    assert_same_fingerprint(streamed, build(frame.read_metrics(path)))
     assert streamed["warnings"] == [f"{path}: unknown metric name(s) queue_depth profiled generically"]
-    _assert_equivalent(build_file(path, stream_min_rows=0), streamed)
+    assert_same_fingerprint(build_file(path, stream_min_rows=0), streamed)
 
 
 def test_series_in_any_order_come_out_in_the_fingerprints_order(tmp_path: Path) -> None:
     order = np.random.default_rng(3).permutation(3 * 4 * len(METRICS))
     path = _write(tmp_path / "shuffled.parquet", _table(), order=order)
-    streamed = _streamed(path)
+    streamed = streamed_or_none(path)
     assert streamed is not None
-    _assert_equivalent(streamed, build(frame.read_metrics(path)))
+    assert_same_fingerprint(streamed, build(frame.read_metrics(path)))
 
 
 @pytest.mark.parametrize("without", [("region",), ("region", "service")])
@@ -116,9 +89,9 @@ def test_a_file_without_region_or_service_columns_is_streamed_as_unknown(tmp_pat
                                                                        without: tuple[str, ...]) -> None:
     data = _table(services=1)
     path = _write(tmp_path / "bare.parquet", data, without=without)
-    streamed = _streamed(path)
+    streamed = streamed_or_none(path)
     assert streamed is not None
-    _assert_equivalent(streamed, build(frame.read_metrics(path)))
+    assert_same_fingerprint(streamed, build(frame.read_metrics(path)))
     assert streamed["region"] == "unknown"
     assert list(streamed["services"]) == (["unknown"] if "service" in without else ["svc-0"])
 
@@ -127,9 +100,9 @@ def test_several_regions_are_reported_and_the_biggest_is_profiled(tmp_path: Path
     data = _table()
     data["region"] = ["eu-west-1"] * (LENGTH * len(METRICS)) + data["region"][LENGTH * len(METRICS):]
     path = _write(tmp_path / "regions.parquet", data)
-    streamed = _streamed(path)
+    streamed = streamed_or_none(path)
     assert streamed is not None and streamed["region"] == "us-east-1"
-    _assert_equivalent(streamed, build(frame.read_metrics(path)))
+    assert_same_fingerprint(streamed, build(frame.read_metrics(path)))
     assert any("several regions" in w for w in streamed["warnings"])
 
 
@@ -163,7 +136,7 @@ def test_anything_to_clean_goes_to_the_general_path_and_is_reported(tmp_path: Pa
     data["metric"] = data["metric"].astype(object)
     _defect(kind, data)
     path = _write(tmp_path / f"{kind}.parquet", data)
-    assert _streamed(path) is None
+    assert streamed_or_none(path) is None
     got = build_file(path, stream_min_rows=0)
     want = build(frame.read_metrics(path))
     for fp in (got, want):
@@ -175,7 +148,7 @@ def test_anything_to_clean_goes_to_the_general_path_and_is_reported(tmp_path: Pa
 
 def test_a_step_other_than_the_files_and_a_small_file_are_read_whole(tmp_path: Path) -> None:
     path = _write(tmp_path / "m.parquet", _table())
-    assert _streamed(path, params=ProfileParams(step_seconds=300)) is None
+    assert streamed_or_none(path, params=ProfileParams(step_seconds=300)) is None
     assert fpm._build_streamed(path, region=None, params=ProfileParams(), max_warnings=50,
                                min_rows=10**9) is None
     got = build_file(path, params=ProfileParams(step_seconds=300), stream_min_rows=0)

@@ -8,7 +8,6 @@ instances and pooled metric entries identical once serialised, aggregates equal 
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shadowing.capacity import fingerprint as fpm
-from shadowing.capacity.fingerprint import ProfileParams, build, build_file
+from shadowing.capacity.fingerprint import build, build_file
 from shadowing.metrics import frame
+from tests.support.fingerprints import assert_same_fingerprint, streamed_or_none
 
 LENGTH = 240  # samples per series
 STEP_S = 60
@@ -91,33 +90,6 @@ def _pandas_parquet(path: Path) -> frame.TidyColumns:
     return frame.from_pandas(pd.read_parquet(path), source=str(path))
 
 
-def _streamed(path: Path) -> dict[str, Any] | None:
-    try:
-        return fpm._build_streamed(path, region=None, params=ProfileParams(), max_warnings=50, min_rows=0)
-    except frame.NotSeriesLayout:
-        return None
-
-
-def _assert_same_fingerprint(got: dict[str, Any], want: dict[str, Any]) -> None:
-    """Identical once serialised (key order included) but for the aggregates' floating-point sums."""
-    got, want = dict(got), dict(want)
-    for fp in (got, want):
-        fp.pop("generated_at")
-    got_services, want_services = got.pop("services"), want.pop("services")
-    assert got == want
-    assert list(got_services) == list(want_services)
-    for name, w in want_services.items():
-        g = got_services[name]
-        assert json.dumps(g["instances"]) == json.dumps(w["instances"]), name
-        assert json.dumps(g["metrics"]) == json.dumps(w["metrics"]), name
-        assert g["sizing"]["instances"] == w["sizing"]["instances"], name
-        assert list(g["aggregate"]) == list(w["aggregate"])
-        for metric, wa in w["aggregate"].items():
-            ga = g["aggregate"][metric]
-            for stat in ("count", "mean", "std", "ewma", "min", "max", "p50", "p90", "p95", "p99"):
-                assert ga[stat] == pytest.approx(wa[stat], rel=0.021 if stat[0] == "p" else 1e-9), (name, stat)
-
-
 def _check_parquet(path: Path, *, streamed: bool | None = True, grid: bool | None = True) -> frame.TidyColumns:
     """The reader against pandas, and build_file against build(read_metrics()). ``streamed``/``grid``: whether
     the streamed build / the implied timestamps must be taken (None: either)."""
@@ -126,12 +98,12 @@ def _check_parquet(path: Path, *, streamed: bool | None = True, grid: bool | Non
         assert (got.grid is not None) == grid
     _assert_same_rows(got, _pandas_parquet(path))
     whole = build(frame.read_metrics(path))
-    fast = _streamed(path)
+    fast = streamed_or_none(path)
     if streamed is not None:
         assert (fast is not None) == streamed
     if fast is not None:
-        _assert_same_fingerprint(fast, whole)
-    _assert_same_fingerprint(build_file(path, stream_min_rows=0), whole)
+        assert_same_fingerprint(fast, whole, key_order=True)
+    assert_same_fingerprint(build_file(path, stream_min_rows=0), whole, key_order=True)
     return got
 
 
@@ -240,7 +212,7 @@ def test_binary_names_read_the_same_from_pages_or_from_pyarrow(tmp_path: Path,
     via_pyarrow = frame.read_metrics(path)
     assert via_pyarrow.services == [f"svc-{k}" for k in range(5)]
     _assert_same_rows(via_pyarrow, _pandas_parquet(path))
-    _assert_same_fingerprint(build_file(path, stream_min_rows=0), build(via_pyarrow))
+    assert_same_fingerprint(build_file(path, stream_min_rows=0), build(via_pyarrow), key_order=True)
 
 
 def test_a_categorical_with_sorted_unused_categories_is_coded_by_first_appearance(tmp_path: Path) -> None:
