@@ -464,3 +464,44 @@ def test_refresh_of_a_region_without_tagged_instances_fails_with_a_reason(aws_co
     with pytest.raises(ShadowingError, match=f"cloudwatch:{REGION}: no usable metric rows"):
         refresh_region(REGION, end=START + timedelta(minutes=3), bootstrap=timedelta(minutes=3), bootstrap_period=60)
     assert latest_valid_fingerprint(open_warehouse(warehouse_conn_env), REGION) is None
+
+
+def test_agent_metrics_published_with_appended_dimensions_are_found(aws: str) -> None:
+    """The CloudWatch agent's append_dimensions (ImageId, InstanceType, AutoScalingGroupName) publishes memory
+    under richer dimension sets than InstanceId, and a query matches sets exactly (moto as CloudWatch): each
+    instance is read under the sets ListMetrics shows for it, InstanceId alone when that one exists."""
+    ec2, cw = _clients(aws)
+    plain, appended, both, retyped = _launch(ec2, 4, "api")
+    memory = METRICS["memory_utilization"]
+
+    def dims(iid: str, itype: str = "t3.micro") -> list[dict[str, str]]:
+        return [{"Name": "ImageId", "Value": "ami-0abc"}, {"Name": INSTANCE_DIMENSION, "Value": iid},
+                {"Name": "InstanceType", "Value": itype}]
+
+    only = {plain: None, both: None}  # InstanceId alone (as the world publishes)
+    datums: list[dict[str, Any]] = []
+    want: dict[Key, float] = {}
+    for minute in range(4):
+        at = START + timedelta(minutes=minute)
+        for k, iid in enumerate((plain, appended, both, retyped)):
+            v = 10.0 * (k + 1) + minute
+            if iid in only:
+                datums.append({"MetricName": memory.cloudwatch_name, "Timestamp": at, "Value": v, "Unit": "Percent",
+                               "Dimensions": [{"Name": INSTANCE_DIMENSION, "Value": iid}]})
+            if iid in (appended, both):  # `both`: the agent's aggregation_dimensions [["InstanceId"]] as well
+                datums.append({"MetricName": memory.cloudwatch_name, "Timestamp": at, "Dimensions": dims(iid),
+                               "Value": v if iid == appended else v + 0.5, "Unit": "Percent"})
+            if iid == retyped:  # resized after two minutes: a new InstanceType, a new dimension set
+                datums.append({"MetricName": memory.cloudwatch_name, "Timestamp": at, "Unit": "Percent",
+                               "Dimensions": dims(iid, "t3.micro" if minute < 2 else "m5.large"), "Value": v})
+            want[(iid, "memory_utilization", at.timestamp())] = v
+    put_metric_datums(cw, {memory.namespace: datums})
+    calls = _recorded_calls(cw)
+    cols = extract(cw, ec2, region=REGION, start=START, end=START + timedelta(minutes=4))
+    got = {k: v for k, v in _rows(cols).items() if k[1] == "memory_utilization"}
+    assert got == want  # `both` read under InstanceId alone (its +0.5 set not mixed in)
+    asked = [q["MetricStat"]["Metric"] for c in calls for q in c["MetricDataQueries"]
+             if q["MetricStat"]["Metric"]["MetricName"] == memory.cloudwatch_name]
+    per_instance = Counter(next(d["Value"] for d in m["Dimensions"] if d["Name"] == INSTANCE_DIMENSION)
+                           for m in asked)
+    assert per_instance == {plain: 1, appended: 1, both: 1, retyped: 2}

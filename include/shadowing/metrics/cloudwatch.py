@@ -6,10 +6,14 @@ under-count the interval's demand (CloudWatch returns nothing for an instance si
 terminated instances cost one empty query each). One query per instance × canonical metric (namespaces, names
 and the instance dimension from :mod:`shadowing.metrics.names`, which the world's publisher uses too), at most
 500 queries per call (the API's limit), every page followed; throttling is retried by the client's adaptive
-retry config. Only the half-open data interval [start, end) is requested, and rows outside it are dropped
-defensively. Several datapoints of one series in the same period (a re-published minute) come back as their
-``Average``, so each series has at most one row per period; the fingerprint's cleaning handles the rest
-(impossible values, late points).
+retry config. Metrics outside ``AWS/EC2`` (the CloudWatch agent's memory, the applications' own) are often
+published with more dimensions than ``InstanceId`` (the agent's ``append_dimensions`` adds ``ImageId``,
+``InstanceType``, ``AutoScalingGroupName``), and a query matches dimension sets exactly: their sets are listed
+first (ListMetrics, one paginated listing per metric) and each instance is queried under the sets it has —
+``InstanceId`` alone when that one is published. Only the half-open data interval [start, end) is requested,
+and rows outside it are dropped defensively. Several datapoints of one series in the same period (a
+re-published minute) come back as their ``Average``, so each series has at most one row per period; the
+fingerprint's cleaning handles the rest (impossible values, late points).
 
 The interval is read in time windows of at most ``window_periods`` periods each (windows × chunks of queries
 → calls). Short windows keep the emulator (moto) fast: it answers each query by walking every period of the
@@ -60,15 +64,48 @@ def discover_instances(ec2: Any) -> dict[str, str]:
     return found
 
 
-def metric_queries(instances: dict[str, str], period: int) -> list[tuple[dict[str, Any], str, str]]:
-    """(MetricDataQuery, instance id, canonical metric) for every instance × canonical metric."""
+Dimensions = list[dict[str, str]]
+
+
+def instance_dimension_sets(cloudwatch: Any, instances: dict[str, str]
+                            ) -> dict[tuple[str, str], list[Dimensions]]:
+    """(instance id, canonical metric) → the dimension sets its datapoints are published under, for the metrics
+    outside ``AWS/EC2`` (whose own metrics carry ``InstanceId`` alone). Only sets naming one of ``instances``."""
+    found: dict[tuple[str, str], list[Dimensions]] = {}
+    for spec in METRICS.values():
+        if spec.namespace == "AWS/EC2":
+            continue
+        pages = cloudwatch.get_paginator("list_metrics").paginate(Namespace=spec.namespace,
+                                                                  MetricName=spec.cloudwatch_name)
+        for page in pages:
+            for metric in page.get("Metrics") or []:
+                dims = [{"Name": d["Name"], "Value": d["Value"]} for d in metric.get("Dimensions") or []]
+                iid = next((d["Value"] for d in dims if d["Name"] == INSTANCE_DIMENSION), None)
+                if iid in instances:
+                    sets = found.setdefault((iid, spec.name), [])
+                    dims.sort(key=lambda d: d["Name"])
+                    if dims not in sets:  # a listing may name one set more than once (moto: once per datapoint)
+                        sets.append(dims)
+    return found
+
+
+def metric_queries(instances: dict[str, str], period: int,
+                   dimension_sets: dict[tuple[str, str], list[Dimensions]] | None = None
+                   ) -> list[tuple[dict[str, Any], str, str]]:
+    """(MetricDataQuery, instance id, canonical metric) for every instance × canonical metric: under
+    ``InstanceId`` alone, unless ``dimension_sets`` lists only richer sets for it (then one query per set)."""
     out = []
     for n, (iid, _service) in enumerate(sorted(instances.items())):
+        only_instance = [{"Name": INSTANCE_DIMENSION, "Value": iid}]
         for m, spec in enumerate(METRICS.values()):
-            out.append(({"Id": f"q{n}_{m}", "ReturnData": True, "MetricStat": {
-                "Metric": {"Namespace": spec.namespace, "MetricName": spec.cloudwatch_name,
-                           "Dimensions": [{"Name": INSTANCE_DIMENSION, "Value": iid}]},
-                "Period": period, "Stat": "Average"}}, iid, spec.name))
+            listed = (dimension_sets or {}).get((iid, spec.name)) or []
+            sets = [only_instance] if not listed or only_instance in listed else \
+                sorted(listed, key=lambda dims: [(d["Name"], d["Value"]) for d in dims])
+            for k, dims in enumerate(sets):
+                out.append(({"Id": f"q{n}_{m}" + (f"_{k}" if k else ""), "ReturnData": True, "MetricStat": {
+                    "Metric": {"Namespace": spec.namespace, "MetricName": spec.cloudwatch_name,
+                               "Dimensions": dims},
+                    "Period": period, "Stat": "Average"}}, iid, spec.name))
     return out
 
 
@@ -163,8 +200,10 @@ def _result_arrays(res: Any, queries: dict[str, tuple[str, str]], source: str
 
 def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: datetime, period: int = 60,
             max_queries: int = MAX_QUERIES, window_periods: int | None = DEFAULT_WINDOW_PERIODS,
-            instances: dict[str, str] | None = None) -> TidyColumns:
-    """The tidy frame of the region's tagged instances for [start, end) (``instances``: skip discovery).
+            instances: dict[str, str] | None = None,
+            dimension_sets: dict[tuple[str, str], list[Dimensions]] | None = None) -> TidyColumns:
+    """The tidy frame of the region's tagged instances for [start, end) (``instances``: skip discovery;
+    ``dimension_sets``: skip listing them, see :func:`instance_dimension_sets`).
 
     ``window_periods``: periods per call (None: the whole interval in one call per chunk of queries).
     """
@@ -177,8 +216,13 @@ def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: dat
         raise ValueError(f"max_queries must be within 1..{MAX_QUERIES}")
     windows = time_windows(start, end, period=period, window_periods=window_periods)
     instances = discover_instances(ec2) if instances is None else instances
-    queries = metric_queries(instances, period)
-    series_of = {q["Id"]: n for n, (q, _, _) in enumerate(queries)}
+    if dimension_sets is None:
+        dimension_sets = instance_dimension_sets(cloudwatch, instances) if instances else {}
+    queries = metric_queries(instances, period, dimension_sets)
+    # One series per instance × metric, however many dimension sets it is queried under.
+    keys = list(dict.fromkeys((iid, metric) for _, iid, metric in queries))
+    key_index = {key: n for n, key in enumerate(keys)}
+    series_of = {q["Id"]: key_index[(iid, metric)] for q, iid, metric in queries}
     asked = {q["Id"]: (iid, metric) for q, iid, metric in queries}
     source = f"cloudwatch:{region}"
     # Flat lists of arrays (one frame at the end): a DataFrame per result costs more than moto's answer.
@@ -215,9 +259,9 @@ def extract(cloudwatch: Any, ec2: Any, *, region: str, start: datetime, end: dat
     # Series by series in time order (as one call would return them): the fingerprint's fast path.
     order = np.flatnonzero(inside)[np.lexsort((ts[inside], series[inside]))]
     series, ts, values = series[order], ts[order], values[order]
-    iids = np.array([iid for _, iid, _ in queries], dtype=object)
-    services = np.array([instances[iid] for _, iid, _ in queries], dtype=object)
-    metrics = np.array([metric for _, _, metric in queries], dtype=object)
+    iids = np.array([iid for iid, _ in keys], dtype=object)
+    services = np.array([instances[iid] for iid, _ in keys], dtype=object)
+    metrics = np.array([metric for _, metric in keys], dtype=object)
     frame = pd.DataFrame({"timestamp": pd.to_datetime(ts, unit="s", utc=True), "region": region,
                           "service": services[series], "instance_id": iids[series], "metric": metrics[series],
                           "value": values})

@@ -28,7 +28,7 @@ class _Replay:
 
 def _extract(results: list[dict[str, Any]]) -> Any:
     return extract(_Replay(results), None, region="eu-west-1", start=START, end=END, window_periods=None,
-                   instances={"i-1": "web"})
+                   instances={"i-1": "web"}, dimension_sets={})
 
 
 def test_datetimes_and_iso_text_give_the_same_rows() -> None:
