@@ -113,7 +113,7 @@ def _cloudwatch_case(path: Path) -> None:
 
     extract(_CloudWatchReplay(json.loads(path.read_text())), None, region="us-east-1",
             start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 1, 2, tzinfo=UTC),
-            instances={"i-1": "web"})
+            instances={"i-1": "web"}, dimension_sets={})
 
 
 def _dag_params_case(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
