@@ -454,16 +454,32 @@ def test_a_bootstrap_length_off_the_period_grid_still_reads_its_history(aws_conn
 
 def test_refresh_of_a_region_without_tagged_instances_fails_with_a_reason(aws_conn_env: str,
                                                                           warehouse_conn_env: str) -> None:
-    from shadowing.errors import ShadowingError
+    from airflow.sdk.exceptions import AirflowFailException
+
     from shadowing.orchestration.capacity import refresh_region
     from shadowing.warehouse import open_warehouse
     from shadowing.warehouse.store import latest_valid_fingerprint
 
     ec2, cw = _clients(aws_conn_env)
     _publish(cw, _launch(ec2, 1, None), range(3))
-    with pytest.raises(ShadowingError, match=f"cloudwatch:{REGION}: no usable metric rows"):
+    # not retried (the inventory would be the same), and the reason names the tag to set
+    with pytest.raises(AirflowFailException, match=f"{REGION}: no EC2 instance tagged 'shadowing:service'"):
         refresh_region(REGION, end=START + timedelta(minutes=3), bootstrap=timedelta(minutes=3), bootstrap_period=60)
     assert latest_valid_fingerprint(open_warehouse(warehouse_conn_env), REGION) is None
+
+    # Once the region has a fingerprint, losing every tagged instance keeps it (decayed) and says why.
+    tagged = _launch(ec2, 2, "api")
+    _publish(cw, tagged, range(3, 6), offset=1)
+    first = refresh_region(REGION, end=START + timedelta(minutes=6), bootstrap=timedelta(minutes=3),
+                           bootstrap_period=60)
+    ec2.delete_tags(Resources=tagged, Tags=[{"Key": T.SERVICE}])
+    later = refresh_region(REGION, end=START + timedelta(minutes=9), bootstrap=timedelta(minutes=3),
+                           bootstrap_period=60)
+    assert later["valid"] and not later["skipped"] and later["id"] != first["id"]
+    stored = latest_valid_fingerprint(open_warehouse(warehouse_conn_env), REGION)
+    assert stored is not None and stored.id == later["id"]
+    assert stored.payload["warnings"][0].startswith(f"{REGION}: no EC2 instance tagged 'shadowing:service'")
+    assert stored.payload["services"]["api"]["metrics"]["cpu_utilization"]["count"] == 2 * 3  # nothing lost
 
 
 def test_agent_metrics_published_with_appended_dimensions_are_found(aws: str) -> None:

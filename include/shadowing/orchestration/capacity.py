@@ -17,14 +17,16 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
 
     Returns {"id", "valid", "skipped", "window", "services"}. A failed validation is stored (auditable) but not
     made current, and fails the task without retries (AirflowFailException: the same data fails the same way),
-    so the Asset is not published and the previous valid fingerprint stays current.
+    so the Asset is not published and the previous valid fingerprint stays current. A first run in a region
+    without any tagged instance fails the same way, naming the tag.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
+    from shadowing.aws import tags
     from shadowing.capacity.fingerprint import ProfileParams, fold, parse_iso
     from shadowing.capacity.interval import next_interval
     from shadowing.errors import ValidationFailed
-    from shadowing.metrics.cloudwatch import extract
+    from shadowing.metrics.cloudwatch import discover_instances, extract
     from shadowing.orchestration.clients import aws_client, warehouse_engine
     from shadowing.quality.fingerprint import validate_fingerprint
     from shadowing.warehouse.store import latest_valid_fingerprint, save_fingerprint
@@ -47,9 +49,16 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
         assert previous is not None
         return {"id": previous.id, "valid": True, "skipped": True, "note": interval.note,
                 "window": previous.payload["window"], "services": _summary(previous.payload)}
-    cols = extract(aws_client("cloudwatch", region), aws_client("ec2", region), region=region,
-                   start=interval.start, end=interval.end, period=interval.step_seconds,
-                   window_periods=window_periods)
+    instances = discover_instances(aws_client("ec2", region))
+    untagged = (f"{region}: no EC2 instance tagged {tags.SERVICE!r} (pre-staged standbys excluded): nothing to "
+                f"profile; tag the primary's instances with their service, or drop {region} from "
+                f"SHADOWING_REGION_PAIRS")
+    if not instances and previous is None:
+        # A configuration problem, not a transient one: retrying reads the same inventory. (With a fingerprint
+        # already, the fold below keeps it, decayed, and says so: a primary emptied on purpose stays sized.)
+        raise AirflowFailException(untagged)
+    cols = extract(aws_client("cloudwatch", region), None, region=region, start=interval.start, end=interval.end,
+                   period=interval.step_seconds, window_periods=window_periods, instances=instances)
     # The bootstrap's alignment step is the period it was read at (a short history of one sample per series
     # gives the data no spacing to infer it from); later folds keep the fingerprint's step.
     fingerprint = fold(previous.payload if previous else None, cols,
@@ -57,6 +66,8 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
                        params=ProfileParams(step_seconds=interval.step_seconds))
     if interval.note:
         fingerprint["warnings"] = [f"interval: {interval.note}", *fingerprint["warnings"]]
+    if not instances:
+        fingerprint["warnings"] = [untagged, *fingerprint["warnings"]]
     try:
         validate_fingerprint(fingerprint, now=interval.end.timestamp())
     except ValidationFailed as exc:
