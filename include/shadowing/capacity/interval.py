@@ -4,7 +4,10 @@ A scheduled run owns [data_interval_start, data_interval_end), but the fingerpri
 every point since the last *valid* fingerprint's window end. Reading from there (not from the run's own start)
 means a failed or skipped run leaves no hole and a re-run never double counts (the fold also drops points before
 that watermark). The first run has no fingerprint to fold into and reads a bootstrap history; a gap longer than
-``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so. Cron schedules in
+``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so. Both starts are
+floored to the period too: CloudWatch (to the minute; moto to the second) rounds StartTime down and labels the
+first period with the rounded time, which the extraction would drop as before the interval (a bootstrap of
+0.3333 h at 3600 s lost its only period). A fold starts at the previous end, already on the grid. Cron schedules in
 Airflow 3 give zero-length intervals: only the run's end matters here.
 
 The bootstrap may be read at a coarser period than the folds (a week of hourly samples instead of minutes:
@@ -43,14 +46,14 @@ def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: ti
     if previous_end is None:
         step = step_seconds if bootstrap_step_seconds is None else bootstrap_step_seconds
         end = _floor(end, step)
-        return RefreshInterval(end - bootstrap, end, f"first fingerprint: bootstrap from {bootstrap} of history"
-                               f" at a {step} s period", step)
+        return RefreshInterval(_floor(end - bootstrap, step), end, f"first fingerprint: bootstrap from "
+                               f"{bootstrap} of history at a {step} s period", step)
     end = _floor(end, step_seconds)
     if previous_end >= end:
         return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint",
                                step_seconds)
     if end - previous_end > max_gap:
-        return RefreshInterval(end - max_gap, end, f"last valid fingerprint ends {end - previous_end} before this "
+        return RefreshInterval(_floor(end - max_gap, step_seconds), end, f"last valid fingerprint ends {end - previous_end} before this "
                                                    f"run; only the last {max_gap} are folded", step_seconds)
     return RefreshInterval(previous_end, end, None, step_seconds)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,13 +37,6 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
         previous_end = datetime.fromtimestamp(parse_iso(previous.payload["window"]["end"]), UTC)
     interval = next_interval(previous_end, end, bootstrap=bootstrap, max_gap=max_gap, step_seconds=period,
                              bootstrap_step_seconds=bootstrap_period)
-    if interval.start != previous_end and interval.start.timestamp() % interval.step_seconds:
-        # A bootstrap (or max-gap restart) starts on the period grid: CloudWatch (to the minute) and moto (to the
-        # second) round StartTime down and label the first period with the rounded time, which extract drops as
-        # before the interval — a length off the grid (0.3333 h at 3600 s) lost its only period. Folds start at
-        # the previous end, already on the grid.
-        step = interval.step_seconds
-        interval = replace(interval, start=datetime.fromtimestamp(interval.start.timestamp() // step * step, UTC))
     if interval.empty:
         assert previous is not None
         return {"id": previous.id, "valid": True, "skipped": True, "note": interval.note,

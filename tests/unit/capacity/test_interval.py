@@ -117,3 +117,13 @@ def test_hourly_bootstrap_then_minute_folds_stay_sane_and_valid() -> None:
     peak = max(float(c.values[c.metric == c.metrics.index("cpu_utilization")].max()) for c in minute_values)
     assert how[end_how] == pytest.approx(peak, rel=1e-3)
     assert sum(v is not None for v in how) == hours + 1
+
+
+def test_bootstrap_and_restart_starts_lie_on_the_period_grid() -> None:
+    # CloudWatch labels the first period with the start rounded down: a start off the grid would lose it
+    boot = next_interval(None, END, bootstrap=timedelta(hours=0.3333), max_gap=timedelta(days=1),
+                         bootstrap_step_seconds=3600)
+    assert boot.start == END - timedelta(hours=1) and boot.end == END
+    restart = next_interval(END - timedelta(days=3), END, bootstrap=timedelta(hours=6),
+                            max_gap=timedelta(hours=1, seconds=30), step_seconds=60)
+    assert restart.start == END - timedelta(hours=1, minutes=1) and restart.end == END
