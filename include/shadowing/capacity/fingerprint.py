@@ -99,7 +99,7 @@ def measured_step(cols: tidy.TidyColumns) -> int | None:
     if len(cols) < 2:
         return None
     if cols.grid is not None:
-        return _median_step(np.zeros(cols.grid.size, dtype=np.int64), cols.grid)
+        return _grid_step(cols.grid)
     # First the leading rows: contiguous, so their spacing is the series' own (one pass over a prefix).
     # Only when they are laid out series by series (few runs, time rising within each): a row sample of a
     # shuffled input would widen the spacing it measures.
@@ -117,9 +117,9 @@ def measured_step(cols: tidy.TidyColumns) -> int | None:
     return _median_step(series, cols.ts[rows])
 
 
-def _grid_step(grid: np.ndarray) -> int:
+def _grid_step(grid: np.ndarray) -> int | None:
     """The step of a grid every series is sampled at exactly: its spacing is the series' own."""
-    return _median_step(np.zeros(grid.size, dtype=np.int64), grid) or ASSUMED_STEP_SECONDS
+    return _median_step(np.zeros(grid.size, dtype=np.int64), grid)
 
 
 def _on_step(grid: np.ndarray, step: int) -> bool:
@@ -853,7 +853,7 @@ def _scan(sf: tidy.SeriesFile, params: ProfileParams) -> _Scanned | None:
     import threading
 
     grid = sf.grid
-    step = int(params.step_seconds or _grid_step(grid))
+    step = int(params.step_seconds or _grid_step(grid) or ASSUMED_STEP_SECONDS)
     if not _on_step(grid, step):
         return None  # not on the step's grid: the general path aligns it
     first, end = float(grid[0]), float(grid[-1]) + step

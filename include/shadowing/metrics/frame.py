@@ -281,17 +281,18 @@ class _ParquetSource:
     low-level class ever moves.
     """
 
-    def __init__(self, path: Path, read_dictionary: list[str] | None = None) -> None:
+    def __init__(self, path: Path, read_dictionary: list[str] | None = None, metadata: Any = None) -> None:
         try:
             from pyarrow._parquet import ParquetReader
 
             reader = ParquetReader()
-            reader.open(str(path), use_memory_map=_MEMORY_MAP, read_dictionary=read_dictionary)
+            reader.open(str(path), use_memory_map=_MEMORY_MAP, read_dictionary=read_dictionary, metadata=metadata)
             self._file: Any = None
         except (ImportError, AttributeError, TypeError):
             import pyarrow.parquet as pq
 
-            self._file = pq.ParquetFile(path, read_dictionary=read_dictionary, memory_map=_MEMORY_MAP)
+            self._file = pq.ParquetFile(path, read_dictionary=read_dictionary, memory_map=_MEMORY_MAP,
+                                        metadata=metadata)
             reader = self._file.reader
         self._reader = reader
         self.metadata = reader.metadata
@@ -303,8 +304,7 @@ class _ParquetSource:
         """The file with the tidy text columns it has read as dictionary codes (the footer is read first to
         know which it has: pyarrow refuses a dictionary request for a missing column)."""
         with cls(path) as plain:
-            present = [c for c in _TEXT_COLUMNS if c in plain.names]
-        return cls(path, read_dictionary=present)
+            return cls(path, read_dictionary=plain.text, metadata=plain.metadata)  # the footer parsed once
 
     @property
     def text(self) -> list[str]:
@@ -642,7 +642,7 @@ def read_parquet(path: Path, *, region: str | None = None) -> TidyColumns:
     def share(k: int) -> list[tuple[list[np.ndarray], dict[str, Any]]]:
         if k == 0:
             return [load(pf, i) for i in range(k, n_groups, threads)]
-        with _ParquetSource(path, read_dictionary=text) as reader:
+        with _ParquetSource(path, read_dictionary=text, metadata=pf.metadata) as reader:
             return [load(reader, i) for i in range(k, n_groups, threads)]
 
     fd = os.open(path, os.O_RDONLY) if _PREAD else None
@@ -868,7 +868,8 @@ class SeriesFile:
 
         def share(k: int) -> list[tuple[list[Any], list[Any]]]:
             done = []
-            reader = self._source if k == 0 else _ParquetSource(self.path, read_dictionary=self._source.text)
+            reader = self._source if k == 0 else _ParquetSource(self.path, read_dictionary=self._source.text,
+                                                                   metadata=self._source.metadata)
             try:
                 for i in range(k, n_groups, threads):
                     if stop:
