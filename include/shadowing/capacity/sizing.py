@@ -20,7 +20,7 @@ and then, for both::
 
     capacity = base × (1 + margin) × confidence
     confidence = 1 + short_history_boost × max(0, 1 − history / full_history)
-    instances = max(min_instances, ceil(capacity / target_utilization))
+    instances = max(min_instances, ceil(capacity / target_utilization))   (float noise of a few ulps forgiven)
 
 Every input comes from the fingerprint's aggregate entry (``sketch``, ``decayed_sketch``,
 ``hour_of_week_peak``, ``min``, ``max``): see :func:`summarize_aggregate`. The rule's parameters travel with
@@ -31,15 +31,27 @@ forms against AWS ARC's and Kubernetes VPA's rules on real CloudWatch traces.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from shadowing.errors import InputError
+
 HOURS_PER_WEEK = 168
 # 1970-01-01 was a Thursday: shift so that hour-of-week 0 is Monday 00:00 UTC (as capacity.batch does).
 _EPOCH_HOUR_OF_WEEK = 3 * 24
+# The instance count's rounding forgives this much relative excess over a whole count: the float error of
+# base × (1 + margin) × confidence / target (a few half-ulps), so 3.0000000000000004 instances is 3, while a
+# real excess (3 + 1e-12) still takes a 4th instance.
+_CEIL_SLACK = 4 * sys.float_info.epsilon
+_RULE_SOURCE = "sizing rule"
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,56 @@ class SizingRule:
     seasonal: bool = False  # also cover the hour-of-week peak of the next lookahead_seconds
     lookahead_seconds: float = 3600.0  # how far ahead a sizing has to hold: the refresh cadence
 
+    def __post_init__(self) -> None:
+        """Refuse parameters that would size wrongly without a word (a percentile of 99 meant as p99 would size
+        from the maximum, a negative margin below demand) or crash later (a zero target or full history)."""
+        checks: list[tuple[str, bool, str]] = [
+            ("metric", isinstance(self.metric, str) and bool(self.metric), "must be a metric name"),
+            ("name", isinstance(self.name, str) and bool(self.name), "must be a non-empty name"),
+            ("percentile", _finite_number(self.percentile) and 0.0 < self.percentile <= 1.0,
+             "must be a fraction in (0, 1] (0.99 for p99)"),
+            ("margin", _finite_number(self.margin) and self.margin >= 0.0, "must be a finite number >= 0"),
+            ("target_utilization", _finite_number(self.target_utilization) and self.target_utilization > 0.0,
+             "must be a finite number > 0 (demand units one instance carries)"),
+            ("short_history_boost", _finite_number(self.short_history_boost) and self.short_history_boost >= 0.0,
+             "must be a finite number >= 0"),
+            ("full_history_seconds", _finite_number(self.full_history_seconds) and self.full_history_seconds > 0.0,
+             "must be a finite number of seconds > 0"),
+            ("min_instances", isinstance(self.min_instances, int) and not isinstance(self.min_instances, bool)
+             and self.min_instances >= 0, "must be a whole number >= 0"),
+            ("decayed", isinstance(self.decayed, bool), "must be true or false"),
+            ("seasonal", isinstance(self.seasonal, bool), "must be true or false"),
+            ("lookahead_seconds", _finite_number(self.lookahead_seconds) and self.lookahead_seconds >= 0.0,
+             "must be a finite number of seconds >= 0"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise InputError(f"{why}, got {getattr(self, name)!r}", source=_RULE_SOURCE, field=name)
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any]) -> SizingRule:
+        """The rule recorded with a sizing (``as_dict``, e.g. read back from JSON): replays it exactly.
+
+        Unknown keys are refused rather than ignored (a misspelt parameter would silently keep its default);
+        missing keys take the defaults. A JSON number without a fraction (``3600``) is accepted for a float."""
+        if not isinstance(params, Mapping):
+            raise InputError(f"must be an object, got {type(params).__name__}", source=_RULE_SOURCE)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise InputError(f"unknown parameter (known: {', '.join(known)})", source=_RULE_SOURCE,
+                             field=str(unknown[0]))
+        values = {k: float(v) if known[k].type == "float" and isinstance(v, int) and not isinstance(v, bool)
+                  else v for k, v in params.items()}
+        return cls(**values)
+
     def confidence(self, history_seconds: float) -> float:
-        short = max(0.0, 1.0 - max(history_seconds, 0.0) / self.full_history_seconds)
+        """1 + boost × the share of the full history still missing: 1 + boost with no (or an unknown, NaN)
+        history, falling linearly to exactly 1 at ``full_history_seconds`` and beyond."""
+        history = float(history_seconds)
+        if math.isnan(history):
+            history = 0.0  # unknown history: the most caution, never the least
+        short = min(1.0, max(0.0, 1.0 - max(history, 0.0) / self.full_history_seconds))
         return 1.0 + self.short_history_boost * short
 
     def capacity(self, demand_quantile: float, history_seconds: float) -> float:
@@ -100,7 +160,11 @@ def hour_of_week(ts_seconds: np.ndarray) -> np.ndarray:
 
 def lookahead_cells(now: float, lookahead_seconds: float) -> np.ndarray:
     """Hours of the week that [now, now + lookahead) touches."""
-    hours = np.arange(math.floor(now / 3600.0), math.ceil((now + max(lookahead_seconds, 1.0)) / 3600.0))
+    first = math.floor(now / 3600.0)
+    last = math.ceil((now + max(lookahead_seconds, 1.0)) / 3600.0) if math.isfinite(lookahead_seconds) else math.inf
+    if last - first >= HOURS_PER_WEEK:  # a week or more ahead: every hour of the week (and no huge range)
+        return np.arange(HOURS_PER_WEEK, dtype=np.int64)
+    hours = np.arange(first, last)
     # distinct values without np.unique, which imports numpy.ma (~11 ms of a fresh task process)
     cells = np.sort(hour_of_week(hours * 3600))
     return cells[np.concatenate(([True], cells[1:] != cells[:-1]))] if cells.size else cells
@@ -167,11 +231,13 @@ def recommend(rule: SizingRule, *, demand_quantile: float | None = None, history
     """The sizing block of a service in the fingerprint.
 
     Pass ``aggregate`` (the service's aggregate entry for ``rule.metric``) and ``now`` (the window end): every
-    form of the rule sizes from it. ``demand_quantile`` alone (the all-history quantile) only serves the classic
-    form; a decayed or seasonal rule given nothing else is refused with a reason rather than sized wrongly.
+    form of the rule sizes from it (only the seasonal form needs ``now``). ``demand_quantile`` alone (the
+    all-history quantile) only serves the classic form; a decayed or seasonal rule given nothing else is refused
+    with a reason rather than sized wrongly.
     """
-    if aggregate is not None and now is not None:
-        summary = summarize_aggregate(rule, aggregate, now=now, history_seconds=history_seconds)
+    if aggregate is not None and (now is not None or not rule.seasonal):
+        summary = summarize_aggregate(rule, aggregate, now=math.nan if now is None else now,
+                                      history_seconds=history_seconds)
     elif rule.decayed or rule.seasonal:
         return {"instances": None, "reason": f"rule {rule.name} needs the {rule.metric} aggregate entry and the "
                 f"window end", "rule": rule.as_dict()}
@@ -184,20 +250,30 @@ def size(rule: SizingRule, summary: DemandSummary, *, observed_instances: float 
     base = rule.base(summary)
     if base is None:
         return {"instances": None, "reason": f"no {rule.metric} aggregate to size from", "rule": rule.as_dict()}
-    capacity = rule.capacity(base, summary.history_seconds)
-    instances = max(rule.min_instances, math.ceil(capacity / rule.target_utilization - 1e-9))
+    capacity = float(rule.capacity(base, summary.history_seconds))
+    needed = capacity / rule.target_utilization
+    if not math.isfinite(needed):
+        return {"instances": None, "reason": f"{rule.metric} demand {base:g} × margin × confidence is beyond "
+                f"any instance count", "demand_quantile": _plain(summary.quantile), "rule": rule.as_dict()}
+    instances = max(rule.min_instances, math.ceil(needed * (1.0 - _CEIL_SLACK)))
     out = {
         "instances": int(instances),
         "capacity": capacity,
-        "demand_quantile": summary.quantile,
-        "confidence": rule.confidence(summary.history_seconds),
-        "history_seconds": summary.history_seconds,
-        "observed_instances": observed_instances,
+        "demand_quantile": _plain(summary.quantile),
+        "confidence": float(rule.confidence(summary.history_seconds)),
+        "history_seconds": _plain(summary.history_seconds),
+        "observed_instances": _plain(observed_instances),
         "rule": rule.as_dict(),
     }
     if rule.seasonal:
-        out["seasonal_peak"] = summary.seasonal_peak
-        out["base_demand"] = base
+        out["seasonal_peak"] = _plain(summary.seasonal_peak)
+        out["base_demand"] = float(base)
     if summary.inputs:
         out["inputs"] = summary.inputs
     return out
+
+
+def _plain(value: float | None) -> float | None:
+    """A JSON-ready number: numpy scalars (e.g. from a window given as numpy floats) become Python floats, and
+    what JSON cannot hold (NaN, ±inf: an unknown history, a non-finite quantile beside a usable peak) null."""
+    return None if value is None or not math.isfinite(value) else float(value)

@@ -3,9 +3,14 @@
 The fingerprint is flattened to one row per service × (pooled | aggregate | instance) × metric with the
 statistics as columns, plus helper columns the JSON suite checks: ``utilisation_min/max`` (set for
 percentage metrics only), ``non_negative_min`` (set for metrics that cannot be negative), the window's length
-and its age at validation time, and ``rejected_share`` (pooled rows: the share of the newest window's rows of
-that service and metric dropped as impossible — a broken source fails the refresh instead of being silently
-thinned out). The suite lives in ``include/expectations/capacity_fingerprint.json``.
+and its age at validation time (null, so failing, when the window is missing or unreadable), ``rejected_share``
+(pooled rows: the share of the newest window's rows of that service and metric dropped as impossible — a
+broken source fails the refresh instead of being silently thinned out), and on the aggregate row of the sizing
+rule's metric ``sizing_row`` = 1 with ``sizing_instances`` (the recommended count, null when the service was
+not sized although its demand is known). The suite lives in ``include/expectations/capacity_fingerprint.json``.
+
+A malformed part (a service, section or entry that is not an object) becomes a row of null statistics named
+after it, so it fails the suite with its place named instead of crashing the validation.
 """
 
 from __future__ import annotations
@@ -26,35 +31,53 @@ from shadowing.settings import INCLUDE_DIR
 SUITE_PATH = INCLUDE_DIR / "expectations" / "capacity_fingerprint.json"
 STATS = ("count", "mean", "std", "ewma", "min", "max", "p50", "p90", "p95", "p99")
 POOLED, AGGREGATE = "*", "(aggregate)"
+MALFORMED = "(malformed)"
+_DEFAULT_SIZING_METRIC = "cpu_utilization"
+COLUMNS = ("service", "instance", "metric", *STATS, "utilisation_min", "utilisation_max", "non_negative_min",
+           "window_seconds", "window_age_seconds", "rejected_share", "sizing_row", "sizing_instances")
+
+
+def _number(value: Any) -> float | None:
+    """A finite statistic as float; anything else (None, NaN, inf, text, true/false) as None: a null."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _ts(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    # A window without an offset is UTC (as every fingerprint writes it), never the validating host's zone.
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.DataFrame:
     """One row per service × instance (``*`` pooled, ``(aggregate)`` total) × metric."""
-    window = fingerprint.get("window") or {}
+    fingerprint = _mapping(fingerprint)
+    window = _mapping(fingerprint.get("window"))
     try:
         start, end = _ts(window["start"]), _ts(window["end"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         start = end = math.nan
     now = datetime.now(UTC).timestamp() if now is None else now
     rows: list[dict[str, Any]] = []
-    quality = fingerprint.get("quality") or {}
-    kept_rows = quality.get("kept_rows") or {}
-    rejected_rows = quality.get("rejected_rows") or {}
+    quality = _mapping(fingerprint.get("quality"))
+    kept_rows = _mapping(quality.get("kept_rows"))
+    rejected_rows = _mapping(quality.get("rejected_rows"))
 
     def rejected_share(service: str, metric: str) -> float | None:
-        bad = float((rejected_rows.get(service) or {}).get(metric) or 0)
-        good = float((kept_rows.get(service) or {}).get(metric) or 0)
+        bad = _number(_mapping(rejected_rows.get(service)).get(metric)) or 0.0
+        good = _number(_mapping(kept_rows.get(service)).get(metric)) or 0.0
         return bad / (bad + good) if bad + good else None
 
-    def add(service: str, instance: str, metric: str, entry: dict[str, Any]) -> None:
+    def add(service: str, instance: str, metric: str, entry: Any) -> dict[str, Any]:
+        entry = _mapping(entry)  # not an object: every statistic null, named below
         row: dict[str, Any] = {"service": service, "instance": instance, "metric": metric}
         for s in STATS:
-            v = entry.get(s)
-            row[s] = float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+            row[s] = _number(entry.get(s))
         # Utilisation bounds apply to values, so to per-instance and pooled rows, not to the sum over instances.
         pct = metric in PERCENT_METRICS and instance != AGGREGATE
         row["utilisation_min"] = row["min"] if pct else None
@@ -63,22 +86,53 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
         row["window_seconds"] = end - start
         row["window_age_seconds"] = now - end
         row["rejected_share"] = rejected_share(service, metric) if instance == POOLED else None
+        row["sizing_row"] = 0.0
+        row["sizing_instances"] = None
         rows.append(row)
+        return row
 
-    for service, s in (fingerprint.get("services") or {}).items():
-        for metric, e in (s.get("metrics") or {}).items():
-            add(service, POOLED, metric, e)
-        for metric, e in (s.get("aggregate") or {}).items():
-            add(service, AGGREGATE, metric, e)
-        for iid, metrics in ((s.get("instances") or {}).get("by_id") or {}).items():
-            for metric, e in metrics.items():
-                add(service, iid, metric, e)
-    frame = pd.DataFrame(rows, columns=["service", "instance", "metric", *STATS, "utilisation_min",
-                                        "utilisation_max", "non_negative_min", "window_seconds",
-                                        "window_age_seconds", "rejected_share"])
+    def add_section(service: str, instance: str, section: Any) -> dict[str, dict[str, Any]]:
+        if section is None:
+            return {}
+        if not isinstance(section, dict):
+            add(service, instance, MALFORMED, None)
+            return {}
+        return {str(metric): add(service, instance, str(metric), entry) for metric, entry in section.items()}
+
+    services = fingerprint.get("services")
+    if services is not None and not isinstance(services, dict):
+        add(MALFORMED, POOLED, MALFORMED, None)
+        services = {}
+    for service, s in (services or {}).items():
+        service = str(service)
+        if not isinstance(s, dict):
+            add(service, POOLED, MALFORMED, None)
+            continue
+        add_section(service, POOLED, s.get("metrics"))
+        _mark_sizing(s, add_section(service, AGGREGATE, s.get("aggregate")))
+        by_id = _mapping(s.get("instances")).get("by_id")
+        if by_id is not None and not isinstance(by_id, dict):
+            add(service, MALFORMED, MALFORMED, None)
+            by_id = {}
+        for iid, metrics in (by_id or {}).items():
+            add_section(service, str(iid), metrics)
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
     numeric = [c for c in frame.columns if c not in ("service", "instance", "metric")]
     frame[numeric] = frame[numeric].astype("float64")
     return frame
+
+
+def _mark_sizing(service: dict[str, Any], aggregate_rows: dict[str, dict[str, Any]]) -> None:
+    """Flag the aggregate row the service's sizing comes from, with the recommended instance count (None when
+    missing, negative or not a whole number): a service whose demand is known must be sized."""
+    sizing = _mapping(service.get("sizing"))
+    row = aggregate_rows.get(str(_mapping(sizing.get("rule")).get("metric") or _DEFAULT_SIZING_METRIC))
+    if row is None:
+        return
+    instances = _number(sizing.get("instances"))
+    row["sizing_row"] = 1.0
+    row["sizing_instances"] = instances if instances is not None and instances >= 0 and instances.is_integer() \
+        else None
 
 
 def check_fingerprint(fingerprint: dict[str, Any], *, now: float | None = None,
@@ -97,6 +151,7 @@ def validate_fingerprint(fingerprint: dict[str, Any], *, now: float | None = Non
     report = check_fingerprint(fingerprint, now=now, suite=suite)
     if not report.success:
         head = "; ".join(report.failures[:3])
-        raise ValidationFailed(f"capacity fingerprint of {fingerprint.get('region')} failed validation: {head}",
+        raise ValidationFailed(f"capacity fingerprint of {_mapping(fingerprint).get('region')} failed validation: "
+                               f"{head}",
                                report.failures)
     return report
