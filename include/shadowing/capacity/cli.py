@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -12,10 +13,12 @@ def register(subparsers: Any) -> None:
                                            "the window is the file's span.")
     fp.add_argument("--metrics", required=True, help="tidy CSV or Parquet file, raw CloudWatch export CSV, "
                                                      "or a folder of them")
-    fp.add_argument("--out", required=True, help="fingerprint JSON to write ('-' for stdout)")
+    fp.add_argument("--out", required=True, help="fingerprint JSON to write ('-' for stdout); replaced only "
+                                                 "once the new one is complete")
     fp.add_argument("--previous", help="fold into this earlier fingerprint instead of starting afresh")
     fp.add_argument("--region", help="region to record (default: the frame's region column)")
-    fp.add_argument("--step-seconds", type=int, help="aggregate alignment step (default: inferred)")
+    fp.add_argument("--step-seconds", type=int, help="aggregate alignment step, whole seconds dividing an hour "
+                                                     "(default: inferred; a fold keeps the previous one's)")
     fp.add_argument("--validate", action="store_true", help="run the Great Expectations suite; exit 2 on failure")
     fp.set_defaults(handler=_fingerprint)
 
@@ -33,26 +36,52 @@ def register(subparsers: Any) -> None:
 
 def _fingerprint(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
-    from shadowing.capacity.fingerprint import ProfileParams, build_file, dumps, fold, loads
+    from shadowing.capacity.fingerprint import (
+        ProfileParams,
+        build_file,
+        check_previous,
+        dumps,
+        fold,
+        loads,
+        measured_step,
+        valid_step,
+    )
     from shadowing.errors import InputError
     from shadowing.metrics.frame import read_metrics
 
+    if args.step_seconds is not None and not valid_step(args.step_seconds):
+        raise InputError(f"{args.step_seconds} s cannot align a fingerprint: give whole seconds dividing an hour "
+                         "(e.g. 60, 300, 3600)", field="--step-seconds")
+    out = None if args.out == "-" else Path(args.out)
+    if out is not None:
+        _check_out(out, args)
     previous = None
+    warnings: list[str] = []
     if args.previous:
         try:
             raw = Path(args.previous).read_bytes()
         except OSError as exc:
-            raise InputError(f"unreadable fingerprint: {exc}", source=args.previous) from exc
+            raise InputError(f"unreadable fingerprint: {exc.strerror or exc}", source=args.previous) from exc
         previous = loads(raw, source=args.previous)
+        check_previous(previous, args.previous)  # also a JSON null or list: never "no previous" by accident
     params = ProfileParams(step_seconds=args.step_seconds)
     if previous is None:
         # From scratch: a big Parquet file is streamed (profiled row group by row group as it is read).
         fingerprint = build_file(args.metrics, region=args.region, params=params)
     else:
-        fingerprint = fold(previous, read_metrics(args.metrics, region=args.region), region=args.region,
-                           params=params, previous_source=args.previous)
+        kept = (previous.get("params") or {}).get("step_seconds")
+        if args.step_seconds is not None and kept is not None and kept != args.step_seconds:
+            raise InputError(f"--step-seconds {args.step_seconds} differs from the step the fingerprint was "
+                             f"built at ({kept} s), which every fold keeps", source=args.previous,
+                             field="params.step_seconds")
+        cols = read_metrics(args.metrics, region=args.region)
+        measured = measured_step(cols) if kept is not None else None
+        if measured is not None and measured != kept:
+            warnings.append(f"{args.metrics}: sampled every {measured} s, folded at the fingerprint's step of "
+                            f"{kept} s (aggregates average the samples within each step)")
+        fingerprint = fold(previous, cols, region=args.region, params=params, previous_source=args.previous)
+        fingerprint["warnings"][:0] = warnings
     if args.validate:
         from shadowing.capacity.fingerprint import parse_iso
         from shadowing.quality.fingerprint import validate_fingerprint
@@ -60,14 +89,67 @@ def _fingerprint(args: argparse.Namespace) -> int:
         # A file is validated against its own span: freshness relative to the end of its window.
         validate_fingerprint(fingerprint, now=parse_iso(fingerprint["window"]["end"]))
     text = dumps(fingerprint, indent=1)
-    if args.out == "-":
-        sys.stdout.buffer.write(text + b"\n")
+    if out is None:
+        try:
+            sys.stdout.buffer.write(text + b"\n")
+            sys.stdout.flush()
+        except OSError as exc:
+            raise InputError(f"cannot write the fingerprint: {exc.strerror or exc}", source="stdout") from None
     else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_bytes(text)
+        _write_atomically(out, text)
     for warning in fingerprint["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _check_out(out: Path, args: argparse.Namespace) -> None:
+    """Refuse an --out that cannot be written before any work is done (and the input file itself)."""
+    from shadowing.errors import InputError
+
+    if out.is_dir():
+        raise InputError("is a directory; give the fingerprint file's path", source=str(out), field="--out")
+    metrics = Path(args.metrics)
+    if out.exists() and metrics.exists() and out.samefile(metrics):
+        raise InputError("is the metrics input; write the fingerprint elsewhere", source=str(out), field="--out")
+    parent = out.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{existing} is a file, not a folder", source=str(out), field="--out")
+
+
+def _write_atomically(out: Path, data: bytes) -> None:
+    """Write ``out`` through a temporary file in its folder, renamed over it once complete: a failed write
+    (disk full, no permission) leaves the previous file as it was and no partial one behind."""
+    import os
+    import tempfile
+
+    from shadowing.errors import InputError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write the fingerprint: {exc.strerror or exc}", source=str(out),
+                         field="--out") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if out.exists():
+            os.chmod(tmp, out.stat().st_mode & 0o777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise InputError(f"cannot write the fingerprint: {exc.strerror or exc}", source=str(out),
+                         field="--out") from None
 
 
 def _backtest(args: argparse.Namespace) -> int:

@@ -77,7 +77,15 @@ def iso(ts: float) -> str:
 
 
 def parse_iso(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """ISO-8601 → epoch seconds; a time without an offset is UTC (never the machine's local time)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def valid_step(step: object) -> bool:
+    """Whether ``step`` can align a fingerprint: whole seconds dividing an hour (a step's hour is then its
+    samples' hour, which the hour-of-week profile relies on)."""
+    return isinstance(step, int) and not isinstance(step, bool) and 1 <= step <= 3600 and 3600 % step == 0
 
 
 #: The step assumed when the data cannot show one (no series has two samples): CloudWatch's detailed period.
@@ -664,7 +672,7 @@ def loads(data: bytes | str, *, source: str) -> Any:
 
     try:
         return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"unreadable fingerprint JSON: {exc}", source=source) from None
 
 
@@ -678,15 +686,47 @@ def check_previous(previous: Any, source: str) -> None:
     window = previous.get("window")
     if not isinstance(window, dict):
         raise InputError("previous fingerprint has no window object", source=source, field="window")
+    bounds = {}
     for key in ("start", "end"):
         try:
-            parse_iso(str(window[key]))
-        except (KeyError, TypeError, ValueError):
+            bounds[key] = parse_iso(str(window[key]))
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(f"not an ISO timestamp: {window.get(key)!r}", source=source,
                              field=f"window.{key}") from None
+        if not tidy.EARLIEST_TIMESTAMP <= bounds[key] < tidy.LATEST_TIMESTAMP:
+            raise InputError(f"out of range: {window[key]!r}", source=source, field=f"window.{key}")
+    if bounds["start"] > bounds["end"]:
+        raise InputError(f"the window ends ({window['end']}) before it starts ({window['start']})", source=source,
+                         field="window")
+    if "history_start" in previous:
+        try:
+            parse_iso(str(previous["history_start"]))
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"not an ISO timestamp: {previous['history_start']!r}", source=source,
+                             field="history_start") from None
+    version = previous.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InputError(f"schema version {version!r} cannot be folded into (this version writes "
+                         f"{SCHEMA_VERSION})", source=source, field="schema_version")
     for key in ("services", "params"):
         if key in previous and not isinstance(previous[key], dict):
             raise InputError("must be an object", source=source, field=key)
+    folds = previous.get("folds", 0)
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 0:
+        raise InputError(f"not a count: {folds!r}", source=source, field="folds")
+    if previous.get("region") is not None and not isinstance(previous["region"], str):
+        raise InputError(f"not a region name: {previous['region']!r}", source=source, field="region")
+    params = previous.get("params") or {}
+    step = params.get("step_seconds")
+    if step is not None and not valid_step(step):
+        raise InputError(f"not a step this profiler aligns to: {step!r} (whole seconds dividing an hour)",
+                         source=source, field="params.step_seconds")
+    for key in ("ewma_half_life_seconds", "decay_half_life_seconds"):
+        value = params.get(key)
+        if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value > 0):
+            raise InputError(f"not a positive number of seconds: {value!r}", source=source,
+                             field=f"params.{key}")
 
 
 def _previous_state(previous: dict[str, Any], source: str) -> WindowState:
@@ -727,10 +767,17 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
             step_warnings.append(f"{cols.source}: the sampling step cannot be measured (no series has two "
                                  f"samples): assumed {step} s, which later folds keep; give the step "
                                  f"(--step-seconds) if the data is sampled otherwise")
-    region = region or cols.region or (previous or {}).get("region")
+    data_region = region or (cols.region if cols.region != "unknown" else None)
+    if previous is not None and previous.get("region") and data_region and data_region != previous["region"]:
+        # Another region's history would be decayed and summed into this one's.
+        raise InputError(f"the previous fingerprint is of region {previous['region']}, the new data of "
+                         f"{data_region}: not folded", source=previous_source, field="region")
+    region = region or data_region or (previous or {}).get("region") or cols.region
     if not len(cleaned):
         if previous is None or window is None:
-            raise InputError("no usable metric rows", source=cols.source)
+            reasons = cleaned.warnings[len(cols.warnings):] or cleaned.warnings
+            raise InputError("no usable metric rows" + (f" ({'; '.join(reasons[:3])})" if reasons else ""),
+                             source=cols.source)
         # Nothing new: the previous state, decayed to the new window end. Never to an earlier end (a replayed
         # older interval): that would move the late-point watermark back and double count the next fold.
         end = max(window[1], parse_iso(previous["window"]["end"]))
