@@ -5,44 +5,59 @@ Every few minutes, per primary region (mapped): read the CloudWatch metrics of t
 `shadowing:service`) since the region's last valid fingerprint, fold them into it (the first run reads
 `bootstrap_hours` of history at `bootstrap_period_seconds`, hourly by default; later runs fold at
 `period_seconds`), validate the result with Great Expectations and store it in the warehouse table
-`capacity_fingerprints`. The Asset `CAPACITY_FINGERPRINTS` is published only when the fingerprint is valid; a
+`capacity_fingerprints`. The Asset `CAPACITY_FINGERPRINTS` is published only for a fingerprint this run stored:
+a run with nothing new to read (a re-run, a run of an older interval) is *skipped* and publishes nothing; a
 failed validation (e.g. a service whose utilisation reads above 100 %) is stored for audit, fails the task
 naming the service and metric, and the previous valid fingerprint stays current.
+A run reads only up to `settle_seconds` before the wall clock: CloudWatch takes a minute or two to ingest a
+datapoint, and one that lands after its interval was read would be dropped as late (EC2 basic monitoring, at a
+5-minute period, needs at least 600). A pause longer than `max_gap_hours` restarts like a bootstrap: the last
+`max_gap_hours` at `bootstrap_period_seconds`, folded into the old fingerprint.
 Each GetMetricData call covers at most `window_periods` periods: small windows keep the emulator fast; on real
 AWS, where GetMetricData is billed per metric per call, a larger value (fewer calls) is cheaper.
-Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (default every 5 minutes).
+Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (cron or preset; default every 5 minutes).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
 from shadowing.orchestration.assets import CAPACITY_FINGERPRINTS
+from shadowing.orchestration.capacity import capacity_schedule
 from shadowing.orchestration.defaults import DEFAULT_ARGS
 from shadowing.settings import primary_regions
 
+# CloudWatch accepts these periods (sub-minute ones for high-resolution metrics of the last 3 hours only).
+_CLOUDWATCH_PERIOD = [{"enum": [1, 5, 10, 20, 30]}, {"multipleOf": 60}]
 
-@dag(schedule=os.environ.get("SHADOWING_CAPACITY_SCHEDULE", "*/5 * * * *"), start_date=datetime(2025, 1, 1),
-     catchup=False, default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["shadowing", "capacity"], max_active_runs=1,
+
+@dag(schedule=capacity_schedule(), start_date=datetime(2025, 1, 1), catchup=False, default_args=DEFAULT_ARGS,
+     doc_md=__doc__, tags=["shadowing", "capacity"], max_active_runs=1,
      params={
-         "period_seconds": Param(60, type="integer", minimum=1, description="CloudWatch period of the samples"),
+         "period_seconds": Param(60, type="integer", minimum=1, anyOf=_CLOUDWATCH_PERIOD,
+                                 description="CloudWatch period of the samples: 1, 5, 10, 20, 30 or a multiple "
+                                             "of 60"),
          "bootstrap_hours": Param(168.0, type="number", exclusiveMinimum=0,
                                   description="history read by the first run of a region"),
-         "bootstrap_period_seconds": Param(3600, type="integer", minimum=1,
-                                           description="CloudWatch period of the first run's history"),
+         "bootstrap_period_seconds": Param(3600, type="integer", minimum=60, multipleOf=60,
+                                           description="CloudWatch period of the first run's history (a multiple "
+                                                       "of 60: CloudWatch returns nothing finer beyond 3 hours)"),
          "window_periods": Param(6, type="integer", minimum=1,
                                  description="periods per GetMetricData call (emulator: small; real AWS, "
                                              "billed per metric per call: larger is cheaper)"),
          "max_gap_hours": Param(168.0, type="number", exclusiveMinimum=0,
                                 description="longest gap since the last valid fingerprint that is caught up"),
+         "settle_seconds": Param(180, type="integer", minimum=0,
+                                 description="read only up to this long before now: CloudWatch's ingestion delay"),
      })
 def capacity_profiler() -> None:
     @task(outlets=[CAPACITY_FINGERPRINTS])
     def profile_region(region: str) -> dict:
         from datetime import UTC, timedelta
+
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from shadowing.orchestration.capacity import refresh_region
 
@@ -53,7 +68,10 @@ def capacity_profiler() -> None:
                                 bootstrap=timedelta(hours=float(params["bootstrap_hours"])),
                                 max_gap=timedelta(hours=float(params["max_gap_hours"])),
                                 bootstrap_period=int(params["bootstrap_period_seconds"]),
-                                window_periods=int(params["window_periods"]))
+                                window_periods=int(params["window_periods"]),
+                                settle=timedelta(seconds=int(params["settle_seconds"])))
+        if not result["landed"]:  # nothing stored: a success would publish the Asset for nothing
+            raise AirflowSkipException(f"{region}: {result['note']} (fingerprint {result['id']} stays current)")
         ctx["outlet_events"][CAPACITY_FINGERPRINTS].extra = {"region": region, "fingerprint_id": result["id"]}
         return result
 

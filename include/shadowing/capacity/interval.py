@@ -4,7 +4,8 @@ A scheduled run owns [data_interval_start, data_interval_end), but the fingerpri
 every point since the last *valid* fingerprint's window end. Reading from there (not from the run's own start)
 means a failed or skipped run leaves no hole and a re-run never double counts (the fold also drops points before
 that watermark). The first run has no fingerprint to fold into and reads a bootstrap history; a gap longer than
-``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so. Both starts are
+``max_gap`` (the profiler was off for weeks) restarts from ``end - max_gap`` and says so: a bootstrap into the
+old fingerprint, read at the bootstrap's (coarser) period when there is one. Both starts are
 floored to the period too: CloudWatch (to the minute; moto to the second) rounds StartTime down and labels the
 first period with the rounded time, which the extraction would drop as before the interval (a bootstrap of
 0.3333 h at 3600 s lost its only period). A fold starts at the previous end, already on the grid. Cron schedules in
@@ -39,7 +40,8 @@ def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: ti
                   ) -> RefreshInterval:
     """[start, end) of the next fold; ``end`` is floored to whole steps (a step still filling is left for later).
 
-    ``bootstrap_step_seconds`` (default ``step_seconds``): the period of the first read (no previous end).
+    ``bootstrap_step_seconds`` (default ``step_seconds``): the period of the first read (no previous end) and of
+    a restart after a gap longer than ``max_gap``.
     """
     if end.tzinfo is None:
         raise ValueError("end must be timezone-aware (UTC)")
@@ -48,15 +50,30 @@ def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: ti
         end = _floor(end, step)
         return RefreshInterval(_floor(end - bootstrap, step), end, f"first fingerprint: bootstrap from "
                                f"{bootstrap} of history at a {step} s period", step)
-    end = _floor(end, step_seconds)
-    if previous_end >= end:
+    fine_end = _floor(end, step_seconds)
+    if previous_end >= fine_end:
         return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint",
                                step_seconds)
-    if end - previous_end > max_gap:
-        return RefreshInterval(_floor(end - max_gap, step_seconds), end, f"last valid fingerprint ends {end - previous_end} before this "
-                                                   f"run; only the last {max_gap} are folded", step_seconds)
-    return RefreshInterval(previous_end, end, None, step_seconds)
+    if fine_end - previous_end > max_gap:
+        note = f"last valid fingerprint ends {fine_end - previous_end} before this run; only the last {max_gap} are folded"
+        # A restart is a bootstrap into the old fingerprint: read at the bootstrap's period (max_gap at the fine
+        # period is up to 60 times the calls and the billed metrics), unless the gap is too short for one
+        # whole coarse step after the previous end (never read before it: the fold drops those points as late).
+        if bootstrap_step_seconds and bootstrap_step_seconds != step_seconds:
+            coarse_end = _floor(end, bootstrap_step_seconds)
+            coarse_start = max(_floor(coarse_end - max_gap, bootstrap_step_seconds),
+                               _ceil(previous_end, bootstrap_step_seconds))
+            if coarse_start < coarse_end:
+                return RefreshInterval(coarse_start, coarse_end, note, bootstrap_step_seconds)
+        return RefreshInterval(max(_floor(fine_end - max_gap, step_seconds), previous_end), fine_end, note,
+                               step_seconds)
+    return RefreshInterval(previous_end, fine_end, None, step_seconds)
 
 
 def _floor(moment: datetime, step_seconds: int) -> datetime:
     return moment - timedelta(seconds=moment.timestamp() % step_seconds) if step_seconds > 0 else moment
+
+
+def _ceil(moment: datetime, step_seconds: int) -> datetime:
+    floored = _floor(moment, step_seconds)
+    return floored if floored == moment else floored + timedelta(seconds=step_seconds)

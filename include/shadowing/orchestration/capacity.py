@@ -1,23 +1,69 @@
-"""Airflow glue of the capacity profiler: one region's refresh (plan interval → extract → fold → validate → store)."""
+"""Airflow glue of the capacity profiler: one region's refresh (plan interval → extract → fold → validate → store).
+
+Also the DAG's parse-time settings (:func:`capacity_schedule`), cheap and import-light: the DAG file imports them.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+SCHEDULE_ENV = "SHADOWING_CAPACITY_SCHEDULE"
+DEFAULT_SCHEDULE = "*/5 * * * *"
+# CloudWatch ingests a datapoint a while after its timestamp (the agent flushes every minute, EC2 detailed
+# monitoring lags 1–2 minutes, the demo world publishes each whole minute once it is over): a run reads only up
+# to this long before the wall clock, since a point that lands after its interval was read is late for ever.
+DEFAULT_SETTLE = timedelta(minutes=3)
+# us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1, eusc-de-east-1 …: letters, dashes, a final number.
+_REGION_NAME = re.compile(r"^[a-z]{2,}(-[a-z]+)+-\d+$")
+
+
+def capacity_schedule() -> str:
+    """The DAG's schedule from ``SHADOWING_CAPACITY_SCHEDULE`` (unset or blank: every 5 minutes).
+
+    A bad value fails the DAG's import naming the variable and the value, instead of croniter's bare "Exactly
+    5, 6 or 7 columns has to be specified for iterator expression".
+    """
+    raw = os.environ.get(SCHEDULE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SCHEDULE
+    if raw in ("@once", "@continuous"):
+        return raw
+    # Checked as Airflow will (presets such as @hourly included), already imported by any DAG file.
+    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+    from airflow.sdk.exceptions import AirflowTimetableInvalid
+
+    try:
+        CronTriggerTimetable(raw, timezone="UTC").validate()
+    except AirflowTimetableInvalid as exc:
+        raise ValueError(f"{SCHEDULE_ENV}={raw!r} is not a schedule: {exc} (expected a cron expression such as "
+                         f"{DEFAULT_SCHEDULE!r}, or a preset such as @hourly)") from exc
+    return raw
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def refresh_region(region: str, *, end: datetime, run_id: str | None = None, period: int = 60,
                    bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7),
-                   bootstrap_period: int = 3600, window_periods: int | None = 6) -> dict[str, Any]:
+                   bootstrap_period: int = 3600, window_periods: int | None = 6,
+                   settle: timedelta = DEFAULT_SETTLE) -> dict[str, Any]:
     """Fold everything since the region's last valid fingerprint (up to ``end``) into it and store the result.
 
     The first fingerprint of a region reads ``bootstrap`` of history at ``bootstrap_period`` (hourly samples
     of a week), later runs fold at ``period``; GetMetricData calls cover at most ``window_periods`` periods.
+    Nothing younger than ``settle`` (wall clock) is read: a run whose end is later (a live run, a logical date
+    in the future) stops there, and the next run reads on from it.
 
-    Returns {"id", "valid", "skipped", "window", "services"}. A failed validation is stored (auditable) but not
-    made current, and fails the task without retries (AirflowFailException: the same data fails the same way),
-    so the Asset is not published and the previous valid fingerprint stays current. A first run in a region
-    without any tagged instance fails the same way, naming the tag.
+    Returns {"id", "valid", "skipped", "landed", "window", "services"}: ``landed`` when the current fingerprint
+    was stored by this run (now, or by an earlier try of it that died after storing), the only case in which
+    the DAG publishes the Asset. A failed validation is stored (auditable) but not made current, and fails the
+    task without retries (AirflowFailException: the same data fails the same way), so the Asset is not
+    published and the previous valid fingerprint stays current. A first run in a region without any tagged
+    instance fails the same way, naming the tag, and so does a region name that cannot be an AWS region.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -30,6 +76,12 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     from shadowing.quality.fingerprint import validate_fingerprint
     from shadowing.warehouse.store import latest_valid_fingerprint, save_fingerprint
 
+    if not _REGION_NAME.match(region):
+        # Not retried: a misspelt region fails the same way every time (an unreachable endpoint on AWS, HTTP 500
+        # from the emulator), only slower and less clearly.
+        raise AirflowFailException(f"{region!r} (a primary region of SHADOWING_REGION_PAIRS) is not an AWS "
+                                   f"region name such as 'us-east-1': fix or drop it")
+    end = min(end, _utcnow() - settle)
     engine = warehouse_engine()
     previous = latest_valid_fingerprint(engine, region)
     previous_end = None
@@ -40,6 +92,7 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     if interval.empty:
         assert previous is not None
         return {"id": previous.id, "valid": True, "skipped": True, "note": interval.note,
+                "landed": run_id is not None and previous.run_id == run_id,
                 "window": previous.payload["window"], "services": _summary(previous.payload)}
     instances = discover_instances(aws_client("ec2", region))
     untagged = (f"{region}: no EC2 instance tagged {tags.SERVICE!r} (pre-staged standbys excluded): nothing to "
@@ -69,7 +122,8 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
         raise AirflowFailException(f"{exc} (stored as invalid fingerprint {fid}; {kept})") from exc
     fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
                            window_start=interval.start, window_end=interval.end)
-    return {"id": fid, "valid": True, "skipped": False, "note": interval.note, "window": fingerprint["window"],
+    return {"id": fid, "valid": True, "skipped": False, "landed": True, "note": interval.note,
+            "window": fingerprint["window"],
             "period": interval.step_seconds, "rows": len(cols), "services": _summary(fingerprint)}
 
 
