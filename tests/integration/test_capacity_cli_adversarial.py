@@ -184,6 +184,10 @@ def _lines_case(case: str) -> tuple[str | bytes, str | bytes, list[str]]:
     if case == "names_padded_with_spaces":
         # Regression: " api" was a service of its own, " cpu_utilization" an unknown metric (no range checks).
         return text([good[0]] + [r.replace(",", ", ") for r in good[1:]]), clean, []
+    if case == "empty_service_name":
+        # Regression: an empty cell was a service named "" on the typed path ("unknown" on pandas' path).
+        emptied = [r.replace(",db,i-1,", ",,i-1,") for r in good]
+        return text(emptied), text([r.replace(",db,i-1,", ",unknown,i-1,") for r in good]), []
     if case == "latin1_service_name":
         # Regression: one Windows-1252 byte made the whole file "unreadable CSV" (exit 2).
         bad = text(good).replace(",db,", ",caf\xe9,").encode("cp1252")
@@ -210,7 +214,7 @@ def _lines_case(case: str) -> tuple[str | bytes, str | bytes, list[str]]:
 LINE_CASES = ["too_few_fields", "too_many_fields", "unterminated_quote_mid_file", "two_unterminated_quotes",
               "unterminated_quote_last_line", "blank_and_space_only_lines", "repeated_header",
               "header_upper_case", "header_padded", "crlf_no_final_newline", "columns_reordered_and_extra",
-              "names_padded_with_spaces", "latin1_service_name", "utf16_with_bom", "mixed_offsets_and_naive",
+              "names_padded_with_spaces", "empty_service_name", "latin1_service_name", "utf16_with_bom", "mixed_offsets_and_naive",
               "unsorted_and_duplicated"]
 
 
