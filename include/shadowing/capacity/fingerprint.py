@@ -507,14 +507,24 @@ def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -
 
 # --- JSON ---------------------------------------------------------------------------------------------
 
+_ROUND_UP_SLACK = 4 * np.finfo(np.float64).eps
+
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _round_sig(values: np.ndarray, digits: int = 4) -> list[list[float | None]]:
-    """Rows of ``values`` rounded to ``digits`` significant digits (None where not finite), vectorised.
+def _ceil_noise_forgiven(scaled: np.ndarray) -> np.ndarray:
+    """ceil, but a value a few ulps above a whole number (the float error of x·10^d) stays that number: a value
+    already stored rounded (re-read by every fold) is rounded to itself, never one more unit each fold."""
+    return np.ceil(scaled - np.abs(scaled) * _ROUND_UP_SLACK)
 
-    round(x·10^d)/10^d with an exact power of ten is the double nearest the decimal, so JSON prints it short.
+
+def _round_sig(values: np.ndarray, digits: int = 4) -> list[list[float | None]]:
+    """Rows of ``values`` rounded *up* to ``digits`` significant digits (None where not finite), vectorised.
+
+    Up, because these are peaks that size capacity: a Monday 09:00 peak of 300.04 stored as 300.0 would size
+    3 instances where 4 are needed. ceil(x·10^d)/10^d with an exact power of ten is the double nearest the
+    decimal, so JSON prints it short.
     """
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values) & (values != 0)
@@ -526,8 +536,8 @@ def _round_sig(values: np.ndarray, digits: int = 4) -> list[list[float | None]]:
     p_up = 10.0 ** np.minimum(np.where(up, d, 0), 22)
     p_down = 10.0 ** np.minimum(np.where(down, -d, 0), 22)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.where(up & (d <= 22), np.round(out * p_up) / p_up, out)
-        out = np.where(down & (d >= -22), np.round(out / p_down) * p_down, out)
+        out = np.where(up & (d <= 22), _ceil_noise_forgiven(out * p_up) / p_up, out)
+        out = np.where(down & (d >= -22), _ceil_noise_forgiven(out / p_down) * p_down, out)
     rows = out.tolist()
     if not np.all(np.isfinite(values)):
         bad = ~np.isfinite(values)

@@ -256,6 +256,8 @@ def size(rule: SizingRule, summary: DemandSummary, *, observed_instances: float 
         return {"instances": None, "reason": f"{rule.metric} demand {base:g} × margin × confidence is beyond "
                 f"any instance count", "demand_quantile": _plain(summary.quantile), "rule": rule.as_dict()}
     instances = max(rule.min_instances, math.ceil(needed * (1.0 - _CEIL_SLACK)))
+    if capacity > 0.0:  # any demand takes an instance, even one whose share of an instance underflows to 0
+        instances = max(instances, 1)
     out = {
         "instances": int(instances),
         "capacity": capacity,
