@@ -922,8 +922,8 @@ def _scan(sf: tidy.SeriesFile, params: ProfileParams) -> _Scanned | None:
 
     def limit(metric: str) -> tuple[float, float]:
         if metric not in limits:
-            limits[metric] = (0.0 if metric in tidy.NON_NEGATIVE_METRICS else -math.inf,
-                              100.0 if metric in PERCENT_METRICS else math.inf)
+            limits[metric] = (0.0 if metric in tidy.NON_NEGATIVE_METRICS else -tidy.MAX_MAGNITUDE,
+                              100.0 if metric in PERCENT_METRICS else tidy.MAX_MAGNITUDE)
         return limits[metric]
 
     def visit(block: tidy.SeriesBlock) -> tuple[np.ndarray, dict[str, list[str]], list[dict[str, np.ndarray]]]:
@@ -931,7 +931,8 @@ def _scan(sf: tidy.SeriesFile, params: ProfileParams) -> _Scanned | None:
         parts = []
         for a in range(0, block.values.shape[0], per_block):
             def check(low: np.ndarray, high: np.ndarray, a: int = a) -> None:
-                # Anything clean() would drop (NaN, ±inf, negative, above 100 %): the general path reports it.
+                # Anything clean() would drop (NaN, ±inf, negative, above 100 % or beyond MAX_MAGNITUDE): the
+                # general path reports it.
                 if not (np.isfinite(low).all() and np.isfinite(high).all()
                         and (low >= lo[a:a + low.size]).all() and (high <= hi[a:a + high.size]).all()):
                     raise tidy.NotSeriesLayout

@@ -8,9 +8,9 @@ tidy CSV (typed by pyarrow, pandas only for what does not parse), raw CloudWatch
 file laid out series after series to a visitor instead (the profiler's ``build_file``).
 
 :func:`clean` applies the bad-input rules: rows that cannot be good (unparseable, NaN/inf, negative where the
-metric cannot be negative, utilisation outside 0–100, exact duplicates, clock skew beyond the window) are
-dropped and *reported* (series and row numbers) as warnings; unknown metric names are kept and profiled
-generically; an input with nothing usable left raises :class:`~shadowing.errors.InputError`.
+metric cannot be negative, utilisation outside 0–100, a magnitude beyond 1e100, exact duplicates, clock skew
+beyond the window) are dropped and *reported* (series and row numbers) as warnings; unknown metric names are
+kept and profiled generically; an input with nothing usable left raises :class:`~shadowing.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ NON_NEGATIVE_METRICS = frozenset(CANONICAL_METRICS)
 _MAX_EXAMPLES = 5
 # Sample timestamps more than this beyond the window end (or now) are clock skew.
 CLOCK_SKEW_TOLERANCE_SECONDS = 300.0
+# No metric comes near this (a minute of a 400 Gb/s link is 3e12 bytes), and the statistics need the headroom:
+# the sum of squared deviations of values beyond ~1e150 overflows a double, leaving the std null.
+MAX_MAGNITUDE = 1e100
 _MEMORY_MAP = False
 _READ_THREADS = 2
 _PARALLEL_READ_MIN_ROWS = 10_000_000
@@ -1752,6 +1755,9 @@ def clean(cols: TidyColumns, *, window: tuple[float, float] | None = None, now: 
     if not v_finite:
         flag(np.isnan(cols.values), "with a missing or non-numeric value dropped")
         flag(np.isinf(cols.values), "with an infinite value dropped")
+    if not (v_finite and -MAX_MAGNITUDE <= v_lo and v_hi <= MAX_MAGNITUDE):
+        flag(np.abs(cols.values) > MAX_MAGNITUDE, f"with a magnitude beyond any metric (over {MAX_MAGNITUDE:g}) "
+             f"dropped")
     metric_names = np.array(cols.metrics, dtype=object)
     if len(cols.metrics):
         non_negative = np.isin(metric_names, list(NON_NEGATIVE_METRICS))
