@@ -32,7 +32,7 @@ fingerprint are late and are reported, not double counted.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
@@ -52,6 +52,8 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 Q_NAMES = ("p50", "p90", "p95", "p99")
 _STEP_CHOICES = (1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
 _DENSE_CELLS = 120_000_000
+# Series named one by one in the gap report (the most samples missing first); the rest are counted.
+_GAP_SERIES_NAMED = 10
 # Inputs at least this long compute instance statistics on a second thread.
 _THREAD_MIN_ROWS = 1_000_000
 # Render the instances' entries on a thread from this many series (below, a thread is not worth starting).
@@ -346,6 +348,78 @@ def _dense_finish(index: _SeriesIndex, inst: gb.DenseResult, entries: gb.Backgro
     return WindowState(index.instance_keys, inst.batch, index.pool_keys, pooled, agg.batch, counts, entries)
 
 
+def _series_gaps(series: np.ndarray, ts: np.ndarray, step: int, *, ordered: bool, t_idx: np.ndarray, n_t: int,
+                 crowded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Gaps inside each series' span: (series, samples missing, timestamp of the sample before) per gap, or None.
+
+    A gap is two consecutive samples of a series more than 1.5 steps apart (so a clock's jitter is none), and
+    it misses round(Δt / step) − 1 samples. ``ordered``: rows are series after series in time (the profiler's
+    runs), else they are put in that order first; ``crowded``: rows sharing a (series, step) cell with another.
+    """
+    if ts.size < 2:
+        return None
+    if not ordered:
+        # Sorting is the cost: first find the series whose steps do not fill their span (unique cells by now),
+        # and order only their rows. A jittered clock can leave a step empty without a gap: the Δt test decides.
+        n_series = int(series.max()) + 1
+        first = np.full(n_series, np.iinfo(t_idx.dtype).max, dtype=t_idx.dtype)  # t_idx's dtype: ufunc.at's fast path
+        last = np.full(n_series, -1, dtype=t_idx.dtype)
+        np.minimum.at(first, series, t_idx)
+        np.maximum.at(last, series, t_idx)
+        suspect = last - first + 1 > np.bincount(series, minlength=n_series)
+        if crowded is not None:  # two samples in one step (a jittered clock) can hide an empty step
+            suspect |= np.bincount(series[crowded], minlength=n_series) > 0
+        if not suspect.any():
+            return None
+        rows = np.flatnonzero(suspect[series])
+        order = rows[np.argsort(series[rows].astype(np.int64) * n_t + t_idx[rows])]
+        series, ts = series[order], ts[order]
+    after = np.flatnonzero(np.diff(ts) > 1.5 * step)  # the row before each candidate gap
+    after = after[series[after] == series[after + 1]]  # not the jump from one series to the next
+    if not after.size:
+        return None
+    missing = np.floor((ts[after + 1] - ts[after]) / step + 0.5) - 1
+    return series[after].astype(np.int64), missing, ts[after]
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '30 min', '2 h 5 min', '3 d 4 h': a gap's length, readable."""
+    minutes, hours = round(seconds / 60), seconds / 3600
+    if seconds < 60:
+        return f"{seconds:g} s"
+    if minutes < 60:
+        return f"{minutes} min"
+    if hours < 24:
+        return f"{minutes // 60} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+    return f"{int(hours // 24)} d" + (f" {int(hours % 24)} h" if int(hours % 24) else "")
+
+
+def _gap_warnings(source: str, keys: list[tuple[str, str, str]], step: int, series: np.ndarray,
+                  missing: np.ndarray, before: np.ndarray) -> list[str]:
+    """A summary line, then one line per series with gaps (the most samples missing first, the first
+    ``_GAP_SERIES_NAMED``) with its longest gap and the sample it follows. Kept, not dropped: a gap is missing
+    data, not bad data; but a service total summed over instances that miss samples reads low there."""
+    n = len(keys)
+    total = np.bincount(series, weights=missing, minlength=n)
+    n_gaps = np.bincount(series, minlength=n)
+    # longest gap of each series: gaps sorted by (series, missing), the last of each series' block
+    order = np.lexsort((missing, series))
+    last_of_series = order[np.flatnonzero(np.r_[series[order][1:] != series[order][:-1], True])]
+    longest = np.zeros(n, dtype=np.int64)
+    longest[series[last_of_series]] = last_of_series
+    # the most missing first, then by name: the same report whatever the input's row order
+    ranked = sorted(np.flatnonzero(n_gaps).tolist(), key=lambda g: (-total[g], keys[g]))
+    out = [f"{source}: {len(ranked)} series miss {total.sum():.0f} sample(s) in {n_gaps.sum()} gap(s) inside "
+           f"their span, kept as they are (a service total reads low where an instance misses samples)"]
+    for g in ranked[:_GAP_SERIES_NAMED]:
+        k = int(longest[g])
+        out.append(f"{source}: series {'/'.join(keys[g])} misses {total[g]:.0f} sample(s) in {n_gaps[g]} gap(s) "
+                   f"(longest: {_duration(missing[k] * step)} without a sample after {iso(float(before[k]))})")
+    if len(ranked) > _GAP_SERIES_NAMED:
+        out.append(f"{source}: … and {len(ranked) - _GAP_SERIES_NAMED} more series with gaps")
+    return out
+
+
 def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: ProfileParams
                  ) -> tuple[WindowState, tidy.TidyColumns]:
     """Statistics of one cleaned window (vectorised); also returns the columns after de-duplication."""
@@ -367,7 +441,7 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     kw = {"reference_time": end, "ewma_half_life": params.ewma_half_life_seconds,
           "decay_half_life": params.decay_half_life_seconds}
     runs = gb.find_runs(raw_series, t_idx)
-    crowded_any = False
+    crowded_any, crowded = False, None
     if runs is not None:
         # Series by series in time order (what exporters write): reduceat over runs, no duplicates possible.
         series_ids = runs.raw_keys
@@ -400,11 +474,15 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         pending = None
         inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
     inst_of, met_of = series_ids // n_met, series_ids % n_met
+    gaps = _series_gaps(series, cols.ts, step, ordered=runs is not None, t_idx=t_idx, n_t=n_t,
+                        crowded=crowded if crowded_any else None)
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
     svc_of_inst[cols.instance] = cols.service
     svc_of_series = svc_of_inst[inst_of]
     instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
                      for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
+    if gaps is not None:
+        cols = replace(cols, warnings=[*cols.warnings, *_gap_warnings(cols.source, instance_keys, step, *gaps)])
 
     # Pools: (service, metric) pairs present.
     raw_pool = svc_of_series * n_met + met_of
