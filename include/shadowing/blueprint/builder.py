@@ -4,13 +4,27 @@ pre-staged state. Pure: every input is a plain dict, so it is tested on hand-mad
 Problems with the inputs never raise: they become named :class:`ReadinessCheck` failures (a service without
 sizing, a graph node without capacity, an AMI not yet in the shadow…), and the blueprint is still built
 from the best information available (observed counts, the last tier) so the failover always has a plan.
+
+What a service launches (``count``), in order of preference, every departure from the sizing named:
+
+* the fingerprint's ``sizing.instances`` (a whole number ≥ 0; a fraction rounds up), made under whatever rule
+  it records — the blueprint never re-sizes; a recorded rule the sizing package refuses discredits the count;
+* else (no sizing: no aggregate, demand beyond any count, a fingerprint of another region, a malformed block)
+  the primary's running count; with none running, the count the fingerprint last observed;
+* a sizing of 0 for a service the primary runs launches 1: zero CPU demand is not zero callers.
+
+A service the fingerprint still sizes (folds keep a retired service's history) but that neither runs in the
+primary nor has a launch template there cannot be launched (no AMI, no instance type): it is left out and named,
+since a planned service without an image fails the failover's preflight for the whole plan. Names are matched
+as the dependency catalog matches them, ignoring case and surrounding spaces; the primary's tag names the service.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +50,7 @@ from shadowing.blueprint.model import (
     Traffic,
     VpcSpec,
 )
+from shadowing.errors import InputError
 from shadowing.warehouse.operations import ReadinessCheck
 
 # Graph nodes that are not ours to launch: telemetry sinks and external endpoints are recorded, not shadowed.
@@ -77,21 +92,105 @@ def shadow_az(primary_az: str, primary_region: str, shadow_region: str) -> str:
 
 
 def sized_count(sizing: Any) -> int | None:
-    """Instance count a fingerprint's ``sizing`` recommends, or None when it says nothing usable."""
+    """Instance count a fingerprint's ``sizing`` recommends, or None when it says nothing usable.
+
+    Lenient (rounds, clamps at 0); the builder reads sizings through :func:`read_sizing`, which refuses what
+    this clamps and says why."""
     if isinstance(sizing, bool):
         return None
     if isinstance(sizing, int | float):
-        return max(0, int(round(sizing)))
+        return max(0, int(round(sizing))) if math.isfinite(sizing) else None
     if isinstance(sizing, Mapping):
         for key in _SIZING_COUNT_KEYS:
             value = sizing.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 return max(0, int(round(value)))
             if isinstance(value, Mapping):  # e.g. {"instances": {"recommended": 3}}
                 nested = sized_count(value.get("recommended", value.get("count")))
                 if nested is not None:
                     return nested
     return None
+
+
+def read_sizing(sizing: Any) -> tuple[int | None, str]:
+    """(count, why) from a fingerprint service's ``sizing``: the instance count when it is a whole number ≥ 0 (a
+    fraction rounds up: never below the recommendation), else None and why — the sizing's own ``reason`` (no
+    aggregate, demand beyond any count) or what is wrong with the block. A recorded ``rule`` that
+    :meth:`SizingRule.from_dict` refuses (a negative margin sizes below demand) discredits the count."""
+    if sizing is None:
+        return None, "no sizing in the fingerprint"
+    if not isinstance(sizing, Mapping):
+        return _whole_count(sizing, "sizing")
+    rule = sizing.get("rule")
+    if rule is not None:
+        from shadowing.capacity.sizing import SizingRule
+
+        try:
+            SizingRule.from_dict(rule)
+        except InputError as exc:
+            return None, f"the sizing's recorded rule cannot be replayed ({exc})"
+    for key in _SIZING_COUNT_KEYS:
+        value = sizing.get(key)
+        if isinstance(value, Mapping):  # e.g. {"instances": {"recommended": 3}}
+            value = value.get("recommended", value.get("count"))
+        if value is not None:
+            return _whole_count(value, f"sizing {key}")
+    reason = sizing.get("reason")
+    return None, reason if isinstance(reason, str) and reason.strip() else "the sizing gives no instance count"
+
+
+def _whole_count(value: Any, what: str) -> tuple[int | None, str]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{what} {value!r} is not a number"
+    if not math.isfinite(value):
+        return None, f"{what} {value!r} is not a finite count"
+    if value < 0:
+        return None, f"{what} {value!r} is negative"
+    nearest = round(value)
+    return (int(nearest) if abs(value - nearest) <= 1e-9 * max(1.0, abs(value)) else math.ceil(value)), ""
+
+
+def _last_observed(entry: Any) -> int:
+    """Instances the fingerprint saw running at the end of its window (else at most), 0 when it cannot say."""
+    seen = entry.get("instances") if isinstance(entry, Mapping) else None
+    if not isinstance(seen, Mapping):
+        return 0
+    for key in ("last", "max"):
+        count, _ = _whole_count(seen.get(key), key)
+        if count:
+            return count
+    return 0
+
+
+def _name_key(name: str) -> str:
+    """Service names compare as the dependency catalog compares them: surrounding spaces and case ignored."""
+    return name.strip().casefold()
+
+
+class _Names:
+    """Maps the fingerprint's and the graph's spellings of a service onto the primary's (its tag names it), and
+    remembers every variant it matched so the builder can name them."""
+
+    def __init__(self, primary: Iterable[str]) -> None:
+        self.primary = set(primary)
+        self.by_key: dict[str, set[str]] = {}
+        for name in self.primary:
+            self.by_key.setdefault(_name_key(name), set()).add(name)
+        self.variants: dict[str, set[tuple[str, str]]] = {}  # primary name → {(source, spelling)}
+        self.ambiguous: dict[str, tuple[set[str], set[str]]] = {}  # spelling → (primary names, sources)
+
+    def resolve(self, name: str, source: str) -> str:
+        if name in self.primary:
+            return name
+        matches = self.by_key.get(_name_key(name), set())
+        if len(matches) == 1:
+            match = next(iter(matches))
+            if name.strip() != match:  # a case difference is said; spaces alone are not (every producer strips)
+                self.variants.setdefault(match, set()).add((source, name))
+            return match
+        if len(matches) > 1:
+            self.ambiguous.setdefault(name, (matches, set()))[1].add(source)
+        return name
 
 
 def _majority(values: Iterable[str | None]) -> str | None:
@@ -101,21 +200,33 @@ def _majority(values: Iterable[str | None]) -> str | None:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
-def _service_of(tags: Mapping[str, str] | None) -> str | None:
-    return (tags or {}).get(T.SERVICE)
+def service_of(tags: Mapping[str, str] | None) -> str | None:
+    """The service tag, without surrounding spaces (the fingerprint and the graph strip them too)."""
+    name = (tags or {}).get(T.SERVICE)
+    return name.strip() or None if isinstance(name, str) else None
 
 
-def _graph_parts(graph: Mapping[str, Any] | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]],
-                                                            list[list[str]], list[list[str]]]:
+def _graph_parts(graph: Mapping[str, Any] | None, names: _Names | None = None,
+                 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], list[list[str]], list[list[str]]]:
+    """Nodes, edges, tiers and cycles of the graph, its node ids spelt as the primary spells its services."""
     if not graph:
         return {}, [], [], []
-    nodes = {str(n["id"]): dict(n) for n in graph.get("nodes", []) if isinstance(n, Mapping) and "id" in n}
+
+    def canon(node_id: Any) -> str:
+        return names.resolve(str(node_id), "dependency graph") if names else str(node_id)
+
+    nodes: dict[str, dict[str, Any]] = {}
+    for n in graph.get("nodes", []):
+        if isinstance(n, Mapping) and "id" in n:
+            name = canon(n["id"])
+            if name not in nodes or str(n["id"]) == name:  # two spellings of one service: the exact one wins
+                nodes[name] = dict(n)
     edge_key = "edges" if "edges" in graph else "links"
-    edges = sorted({(str(e["source"]), str(e["target"])) for e in graph.get(edge_key, [])
+    edges = sorted({(canon(e["source"]), canon(e["target"])) for e in graph.get(edge_key, [])
                     if isinstance(e, Mapping) and "source" in e and "target" in e})
     meta = graph.get("graph") or {}
-    tiers = [[str(n) for n in tier] for tier in meta.get("launch_tiers") or []]
-    cycles = [sorted(str(n) for n in c) for c in meta.get("cycles") or [] if len(c) > 1]
+    tiers = [[canon(n) for n in tier] for tier in meta.get("launch_tiers") or []]
+    cycles = [sorted({canon(n) for n in c}) for c in meta.get("cycles") or [] if len(c) > 1]
     return nodes, edges, tiers, cycles
 
 
@@ -140,25 +251,31 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
     def fail(check: str, subject: str, detail: str) -> None:
         issues.append(ReadinessCheck(check, subject, False, detail))
 
-    nodes, edges, graph_tiers, cycles = _graph_parts(inputs.graph)
-    fp_services: Mapping[str, Any] = (inputs.fingerprint or {}).get("services") or {}
-
     # ── services observed in the primary (EC2 instances and managed databases tagged with a service) ──
     instances_by_service: dict[str, list[Mapping[str, Any]]] = {}
     for inst in inv.get("instances", []):
-        name = _service_of(inst.get("tags"))
+        name = service_of(inst.get("tags"))
         if name:
             instances_by_service.setdefault(name, []).append(inst)
     databases_by_service: dict[str, Mapping[str, Any]] = {}
     for db in inv.get("db_instances", []):
-        name = _service_of(db.get("tags"))
+        name = service_of(db.get("tags"))
         if name and name not in databases_by_service:
             databases_by_service[name] = db
-    templates_by_service = {_service_of(t.get("tags")) or t["name"]: t for t in inv.get("launch_templates", [])}
+    observed = set(instances_by_service) | set(databases_by_service)
+    running = _Names(observed)  # other resources' tags spelt as the running services' are theirs
+
+    def owner(tags: Mapping[str, str] | None) -> str | None:
+        name = service_of(tags)
+        return running.resolve(name, "tag") if name else None
+
+    templates_by_service: dict[str, Mapping[str, Any]] = {}
+    for t in inv.get("launch_templates", []):
+        templates_by_service.setdefault(owner(t.get("tags")) or t["name"], t)
     sgs_by_id = {g["id"]: g for g in inv.get("security_groups", [])}
     sg_by_service: dict[str, Mapping[str, Any]] = {}
     for g in inv.get("security_groups", []):
-        name = _service_of(g.get("tags"))
+        name = owner(g.get("tags"))
         if name and name not in sg_by_service:
             sg_by_service[name] = g
     for name, insts in instances_by_service.items():  # untagged groups: the one the service's instances use
@@ -167,12 +284,29 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
             if attached in sgs_by_id:
                 sg_by_service[name] = sgs_by_id[attached]
 
-    observed = set(instances_by_service) | set(databases_by_service)
-    launchable_nodes = {n for n, node in nodes.items() if node.get("kind") not in _NOT_LAUNCHED_KINDS}
-    # A service is shadowed when the primary runs it or the fingerprint sized it; the graph places it.
-    names = sorted(observed | set(fp_services))
+    # What can be launched: what runs, or what has a launch template (its AMI and type) in the primary.
+    launchable = observed | set(templates_by_service)
+    names_of = _Names(launchable)
+    fp_services, fp_unusable = _fingerprint_services(inputs.fingerprint, primary, fail)
+    sizings: dict[str, Any] = {}
+    for spelt in sorted(fp_services, key=lambda n: (n not in launchable, n)):  # exact spellings first
+        sizings.setdefault(names_of.resolve(spelt, "fingerprint"), fp_services[spelt])
+    nodes, edges, graph_tiers, cycles = _graph_parts(inputs.graph, names_of)
+    for name, variants in sorted(names_of.variants.items()):
+        spelt = " and ".join(f"{variant!r} by the {source}" for source, variant in sorted(variants))
+        fail("naming", name, f"spelt {spelt}, {name!r} by the primary's tag: matched ignoring case and surrounding "
+                             f"spaces (fix the spelling at its source)")
+    for spelt, (matches, sources) in sorted(names_of.ambiguous.items()):
+        fail("naming", spelt, f"{spelt!r} in the {' and the '.join(sorted(sources))} matches several services of "
+                              f"the primary ignoring case ({', '.join(sorted(matches))}): not guessed, not used")
 
-    for name in sorted(launchable_nodes - set(names)):
+    # A service is shadowed when the primary runs it, or the fingerprint sized it and it can be launched; the
+    # graph places it.
+    names = sorted(observed | (set(sizings) & launchable))
+    retired = sorted(set(sizings) - launchable)
+    launchable_nodes = {n for n, node in nodes.items() if node.get("kind") not in _NOT_LAUNCHED_KINDS}
+
+    for name in sorted(launchable_nodes - set(names) - set(retired)):
         fail("completeness", name, "in the dependency graph but neither running in the primary nor sized in the "
                                    "fingerprint: it has no capacity to shadow")
     if inputs.graph is not None:
@@ -180,8 +314,16 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
             if name not in nodes:
                 fail("completeness", name, "has capacity but no node in the dependency graph: launched in the "
                                            "last tier, security group without ingress")
-    for name in sorted(set(fp_services) - observed):
-        fail("drift", name, "sized in the fingerprint but not running in the primary any more")
+    for name in retired:
+        if name in names_of.ambiguous:
+            continue  # named above
+        count, _ = read_sizing(sizings[name].get("sizing") if isinstance(sizings[name], Mapping) else None)
+        fail("drift", name, f"sized{'' if count is None else f' {count} instance(s)'} in the fingerprint but not "
+                            f"running in the primary, and no AMI or launch template is known for it: left out of "
+                            f"the blueprint (it could not be launched)")
+    for name in sorted((set(sizings) & launchable) - observed):
+        fail("drift", name, "sized in the fingerprint but not running in the primary any more: planned from its "
+                            "launch template")
 
     # ── launch tiers: the graph's, restricted to shadowed services; unplaced services go last ──
     tiers: list[list[str]] = []
@@ -249,7 +391,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
     target_groups = [g for g in inv.get("target_groups", [])]
     tg_by_service: dict[str, Mapping[str, Any]] = {}
     for g in target_groups:
-        name = _service_of(g.get("tags")) or (g["name"] if g["name"] in names else None)
+        name = owner(g.get("tags")) or (g["name"] if g["name"] in names else None)
         if name and name not in tg_by_service:
             tg_by_service[name] = g
     ingress: dict[str, list[IngressRule]] = {n: [] for n in names}
@@ -302,7 +444,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
             kind="rds", source=ReplicationSource(primary, db["identifier"], db.get("arn")),
             target=ReplicationTarget(shadow, target_id),
             action="promote_replica" if replica else "create_replica_then_promote",
-            service=_service_of(db.get("tags"))))
+            service=owner(db.get("tags"))))
         if db.get("endpoint"):
             shadow_endpoint[db["endpoint"]] = (replica or {}).get("endpoint") or db["endpoint"].replace(
                 db["identifier"], target_id, 1).replace(primary, shadow)
@@ -310,12 +452,12 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
         replication.append(ReplicationStep(
             kind="aurora", source=ReplicationSource(primary, cl["identifier"], cl.get("arn")),
             target=ReplicationTarget(shadow, f"{cl['identifier']}-shadow"),
-            action="create_replica_then_promote", service=_service_of(cl.get("tags"))))
+            action="create_replica_then_promote", service=owner(cl.get("tags"))))
     for bucket in inv.get("buckets", []):
         replication.append(ReplicationStep(
             kind="s3", source=ReplicationSource(primary, bucket["name"], f"arn:aws:s3:::{bucket['name']}"),
             target=ReplicationTarget(shadow, _shadow_bucket(bucket["name"], primary, shadow)),
-            action="s3_replication", service=_service_of(bucket.get("tags"))))
+            action="s3_replication", service=owner(bucket.get("tags"))))
 
     # ── per-service blueprint ──
     ami_copies: Mapping[str, str] = sh.get("ami_copies") or {}
@@ -325,14 +467,28 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
     for name in names:
         insts = instances_by_service.get(name, [])
         db = databases_by_service.get(name)
-        sizing = (fp_services.get(name) or {}).get("sizing") if isinstance(fp_services.get(name), Mapping) else None
-        count = sized_count(sizing)
-        observed_count = len(insts) if insts else (1 if db else 0)
+        managed_only = db is not None and not insts  # sized by its instance class, not by EC2 metrics
+        entry = sizings.get(name)
+        sizing = entry.get("sizing") if isinstance(entry, Mapping) else None
+        if fp_unusable:
+            count, why = None, fp_unusable
+        elif entry is None:
+            count, why = None, "not in the fingerprint"
+        else:
+            count, why = read_sizing(sizing)
+        running_count = len(insts) if insts else (1 if db else 0)
         if count is None:
-            if not (db is not None and not insts):  # a managed database is sized by its instance class, not EC2 metrics
-                fail("sizing", name, f"no usable sizing in the fingerprint: using the primary's observed count "
-                                     f"({observed_count})")
-            count = observed_count
+            count, source = running_count, f"the {running_count} running in the primary"
+            last_seen = _last_observed(entry)
+            if not running_count and last_seen:  # nothing runs now: 0 would launch nothing for real demand
+                count, source = last_seen, (f"{last_seen}, the count the fingerprint last observed (none runs in "
+                                            f"the primary now)")
+            if not managed_only:
+                fail("sizing", name, f"no usable sizing ({why}): launching {source}")
+        elif count == 0 and running_count and not managed_only:
+            fail("sizing", name, f"sized 0 instances ({_zero_sizing(sizing)}) but {running_count} run in the "
+                                 f"primary: launching 1 so that its callers still find it")
+            count = 1
         tags = {T.SERVICE: name, T.PRESTAGED_FOR: primary}
         if db is not None and not insts:
             services[name] = ServiceBlueprint(
@@ -345,7 +501,8 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
             continue
         template = templates_by_service.get(name) or {}
         primary_ami = _majority(i.get("ami") for i in insts) or template.get("image_id")
-        instance_type = (sizing.get("instance_type") if isinstance(sizing, Mapping) else None) \
+        sized_type = sizing.get("instance_type") if isinstance(sizing, Mapping) else None
+        instance_type = (sized_type if isinstance(sized_type, str) and sized_type.strip() else None) \
             or _majority(i.get("type") for i in insts) or template.get("instance_type")
         if not primary_ami:
             fail("ami_available", name, "no AMI known for the service in the primary")
@@ -381,6 +538,47 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
         provenance=Provenance(fingerprint_id=inputs.fingerprint_id, graph_id=inputs.graph_id, run_id=inputs.run_id,
                               primary_inventory_hash=inv.get("inventory_hash")))
     return BuildResult(blueprint=blueprint, issues=issues)
+
+
+def _fingerprint_services(fingerprint: Any, primary: str,
+                          fail: Callable[[str, str, str], None]) -> tuple[Mapping[str, Any], str]:
+    """The fingerprint's services, and why none of its sizing may be used ('' when it may)."""
+    if fingerprint is None:
+        return {}, "no valid fingerprint"
+    if not isinstance(fingerprint, Mapping):
+        fail("fingerprint", "payload", f"is {type(fingerprint).__name__}, not an object: no sizing used")
+        return {}, "the fingerprint is unreadable"
+    region = fingerprint.get("region")
+    if isinstance(region, str) and region.strip() not in ("", "unknown", primary):
+        # Another region's demand says nothing about this one's: its counts would be confidently wrong.
+        fail("fingerprint", "region", f"the fingerprint is of {region.strip()}, not of the primary {primary}: its "
+                                      f"sizing is not used (running counts instead)")
+        return {}, f"the fingerprint is of {region.strip()}"
+    services = fingerprint.get("services")
+    if services is None:
+        return {}, ""
+    if not isinstance(services, Mapping):
+        fail("fingerprint", "services", f"is {type(services).__name__}, not an object of services: no sizing used")
+        return {}, "the fingerprint's services are unreadable"
+    stripped: dict[str, Any] = {}
+    for key, entry in sorted(services.items(), key=lambda kv: str(kv[0])):  # "web" before "web ": first wins
+        if str(key).strip():
+            stripped.setdefault(str(key).strip(), entry)
+    return stripped, ""
+
+
+def _zero_sizing(sizing: Any) -> str:
+    """Why a sizing said 0, from what it records (demand, rule)."""
+    if not isinstance(sizing, Mapping):
+        return "the fingerprint's sizing"
+    rule = sizing.get("rule") if isinstance(sizing.get("rule"), Mapping) else {}
+    parts = []
+    demand = sizing.get("base_demand", sizing.get("demand_quantile"))
+    if isinstance(demand, int | float) and not isinstance(demand, bool):
+        parts.append(f"{rule.get('metric', 'sizing metric')} demand {demand:g}")
+    if "min_instances" in rule:
+        parts.append(f"rule min_instances {rule['min_instances']}")
+    return ", ".join(parts) or "the fingerprint's sizing"
 
 
 def _shadow_bucket(name: str, primary: str, shadow: str) -> str:

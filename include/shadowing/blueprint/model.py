@@ -219,7 +219,9 @@ class ServiceBlueprint:
     instance_type: str
     """EC2 instance type (as in the primary; ``db.*`` classes for managed databases)."""
     count: int
-    """Instances to launch: the fingerprint's sizing recommendation, else the primary's observed count."""
+    """Instances to launch: the fingerprint's sizing recommendation, else (no usable sizing, said as a failed
+    ``sizing`` readiness check) the primary's running count; 1, not 0, for a service the primary runs (see
+    :mod:`shadowing.blueprint.builder`)."""
     subnets: list[str]
     """Shadow subnets to spread instances over: subnet ids once pre-staged, else availability-zone names."""
     security_groups: list[str]

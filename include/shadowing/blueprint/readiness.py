@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shadowing.aws import tags as T
+from shadowing.blueprint.builder import service_of
 from shadowing.blueprint.inventory import ClientFactory
 from shadowing.warehouse.operations import ReadinessCheck
 
@@ -121,16 +121,16 @@ def live_summary(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Compact view of the live primary for drift checks: service → {instance_type (majority), ports}."""
     types: dict[str, Counter[str]] = {}
     for inst in inventory.get("instances", []):
-        name = (inst.get("tags") or {}).get(T.SERVICE)
+        name = service_of(inst.get("tags"))
         if name:
             types.setdefault(name, Counter())[inst.get("type") or "unknown"] += 1
     for db in inventory.get("db_instances", []):
-        name = (db.get("tags") or {}).get(T.SERVICE)
+        name = service_of(db.get("tags"))
         if name:
             types.setdefault(name, Counter())[db.get("instance_class") or "unknown"] += 1
     ports: dict[str, set[int]] = {}
     for g in inventory.get("security_groups", []):
-        name = (g.get("tags") or {}).get(T.SERVICE)
+        name = service_of(g.get("tags"))
         if name:
             ports.setdefault(name, set()).update(
                 int(r["from_port"]) for r in g.get("ingress", [])

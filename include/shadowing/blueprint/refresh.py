@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from shadowing.aws import tags as T
-from shadowing.blueprint.builder import BuildInputs, build_blueprint
+from shadowing.blueprint.builder import BuildInputs, build_blueprint, service_of
 from shadowing.blueprint.diff import diff_blueprints
 from shadowing.blueprint.inventory import ClientFactory, read_inventory
 from shadowing.blueprint.model import Blueprint, blueprint_hash
@@ -74,7 +73,7 @@ def build_plan(engine: Engine, clients: ClientFactory, primary_region: str, shad
     issues.append(check_freshness("graph", _age_anchor(graph), now, max_age))
     inventory = read_inventory(clients, primary_region)
     t_inventory = time.perf_counter()
-    services = sorted({(i.get("tags") or {}).get(T.SERVICE) for i in inventory["instances"]} - {None}
+    services = sorted({service_of(i.get("tags")) for i in inventory["instances"]} - {None}
                       | set(((fingerprint.payload if fingerprint else {}) or {}).get("services") or {}))
     state = find_prestaged(clients, shadow_region, primary_region, inventory["images"], services)
     result = build_blueprint(BuildInputs(
