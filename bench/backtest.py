@@ -41,6 +41,8 @@ Both are printed; the verdict is given at each.
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from shadowing.capacity.backtest import (
+    MIN_SAMPLES,
     Replay,
     add_calibrated,
     arc_max24h,
@@ -62,6 +65,7 @@ from shadowing.capacity.backtest import (
     replay_all,
     same_hour_of_day_rule,
     score_grid,
+    series_of,
     static_hindsight_bound,
     summary,
     summary_header,
@@ -69,6 +73,7 @@ from shadowing.capacity.backtest import (
     vpa_p90,
 )
 from shadowing.capacity.sizing import PEAK_AWARE, SizingRule
+from shadowing.errors import InputError, ShadowingError
 from shadowing.metrics import frame as tidy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +94,9 @@ def halves(n: int) -> list[list[int]]:
 def table(replays: list[Replay], rules: list[str], title: str) -> dict[str, dict[str, float]]:
     s = summary(r.score(name) for r in replays for name in rules)
     print(f"\n{title}")
+    if not replays:
+        print("(no series)")
+        return s
     print(summary_header(WIDTH))
     for name in rules:
         print(summary_line(name, s[name], WIDTH))
@@ -143,6 +151,9 @@ def pareto(replays: list[Replay], rules: list[str], reference: str) -> None:
 def validate(replays: list[Replay], rules: list[str], title: str) -> None:
     """Held-out checks of each rule family: its multiplier tuned on some series, scored on the others."""
     n = len(replays)
+    if n < 2:
+        print(f"\n{title}: needs at least two series (tuned on some, scored on the others); {n} here")
+        return
     a, b = halves(n)
     checks = {"half A → B": [b], "half B → A": [a], "leave-one-out": [[i] for i in range(n)]}
     print(f"\n{title}: multiplier on the rule's capacity tuned (least slack at ≥ {TARGET:.1%}) on the other "
@@ -206,6 +217,8 @@ def cadence_tables(replays: list[Replay], names: list[str], ours_name: str, refi
     for subset, label in ((replays, f"all {len(replays)} series"), (cpu, f"the {len(cpu)} {CPU} series only")):
         title = f"re-sized every {refit:g} s, {label}"
         s = table(subset, names, title)
+        if not subset:
+            continue
         bound = clairvoyant_bound(subset, TARGET)
         print(f"{'clairvoyant bound':{WIDTH}} {int(bound['series']):6d} {int(bound['samples']):8d} "
               f"{bound['coverage']:9.4%} {'':10} {bound['mean_relative_slack']:15.3f} "
@@ -243,22 +256,53 @@ def aci_bases(cols: tidy.TidyColumns, fit_fraction: float, cadences: list[float]
             validate(replays, list(bases), "the plain bases, held out")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked: an out-of-range one exits 2 with a one-line error naming it (argparse's own)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", default=str(DEFAULT_DATA))
-    parser.add_argument("--fit-fraction", type=float, default=0.25)
+    parser.add_argument("--metrics", default=str(DEFAULT_DATA), help="metrics file or folder (default: the "
+                                                                     "shared NAB realAWSCloudwatch traces)")
+    parser.add_argument("--fit-fraction", type=float, default=0.25,
+                        help="share of each series' span used to fit first, in (0, 1) (default 0.25)")
     parser.add_argument("--refit-seconds", type=float, default=3600.0,
-                        help="re-size cadence of every section (default 3600: a failover sizing holds an hour)")
+                        help="re-size cadence of every section, seconds > 0 (default 3600: a failover sizing "
+                             "holds an hour)")
     parser.add_argument("--also-refit-seconds", type=float, default=300.0,
-                        help="second cadence for the main tables (default 300: the DAG's refresh; 0 = none)")
+                        help="second cadence for the main tables, seconds >= 0 (default 300: the DAG's refresh; "
+                             "0 = none)")
     parser.add_argument("--tune", action="store_true", help="also print the tuning grid (≈ 1–2 min)")
     parser.add_argument("--aci-bases", action="store_true",
                         help="also calibrate plain recent-level bases online (≈ 30 s)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not 0.0 < args.fit_fraction < 1.0:  # NaN fails too
+        parser.error(f"--fit-fraction must be a fraction in (0, 1), got {args.fit_fraction:g}")
+    if not (math.isfinite(args.refit_seconds) and args.refit_seconds > 0):
+        parser.error(f"--refit-seconds must be a finite number of seconds > 0, got {args.refit_seconds:g}")
+    if not (math.isfinite(args.also_refit_seconds) and args.also_refit_seconds >= 0):
+        parser.error(f"--also-refit-seconds must be a finite number of seconds >= 0 (0 = none), got "
+                     f"{args.also_refit_seconds:g}")
     if not Path(args.metrics).exists():
-        raise SystemExit(f"no metrics at {args.metrics}")
+        parser.error(f"--metrics: no metrics at {args.metrics}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except ShadowingError as exc:  # unreadable or unusable metrics: one line, exit 2 (as the CLI does)
+        print(f"backtest.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     cols = tidy.drop_duplicates(tidy.clean(tidy.read_metrics(args.metrics)))
+    warnings = list(cols.warnings)
+    long_enough = series_of(cols, warnings=warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not long_enough:
+        raise InputError(f"no series to backtest: each needs at least {MIN_SAMPLES} samples", source=args.metrics)
     ours_name = PEAK_AWARE.name
     rules = {ours_name: ours(PEAK_AWARE), "shadowing-classic": ours(SizingRule()), "arc-max24h": arc_max24h,
              "vpa-p90+15%": vpa_p90}

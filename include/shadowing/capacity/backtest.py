@@ -40,6 +40,7 @@ from shadowing.metrics import frame as tidy
 
 DAY = 86400.0
 NEED_QUANTILE = 0.995
+MIN_SAMPLES = 10  # a series with fewer samples (after cleaning) is not replayed
 
 Rule = Callable[[np.ndarray, np.ndarray, float, float], float]  # (ts, values, now, first_ts) → capacity
 
@@ -208,15 +209,28 @@ def add_calibrated(replays: Iterable[Replay], base: str, name: str, *, alpha: fl
 
 # --- replay --------------------------------------------------------------------------------------------
 
+def check_replay_params(fit_fraction: float, refit_seconds: float) -> None:
+    """ValueError unless 0 < fit_fraction < 1 and refit_seconds is a finite number of seconds > 0."""
+    if not (isinstance(fit_fraction, int | float) and 0.0 < fit_fraction < 1.0):
+        raise ValueError(f"fit fraction must be in (0, 1), got {fit_fraction!r}")
+    if not (isinstance(refit_seconds, int | float) and math.isfinite(refit_seconds) and refit_seconds > 0):
+        raise ValueError(f"refit seconds must be a finite number > 0, got {refit_seconds!r}")
+
+
 def replay_series(ts: np.ndarray, values: np.ndarray, rules: dict[str, Rule], *, name: str,
                   fit_fraction: float = 0.25, refit_seconds: float = 3600.0) -> Replay:
+    check_replay_params(fit_fraction, refit_seconds)
     order = np.argsort(ts, kind="stable")
     ts, values = np.asarray(ts, dtype=np.float64)[order], np.asarray(values, dtype=np.float64)[order]
     first, last = float(ts[0]), float(ts[-1])
     start = first + fit_fraction * (last - first)
-    # cut times every refit_seconds from the end of the fit; the last cut lies beyond the last sample
+    # cut times every refit_seconds from the end of the fit; the last cut lies beyond the last sample (one
+    # more cut where rounding put it on the last sample: every replayed sample must have a capacity)
     n_cuts = int(math.floor((last - start) / refit_seconds)) + 2
     cuts = start + refit_seconds * np.arange(n_cuts)
+    if cuts[-1] <= last:
+        cuts = np.append(cuts, cuts[-1] + refit_seconds)
+        n_cuts += 1
     bounds = np.searchsorted(ts, cuts, side="left")
     keep = [i for i in range(n_cuts - 1) if bounds[i + 1] > bounds[i] and bounds[i] > 0]
     first_replayed = bounds[keep[0]] if keep else ts.size
@@ -238,33 +252,47 @@ def backtest_series(ts: np.ndarray, values: np.ndarray, rules: dict[str, Rule], 
     return [replay.score(rule) for rule in rules]
 
 
-def series_of(cols: tidy.TidyColumns, *, min_samples: int = 10) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(service/instance/metric, ts, values) of every series of a cleaned, de-duplicated frame, by name."""
+def series_of(cols: tidy.TidyColumns, *, min_samples: int = MIN_SAMPLES,
+              warnings: list[str] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(service/instance/metric, ts, values) of every series of a cleaned, de-duplicated frame, by name.
+
+    Series with fewer than ``min_samples`` samples are left out, and named in ``warnings`` if given."""
     n_met = max(len(cols.metrics), 1)
     key = cols.instance.astype(np.int64) * n_met + cols.metric
-    out = []
+    out, short = [], []
     for k in np.unique(key).tolist():
         rows = np.flatnonzero(key == k)
-        if rows.size < min_samples:
-            continue
         name = f"{cols.services[int(cols.service[rows[0]])]}/{cols.instances[k // n_met]}/{cols.metrics[k % n_met]}"
+        if rows.size < min_samples:
+            short.append(f"{name} ({rows.size})")
+            continue
         out.append((name, cols.ts[rows], cols.values[rows]))
+    if short and warnings is not None:
+        shown = ", ".join(sorted(short)[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+        warnings.append(f"{cols.source}: {len(short)} series with fewer than {min_samples} samples not "
+                        f"backtested: {shown}")
     return sorted(out, key=lambda s: s[0])
 
 
 def replay_all(cols: tidy.TidyColumns, rules: dict[str, Rule], *, fit_fraction: float = 0.25,
-               refit_seconds: float = 3600.0) -> list[Replay]:
+               refit_seconds: float = 3600.0, warnings: list[str] | None = None) -> list[Replay]:
+    """Replays of every series of ``cols``, cleaned and de-duplicated first; what reading and cleaning
+    reported, and the series too short to replay, are added to ``warnings`` if given."""
+    check_replay_params(fit_fraction, refit_seconds)
     cols = tidy.drop_duplicates(tidy.clean(cols))
+    if warnings is not None:
+        warnings.extend(cols.warnings)  # the reader's, then cleaning's
     return [replay_series(ts, values, rules, name=name, fit_fraction=fit_fraction, refit_seconds=refit_seconds)
-            for name, ts, values in series_of(cols)]
+            for name, ts, values in series_of(cols, warnings=warnings)]
 
 
 def backtest(cols: tidy.TidyColumns, *, rule: SizingRule | None = None, fit_fraction: float = 0.25,
-             refit_seconds: float = 3600.0) -> list[SeriesResult]:
-    """Backtest every series of ``cols`` (cleaned first) with our rule and the two reference rules."""
+             refit_seconds: float = 3600.0, warnings: list[str] | None = None) -> list[SeriesResult]:
+    """Backtest every series of ``cols`` (cleaned first) with our rule and the two reference rules (see
+    :func:`replay_all` for ``warnings``)."""
     rules = default_rules(rule)
     return [r.score(name) for r in replay_all(cols, rules, fit_fraction=fit_fraction,
-                                              refit_seconds=refit_seconds) for name in rules]
+                                              refit_seconds=refit_seconds, warnings=warnings) for name in rules]
 
 
 # --- summaries -----------------------------------------------------------------------------------------
@@ -363,6 +391,9 @@ def _least_slack_in_hindsight(replays: Sequence[Replay], target: float, *, per_i
         for seg in np.split(r.demand, r.interval_starts[1:]) if per_interval else [r.demand]:
             pieces.append((s, 1.0 / (n * mean), np.sort(seg)[::-1]))
     series = sorted({p[0] for p in pieces})
+    if total == 0:  # no series with replayed samples and a positive mean demand: nothing to bound
+        return {"coverage": math.nan, "mean_relative_slack": math.nan, "median_relative_slack": math.nan,
+                "series": 0, "samples": 0}
     # slack of capacity d[k] over its piece: Σ_{j ≥ k} (d[k] − d[j]), for every k at once
     costs = [(s, w, d * (d.size - np.arange(d.size)) - np.cumsum(d[::-1])[::-1]) for s, w, d in pieces]
 

@@ -26,10 +26,13 @@ def register(subparsers: Any) -> None:
     sub = cap.add_subparsers(dest="capacity_command", required=True, metavar="ACTION")
     bt = sub.add_parser("backtest", help="backtest the sizing rule against ARC's and VPA's on metric traces")
     bt.add_argument("--metrics", required=True, help="metrics file or folder (tidy or raw CloudWatch export)")
-    bt.add_argument("--fit-fraction", type=float, default=0.25, help="share of each series used to fit first")
-    bt.add_argument("--refit-seconds", type=float, default=3600.0, help="capacity is re-sized this often")
-    bt.add_argument("--percentile", type=float, help="override the rule's percentile (0–1)")
-    bt.add_argument("--margin", type=float, help="override the rule's margin")
+    bt.add_argument("--fit-fraction", type=float, default=0.25,
+                    help="share of each series' span used to fit first, in (0, 1) (default 0.25)")
+    bt.add_argument("--refit-seconds", type=float, default=3600.0,
+                    help="capacity is re-sized this often, seconds > 0 (default 3600)")
+    bt.add_argument("--percentile", type=float, help="override the rule's percentile, a fraction in (0, 1] "
+                                                     "(0.99 for p99)")
+    bt.add_argument("--margin", type=float, help="override the rule's margin, a fraction >= 0 (0.05 for 5 %%)")
     bt.add_argument("--per-series", action="store_true", help="also print one line per series and rule")
     bt.set_defaults(handler=_backtest)
 
@@ -152,20 +155,51 @@ def _write_atomically(out: Path, data: bytes) -> None:
                          field="--out") from None
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse out-of-range backtest options, naming the option, before any file is read."""
+    import math
+
+    from shadowing.errors import InputError
+
+    checks = [
+        ("--fit-fraction", args.fit_fraction, 0.0 < args.fit_fraction < 1.0, "must be a fraction in (0, 1)"),
+        ("--refit-seconds", args.refit_seconds, math.isfinite(args.refit_seconds) and args.refit_seconds > 0,
+         "must be a finite number of seconds > 0"),
+        ("--percentile", args.percentile, args.percentile is None or 0.0 < args.percentile <= 1.0,
+         "must be a fraction in (0, 1] (0.99 for p99)"),
+        ("--margin", args.margin, args.margin is None or (math.isfinite(args.margin) and args.margin >= 0.0),
+         "must be a finite fraction >= 0 (0.05 for 5 %)"),
+    ]
+    for option, value, ok, why in checks:
+        if not ok:  # NaN fails every comparison: refused too
+            raise InputError(f"{why}, got {value:g}", field=option)
+
+
 def _backtest(args: argparse.Namespace) -> int:
+    import sys
     from dataclasses import replace
 
-    from shadowing.capacity.backtest import backtest, format_table
+    from shadowing.capacity.backtest import MIN_SAMPLES, backtest, format_table
     from shadowing.capacity.sizing import PEAK_AWARE
+    from shadowing.errors import InputError
     from shadowing.metrics.frame import read_metrics
 
+    _check_options(args)
     rule = PEAK_AWARE
     if args.percentile is not None:
         rule = replace(rule, percentile=args.percentile)
     if args.margin is not None:
         rule = replace(rule, margin=args.margin)
+    warnings: list[str] = []
     results = backtest(read_metrics(args.metrics), rule=rule, fit_fraction=args.fit_fraction,
-                       refit_seconds=args.refit_seconds)
+                       refit_seconds=args.refit_seconds, warnings=warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not any(r.samples for r in results):
+        raise InputError(("no series to backtest: each needs at least "
+                          f"{MIN_SAMPLES} samples" if not results else
+                          f"no sample left to replay after fitting on the first {args.fit_fraction:g} of each "
+                          f"series") + " (see the warnings above)" * bool(warnings), source=args.metrics)
     base = f"max(decayed p{rule.percentile * 100:g}, hour-of-week peak)" if rule.seasonal and rule.decayed \
         else f"p{rule.percentile * 100:g}"
     print(f"rule {rule.name} = {base} × (1 + {rule.margin:g}) × confidence "

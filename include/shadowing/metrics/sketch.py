@@ -3,7 +3,10 @@
 Buckets follow DDSketch's logarithmic mapping (relative accuracy ``ALPHA``): a positive value ``x`` falls in
 key ``ceil(log_gamma(x))`` with ``gamma = (1 + ALPHA) / (1 - ALPHA)`` and is represented by
 ``2 * gamma**key / (1 + gamma)``, which is within ``ALPHA`` of every value of the bucket. Negative values
-live in a separate store keyed by ``|x|``; exact zeros have their own counter.
+live in a separate store keyed by ``|x|``; zeros, and magnitudes up to ``MIN_INDEXABLE`` (≈ 2.3e-308,
+subnormals included), count in the zero counter, as in DDSketch. Keys are computed with DDSketch's own
+arithmetic (``log(x) / log(2) * multiplier``), so that values a rounding away from a bucket edge land in the
+same bucket as ``ddsketch.DDSketch.add`` puts them.
 
 The hot path never adds values one by one: :func:`ordinals` maps a whole array to bucket ordinals (one
 monotone integer per bucket across negative, zero and positive stores) so that callers can count buckets of
@@ -13,7 +16,10 @@ per-group result: sorted ordinals and their counts.
 Quantiles are read with numpy's default (linear) interpolation between the two order statistics around the
 rank, each taken from its bucket, then clamped to the exact min/max: since each order statistic is within
 ``ALPHA`` of the truth and interpolation is a convex combination, the result is within ``ALPHA`` of
-``numpy.quantile`` for non-negative data (the metrics' domain).
+``numpy.quantile`` whenever the two order statistics have the same sign (always for the metrics' domain,
+non-negative data). Two cases have no relative bound: an interpolation between a negative and a positive
+order statistic (its exact value may be ~0 while the error scales with their magnitudes: the error is then
+within ``ALPHA · ((1 − f)|x_lo| + f|x_hi|)``), and magnitudes below ``MIN_INDEXABLE`` (read as 0).
 
 Serialisation: ``base64(zlib(varints))`` of (ordinal delta, count) pairs — a few hundred bytes for a week of
 one metric. The bulk codecs (:func:`encode_counts`, :func:`decode_counts`, :func:`encode_weights`,
@@ -31,35 +37,68 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shadowing.errors import InputError
+
 ALPHA = 0.01
-# Same arithmetic as ddsketch.mapping.LogarithmicMapping so that keys agree bit for bit.
+# Same arithmetic as ddsketch.mapping.LogarithmicMapping so that keys agree bit for bit: its key is
+# ceil(math.log(x, 2) * multiplier), math.log(x, 2) being log(x) / log(2) (NOT log2(x), which differs in the
+# last bit for about one value in ten next to a bucket edge), with multiplier = 1 / log1p(mantissa) * log(2).
 _GAMMA_MANTISSA = 2 * ALPHA / (1 - ALPHA)
 GAMMA = 1 + _GAMMA_MANTISSA
-MULTIPLIER = math.log(2) / math.log1p(_GAMMA_MANTISSA)
+_LN2 = math.log(2)
+MULTIPLIER = 1 / math.log1p(_GAMMA_MANTISSA) * _LN2
 _LOG2_GAMMA = 1.0 / MULTIPLIER
 # Positive keys are shifted by OFFSET to keep ordinals of the three stores apart; |key| ≤ ~35,800 for any
 # finite float64 at ALPHA = 1 %, so 2**17 leaves room.
 OFFSET = 1 << 17
-# Smallest |x| indexed (as in DDSketch): below it a value counts as zero.
+# Smallest |x| indexed (DDSketch's min_possible): a magnitude up to it (inclusive) counts as zero.
 MIN_INDEXABLE = np.finfo(np.float64).tiny * GAMMA
 _FORMAT_VERSION = 1
+# No sketch we write inflates beyond 2 MB (every finite float64 bucket of both signs, 13 bytes each): a text
+# inflating beyond this is not one of ours, and is refused before it can take the memory.
+_MAX_PAYLOAD = 1 << 22
+
+
+class SketchFormatError(InputError, ValueError, zlib.error):
+    """A sketch string that is not one this module writes, naming which one of the batch and what is wrong.
+
+    Also a ValueError and a zlib.error: what the decoders raised before, so callers catching those still do.
+    ``index`` is the 0-based position of the sketch in the decoded batch (for callers to name its owner).
+    """
+
+    def __init__(self, message: str, *, index: int, count: int) -> None:
+        super().__init__(message, field=f"sketch {index + 1} of {count}" if count > 1 else "sketch")
+        self.index = index
+
+
+def _bad(what: str, reason: str, index: int, count: int) -> SketchFormatError:
+    return SketchFormatError(f"not a {what}: {reason}", index=index, count=count)
 
 
 def keys(magnitudes: np.ndarray) -> np.ndarray:
-    """DDSketch keys of strictly positive magnitudes (``ceil(log_gamma(x))``), int32."""
-    # log2 is several times faster than log in numpy (SIMD); DDSketch's LogarithmicMapping uses log2 too.
-    return np.ceil(np.log2(magnitudes) * MULTIPLIER).astype(np.int32)
+    """DDSketch keys of magnitudes above MIN_INDEXABLE (``ceil(log_gamma(x))``), int32.
+
+    DDSketch's own operations, in bulk: log(x) / log(2) · multiplier (numpy's log is also faster than its
+    log2 here). Keys match ``LogarithmicMapping.key`` wherever numpy's vector log equals the C library's; a
+    value that is also within an ulp of a bucket edge is the only one that could then land one bucket over.
+    """
+    t = np.log(np.asarray(magnitudes, dtype=np.float64))
+    t /= _LN2
+    t *= MULTIPLIER
+    np.ceil(t, out=t)
+    return t.astype(np.int32)
 
 
 def ordinals(values: np.ndarray) -> np.ndarray:
-    """Bucket ordinal of each value: monotone in value, 0 for zeros, ±(key + OFFSET) otherwise (int32)."""
+    """Bucket ordinal of each (finite) value: monotone in value, 0 for zeros and magnitudes up to
+    MIN_INDEXABLE, ±(key + OFFSET) otherwise (int32)."""
     values = np.asarray(values, dtype=np.float64)
     out = np.zeros(values.shape, dtype=np.int32)
-    pos = values >= MIN_INDEXABLE
+    pos = values > MIN_INDEXABLE  # strictly, as DDSketch.add: MIN_INDEXABLE itself is a zero
     if pos.all():
         return keys(values) + OFFSET
     out[pos] = keys(values[pos]) + OFFSET
-    neg = values <= -MIN_INDEXABLE
+    neg = values < -MIN_INDEXABLE
     if neg.any():
         out[neg] = -(keys(-values[neg]) + OFFSET)
     return out
@@ -106,12 +145,12 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
     end = base[present] + (n * (1 - 1e-12) if weighted else n - 0.5)
     last_bin = np.searchsorted(cum, end, side="left")
     first_bin = np.searchsorted(cum, base[present] + (n * 1e-12 if weighted else 0.5), side="left")
-    if weighted:
-        # Rounding of the running sum never takes a group's quantile from a neighbouring group's bins.
-        own_first = np.searchsorted(group_of_bin, present, side="left")
-        own_last = np.searchsorted(group_of_bin, present, side="right") - 1
-        first_bin = np.clip(first_bin, own_first, own_last)
-        last_bin = np.clip(last_bin, own_first, own_last)
+    # Rounding of the running sum never takes a group's quantile from a neighbouring group's bins: decayed
+    # weights, or counts once the running sum passes 2**53 (then cum and base round differently).
+    own_first = np.searchsorted(group_of_bin, present, side="left")
+    own_last = np.searchsorted(group_of_bin, present, side="right") - 1
+    first_bin = np.clip(first_bin, own_first, own_last)
+    last_bin = np.clip(last_bin, own_first, own_last)
     for j, q in enumerate(quantiles):
         if weighted:
             idx = np.searchsorted(cum, base[present] + q * n, side="left")
@@ -122,7 +161,7 @@ def grouped_quantiles(group_of_bin: np.ndarray, bin_ordinals: np.ndarray, bin_co
             # First bin whose cumulative count exceeds the (0-based) rank: that bin holds the order statistic.
             i_lo = np.searchsorted(cum, base[present] + r_lo, side="right")
             i_hi = np.searchsorted(cum, base[present] + r_hi, side="right")
-            i_lo, i_hi = np.minimum(i_lo, last_bin), np.minimum(i_hi, last_bin)
+            i_lo, i_hi = np.clip(i_lo, first_bin, last_bin), np.clip(i_hi, first_bin, last_bin)
             # Representatives of the chosen bins only (not of every bin: most are never read).
             v_lo, v_hi = representatives(ords[i_lo]), representatives(ords[i_hi])
             # The extreme order statistics are known exactly when min/max are given.
@@ -221,7 +260,7 @@ def _read_varints(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     new = np.flatnonzero(np.diff(owner, prepend=-1))  # first continuation byte of each long varint
     extra = np.diff(new, append=cont.size)  # its number of continuation bytes
     if extra.size and int(extra.max()) > 9:
-        raise ValueError("not a LogSketch (varint longer than 10 bytes)")
+        raise _LongVarint(int(cont[new[int(np.argmax(extra > 9))]]))
     wide = np.uint64 if extra.size and int(extra.max()) > 3 else np.uint32
     values = data[last].astype(wide)
     shift = (cont - np.repeat(cont[new], extra)).astype(wide) * wide(7)
@@ -229,6 +268,30 @@ def _read_varints(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     long = owner[new]
     values[long] = low | (values[long] << (extra.astype(wide) * wide(7)))
     return values, cont
+
+
+class _LongVarint(ValueError):
+    """A varint longer than 10 bytes (no 64-bit value is), starting at byte ``position``."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"varint longer than 10 bytes at byte {position}")
+        self.position = position
+
+
+def _whole_counts(counts: np.ndarray) -> np.ndarray:
+    """Positive counts rounded to the uint64 varints they are written as; a count no uint64 holds (≥ 2**64,
+    inf, NaN) raises ValueError rather than wrap around to a wrong count."""
+    counts = np.rint(np.asarray(counts, dtype=np.float64))
+    if counts.size and not float(counts.max()) < 2.0**64:  # NaN fails this too
+        bad = counts[~(counts < 2.0**64)]
+        raise ValueError(f"a sketch count of {float(bad[0]):g} does not fit the format (a whole number "
+                         "< 2**64)")
+    return counts.astype(np.uint64)
+
+
+def _check_weights(weights: np.ndarray) -> None:
+    if weights.size and not np.isfinite(weights).all():
+        raise ValueError("a decayed sketch weight is not finite")
 
 
 @dataclass
@@ -240,8 +303,12 @@ class LogSketch:
 
     @classmethod
     def from_values(cls, values: np.ndarray, weights: np.ndarray | None = None) -> LogSketch:
+        """The sketch of the finite ``values`` (NaN/±inf are left out, with their weights)."""
         values = np.asarray(values, dtype=np.float64)
-        values = values[np.isfinite(values)] if weights is None else values
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = values[finite]
+            weights = None if weights is None else np.asarray(weights, dtype=np.float64)[finite]
         o = ordinals(values)
         uniq, inverse = np.unique(o, return_inverse=True)
         counts = np.bincount(inverse, weights=weights, minlength=uniq.size).astype(np.float64)
@@ -275,9 +342,9 @@ class LogSketch:
     # --- serialisation -------------------------------------------------------------------------------
     def to_compact(self) -> str:
         """Integer counts → base64(zlib(varints)): version, n, zigzag ordinal deltas, counts."""
-        keep = self.counts > 0
+        keep = ~(self.counts <= 0)  # NaN kept, to be refused
         ords = self.ords[keep].astype(np.int64)
-        counts = np.rint(self.counts[keep]).astype(np.uint64)
+        counts = _whole_counts(self.counts[keep])
         deltas = np.diff(ords, prepend=0)
         payload = _varints(np.concatenate((np.array([_FORMAT_VERSION, ords.size], dtype=np.uint64),
                                            _zigzag(deltas), counts)))
@@ -285,21 +352,21 @@ class LogSketch:
 
     @classmethod
     def from_compact(cls, text: str) -> LogSketch:
-        values, _ = _read_varints(np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.uint8))
-        if values.size < 2 or int(values[0]) != _FORMAT_VERSION:
-            raise ValueError("not a LogSketch (unknown format version)")
-        n = int(values[1])
-        ords = np.cumsum(_unzigzag(values[2:2 + n])).astype(np.int32)
-        return cls(ords, values[2 + n:2 + 2 * n].astype(np.float64))
+        """The sketch :meth:`to_compact` wrote (checked as :func:`decode_counts` checks it)."""
+        _, ords, counts = decode_counts([text])
+        return cls(ords, counts)
 
     def weights_to_compact(self) -> str:
         """Decayed (float) weights → base64(zlib(ordinal varints, scale, float16 weights relative to it)).
 
-        Half precision (3 significant digits) is plenty for decayed ranks and halves the size.
+        Half precision halves the size and is plenty for decayed ranks: a weight of at least 2**-14 of the
+        sketch's largest comes back within 2**-11 of itself (relative), a smaller one within 2**-25 of the
+        largest (absolute; below 2**-25 of it, 0).
         """
-        keep = self.counts > 0
+        keep = ~(self.counts <= 0)  # NaN kept, to be refused
         ords = self.ords[keep].astype(np.int64)
         weights = self.counts[keep]
+        _check_weights(weights)
         scale = float(weights.max()) if weights.size else 1.0
         head = _varints(np.concatenate((np.array([_FORMAT_VERSION, ords.size], dtype=np.uint64),
                                         _zigzag(np.diff(ords, prepend=0)))))
@@ -309,23 +376,29 @@ class LogSketch:
 
     @classmethod
     def weights_from_compact(cls, text: str) -> LogSketch:
-        blob = zlib.decompress(base64.b64decode(text))
-        head_len = int.from_bytes(blob[:4], "little")
-        values, _ = _read_varints(np.frombuffer(blob[4:4 + head_len], dtype=np.uint8))
-        if values.size < 2 or int(values[0]) != _FORMAT_VERSION:
-            raise ValueError("not a weighted LogSketch (unknown format version)")
-        n = int(values[1])
-        ords = np.cumsum(_unzigzag(values[2:2 + n])).astype(np.int32)
-        scale = float(np.frombuffer(blob[4 + head_len:12 + head_len], dtype="<f8")[0])
-        weights = np.frombuffer(blob[12 + head_len:], dtype="<f2").astype(np.float64) * scale
+        """The sketch :meth:`weights_to_compact` wrote (checked as :func:`decode_weights` checks it)."""
+        _, ords, weights = decode_weights([text])
         return cls(ords, weights)
 
     # --- interoperability ----------------------------------------------------------------------------
-    def to_ddsketch(self):  # type: ignore[no-untyped-def]
-        """The reference ``ddsketch.DDSketch`` with the same buckets (for checks and its protobuf form)."""
+    def to_ddsketch(self, *, minimum: float | None = None, maximum: float | None = None,
+                    total: float | None = None):  # type: ignore[no-untyped-def]
+        """The reference ``ddsketch.DDSketch`` with the same buckets (for checks and its protobuf form).
+
+        Buckets hold no exact min, max or sum: DDSketch's ``sum``/``avg`` read 0 unless ``total`` (the sum of
+        the values) is given, and its min/max stay unknown (±inf) unless given. Its quantiles are the *lower*
+        order statistic's bucket (``numpy.quantile(method="lower")``, within ALPHA), where :meth:`quantiles`
+        interpolates (``method="linear"``).
+        """
         from ddsketch import DDSketch
 
         sketch = DDSketch(ALPHA)
+        if minimum is not None:
+            sketch._min = float(minimum)
+        if maximum is not None:
+            sketch._max = float(maximum)
+        if total is not None:
+            sketch._sum = float(total)
         for ordinal, count in zip(self.ords.tolist(), self.counts.tolist(), strict=True):
             if count <= 0:
                 continue
@@ -497,10 +570,12 @@ def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n
     ``compress=False`` writes zlib *stored* blocks (same format, any inflater reads it): about twice the
     size but built in bulk, for the many small per-instance sketches.
     """
-    keep = counts > 0
+    keep = ~(counts <= 0)  # NaN kept, to be refused
     if not keep.all():
         bin_group, ords, counts = bin_group[keep], ords[keep], counts[keep]
     tail = np.rint(counts)
+    if tail.size and not float(tail.max()) < 2.0**64:  # also NaN
+        _whole_counts(tail)  # raises, naming the count
     tail = tail.astype(np.uint32 if not tail.size or tail.max() < 1 << 32 else np.uint64)
     if compress or not _BULK_STORED:
         return _each_payload(_pack(bin_group, ords, tail, n_groups), _deflate if compress else _store)
@@ -513,9 +588,10 @@ def encode_counts(bin_group: np.ndarray, ords: np.ndarray, counts: np.ndarray, n
 
 def encode_weights(bin_group: np.ndarray, ords: np.ndarray, weights: np.ndarray, n_groups: int) -> list[str]:
     """:meth:`LogSketch.weights_to_compact` of every group (same bytes): head length, varints, scale, float16."""
-    keep = weights > 0
+    keep = ~(weights <= 0)  # NaN kept, to be refused
     if not keep.all():
         bin_group, ords, weights = bin_group[keep], ords[keep], weights[keep]
+    _check_weights(weights)
     packed = _pack(bin_group, ords, None, n_groups)
     first, n = packed.first, packed.n
     scale = np.ones(n_groups)
@@ -561,15 +637,45 @@ def _unbase64(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.frombuffer(raw, dtype=np.uint8), (end - lens) // 4 * 3, lens // 4 * 3 - pad
 
 
-def _inflate(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _debase64(text: object, index: int, count: int, what: str) -> bytes:
+    """base64 ``text`` (line breaks and spaces allowed, as base64.encodebytes writes) → bytes."""
+    if not isinstance(text, str | bytes):
+        raise _bad(what, f"{type(text).__name__}, not base64 text", index, count)
+    try:
+        return base64.b64decode(b"".join(text.split()) if isinstance(text, bytes) else "".join(text.split()),
+                                validate=True)
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
+        raise _bad(what, f"not base64 text ({exc})", index, count) from None
+
+
+def _decompress(raw: bytes | memoryview, index: int, count: int, what: str) -> bytes:
+    """One whole zlib stream → its content, at most _MAX_PAYLOAD bytes, nothing after it."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(raw, _MAX_PAYLOAD)
+    except zlib.error as exc:
+        raise _bad(what, f"not zlib data ({exc})", index, count) from None
+    if inflater.unconsumed_tail:
+        raise _bad(what, f"inflates beyond {_MAX_PAYLOAD} bytes", index, count)
+    if not inflater.eof:
+        raise _bad(what, "truncated (the zlib data is cut)", index, count)
+    if inflater.unused_data:
+        raise _bad(what, f"{len(inflater.unused_data)} byte(s) after its zlib data", index, count)
+    return out
+
+
+def _inflate(texts: Sequence[str], what: str) -> tuple[np.ndarray, np.ndarray]:
     """Every text's zlib content end to end (uint8) and where each starts (plus the total).
 
     Blobs in zlib.compress(data, 0)'s framing are unwrapped here (adler32 checked); any other one (deflated,
-    or not base64 we can decode in bulk) goes through base64/zlib as before, raising their errors.
+    or not base64 we can decode in bulk) goes through base64/zlib one by one. A text that is not base64 of a
+    zlib stream raises :class:`SketchFormatError` naming it.
     """
+    total = len(texts)
     decoded = _unbase64(texts)
     if decoded is None:
-        pieces: list[bytes | memoryview] = [zlib.decompress(base64.b64decode(t)) for t in texts]
+        pieces: list[bytes | memoryview] = [_decompress(_debase64(t, i, total, what), i, total, what)
+                                            for i, t in enumerate(texts)]
     else:
         raw, start, size = decoded
         m = size - _STORED_HEAD - _ADLER
@@ -584,14 +690,14 @@ def _inflate(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             want[fits] = (want[fits] << 8) | raw[at + _STORED_HEAD + k + byte]
         view, adler32 = memoryview(raw), zlib.adler32
         pieces = []
-        for a, b, k, ok, check in zip(start.tolist(), size.tolist(), m.tolist(), stored.tolist(), want.tolist(),
-                                      strict=True):
+        for i, (a, b, k, ok, check) in enumerate(zip(start.tolist(), size.tolist(), m.tolist(), stored.tolist(),
+                                                     want.tolist(), strict=True)):
             if ok:
                 piece = view[a + _STORED_HEAD:a + _STORED_HEAD + k]
                 if adler32(piece) == check:
                     pieces.append(piece)
                     continue
-            pieces.append(zlib.decompress(view[a:a + b]))
+            pieces.append(_decompress(view[a:a + b], i, total, what))
     offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)), out=offsets[1:])
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
@@ -602,21 +708,30 @@ def _unpack(data: np.ndarray, offsets: np.ndarray, tail_per_bin: int, what: str
     """Segments [version, n, n zigzag deltas, tail_per_bin·n values] of ``data`` → (group, ordinal, tail, n).
 
     Each segment's header is at its first value (segments are whole varints); a segment holding anything
-    but exactly that raises ValueError.
+    but exactly that raises :class:`SketchFormatError` naming the first such segment.
     """
-    values, cont = _read_varints(data)
     seg_start, seg_end = offsets[:-1], offsets[1:]
+    total = int(seg_start.size)
+
+    def refuse(bad: np.ndarray, reason: str) -> None:
+        if bad.any():
+            raise _bad(what, reason, int(np.argmax(bad)), total)
+
+    try:
+        values, cont = _read_varints(data)
+    except _LongVarint as exc:
+        raise _bad(what, "a varint longer than 10 bytes", int(np.searchsorted(offsets, exc.position,
+                                                                             side="right")) - 1, total) from None
     if seg_start.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0, np.int64)
     first = seg_start - np.searchsorted(cont, seg_start)  # value index of each segment's header
     count = seg_end - np.searchsorted(cont, seg_end) - first
-    if (count < 2).any() or (data[np.maximum(seg_end - 1, 0)] >= 0x80).any():
-        raise ValueError(f"not a {what} (truncated)")
-    if (values[first] != _FORMAT_VERSION).any():
-        raise ValueError(f"not a {what} (unknown format version)")
+    refuse(seg_end == seg_start, "empty")
+    refuse(data[seg_end - 1] >= 0x80, "truncated (its last varint is cut)")
+    refuse(count < 2, "truncated (no bin count)")
+    refuse(values[first] != _FORMAT_VERSION, "unknown format version")
     n = values[first + 1].astype(np.int64)
-    if ((n < 0) | (n > count) | (count != 2 + (1 + tail_per_bin) * n)).any():
-        raise ValueError(f"not a {what} (length does not match its header)")
+    refuse((n < 0) | (n > count) | (count != 2 + (1 + tail_per_bin) * n), "length does not match its header")
     # Role of every value (0 header, 1 delta, 2 tail): segment g is 2 × 0, n × 1, tail_per_bin·n × 2.
     role = np.repeat(np.tile(np.array([0, 1, 2], dtype=np.int8), n.size),
                      np.stack((np.full(n.size, 2), n, tail_per_bin * n), axis=1).ravel())
@@ -634,7 +749,7 @@ def _unpack(data: np.ndarray, offsets: np.ndarray, tail_per_bin: int, what: str
 
 def decode_counts(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bulk :meth:`LogSketch.from_compact`: (group, ordinal, count) bins sorted by (group, ordinal)."""
-    data, offsets = _inflate(texts)
+    data, offsets = _inflate(texts, "LogSketch")
     group, ords, counts, _ = _unpack(data, offsets, 1, "LogSketch")
     return group, ords, counts.astype(np.float64)
 
@@ -643,22 +758,29 @@ def decode_weights(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.nda
     """Bulk :meth:`LogSketch.weights_from_compact` (decayed sketches): (group, ordinal, weight)."""
     if not texts:
         return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0)
-    data, offsets = _inflate(texts)
+    what, total = "weighted LogSketch", len(texts)
+    data, offsets = _inflate(texts, what)
     view = memoryview(data)
     heads, scales, halves = [], [], []
-    for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+    for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)):
         head_len = int.from_bytes(view[a:a + 4], "little")
         if a + 12 + head_len > b:
-            raise ValueError("not a weighted LogSketch (truncated)")
+            raise _bad(what, "truncated (shorter than its header length and scale)", i, total)
         heads.append(view[a + 4:a + 4 + head_len])
         scales.append(view[a + 4 + head_len:a + 12 + head_len])
         halves.append(view[a + 12 + head_len:b])
     head_offsets = np.zeros(len(heads) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, heads), dtype=np.int64, count=len(heads)), out=head_offsets[1:])
-    group, ords, _, n = _unpack(np.frombuffer(b"".join(heads), dtype=np.uint8), head_offsets, 0,
-                                "weighted LogSketch")
-    if any(len(h) != 2 * k for h, k in zip(halves, n.tolist(), strict=True)):
-        raise ValueError("not a weighted LogSketch (weights do not match its header)")
+    group, ords, _, n = _unpack(np.frombuffer(b"".join(heads), dtype=np.uint8), head_offsets, 0, what)
+    for i, (h, k) in enumerate(zip(halves, n.tolist(), strict=True)):
+        if len(h) != 2 * k:
+            raise _bad(what, f"{len(h)} byte(s) of weights for {k} bin(s)", i, total)
     scale = np.frombuffer(b"".join(scales), dtype="<f8")
     weights = np.frombuffer(b"".join(halves), dtype="<f2").astype(np.float64)
+    bad = ~(np.isfinite(scale) & (scale > 0)) & (n > 0)
+    if bad.any():
+        raise _bad(what, f"its scale {float(scale[np.argmax(bad)])!r} is not a positive number",
+                   int(np.argmax(bad)), total)
+    if not np.isfinite(weights).all():
+        raise _bad(what, "a weight is not a number", int(group[np.argmax(~np.isfinite(weights))]), total)
     return group, ords, weights * scale[group]
