@@ -92,6 +92,9 @@ def valid_step(step: object) -> bool:
 
 #: The step assumed when the data cannot show one (no series has two samples): CloudWatch's detailed period.
 ASSUMED_STEP_SECONDS = 60
+# A service without a sample this long (before the region's newest) is retired from the fingerprint: the
+# DAG's max_gap, and seven decay half-lives (its decayed weight is below 1 %).
+RETIRE_AFTER_SECONDS = 7 * 86400.0
 
 
 def infer_step(cols: tidy.TidyColumns) -> int:
@@ -344,7 +347,8 @@ def _dense_finish(index: _SeriesIndex, inst: gb.DenseResult, entries: gb.Backgro
         reporting = float(members[svc_of_pool == s].max())
         counts[services[s]] = {"min": reporting, "max": reporting, "mean": reporting, "last": reporting,
                                "steps": float(grid.size),
-                               "distinct": float(tidy.distinct(index.inst_of[index.svc_of_series == s]).size)}
+                               "distinct": float(tidy.distinct(index.inst_of[index.svc_of_series == s]).size),
+                               "last_seen": float(grid[-1])}
     return WindowState(index.instance_keys, inst.batch, index.pool_keys, pooled, agg.batch, counts, entries)
 
 
@@ -541,10 +545,11 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     for s in tidy.distinct(svc_of_pool).tolist():
         per_step = rep[svc_of_pool == s].max(axis=0)
         seen = per_step[per_step > 0].astype(np.float64)
+        last_step = int(np.flatnonzero(per_step)[-1])
         counts[cols.services[s]] = {"min": float(seen.min()), "max": float(seen.max()),
-                                    "mean": float(seen.mean()), "last": float(per_step[np.flatnonzero(
-                                        per_step)[-1]]), "steps": float(seen.size),
-                                    "distinct": float(distinct_of_svc[s])}
+                                    "mean": float(seen.mean()), "last": float(per_step[last_step]),
+                                    "steps": float(seen.size), "distinct": float(distinct_of_svc[s]),
+                                    "last_seen": float(grid[last_step])}
     return WindowState(instance_keys, inst_batch, pool_keys, pooled, aggregate, counts), cols
 
 
@@ -579,7 +584,8 @@ def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -
         distinct = len(instances_of.get(svc, ()))
         counts[svc] = {"min": min(prev["min"], c["min"]), "max": max(prev["max"], c["max"]),
                        "mean": (prev["mean"] * prev["steps"] + c["mean"] * c["steps"]) / steps,
-                       "last": c["last"], "steps": steps, "distinct": float(distinct)}
+                       "last": c["last"], "steps": steps, "distinct": float(distinct),
+                       "last_seen": max(prev.get("last_seen", -math.inf), c.get("last_seen", -math.inf))}
     return WindowState(ik, inst, pk, pooled, agg, counts)
 
 
@@ -697,6 +703,8 @@ def state_from_fingerprint(fp: dict[str, Any]) -> WindowState:
             ae.append((s.get("aggregate") or {}).get(metric) or {"count": 0, "sketch": LogSketch().to_compact()})
         inst = s.get("instances") or {}
         counts[svc] = {k: float(inst[k]) for k in ("min", "max", "mean", "last", "steps", "distinct") if k in inst}
+        # Fingerprints from before last_seen was kept: seen at their window end, so retirement starts counting now.
+        counts[svc]["last_seen"] = parse_iso(inst["last_seen"]) if isinstance(inst.get("last_seen"), str) else ref
         for iid, metrics in (inst.get("by_id") or {}).items():
             for metric, e in metrics.items():
                 ik.append((svc, iid, metric))
@@ -723,8 +731,8 @@ def render(state: WindowState, *, region: str | None, start: float, end: float, 
     rule = params.sizing
     for svc, s in services.items():
         c = state.counts.get(svc, {})
-        s["instances"] = {**{k: (int(v) if k in ("steps", "distinct") else v) for k, v in c.items()},
-                          "by_id": s["instances"].get("by_id", {})}
+        s["instances"] = {**{k: (int(v) if k in ("steps", "distinct") else iso(v) if k == "last_seen" else v)
+                             for k, v in c.items()}, "by_id": s["instances"].get("by_id", {})}
         agg = s["aggregate"].get(rule.metric)
         if agg is None:
             s["sizing"] = {"instances": None, "reason": f"no {rule.metric} aggregate to size from",
@@ -827,12 +835,14 @@ def _previous_state(previous: dict[str, Any], source: str) -> WindowState:
 
 def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tuple[float, float] | None = None,
          region: str | None = None, params: ProfileParams | None = None, max_warnings: int = 50,
-         previous_source: str = "previous fingerprint") -> dict[str, Any]:
+         previous_source: str = "previous fingerprint", retire_after: float = RETIRE_AFTER_SECONDS
+         ) -> dict[str, Any]:
     """Fold a new interval of tidy data into ``previous`` (None: build from scratch) → a new fingerprint.
 
     ``window`` is the half-open data interval [start, end) in epoch seconds; without it the window is the
     data's span (end = last sample + one step). ``previous_source`` names the previous fingerprint (a file,
-    a warehouse row) in the :class:`InputError` raised when it is malformed.
+    a warehouse row) in the :class:`InputError` raised when it is malformed. A service without a sample for
+    ``retire_after`` seconds before the newest sample of any other is retired (see :func:`retire_services`).
     """
     if previous is not None:
         check_previous(previous, previous_source)
@@ -879,6 +889,7 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
                     params=params, warnings=warnings[:max_warnings],
                     history_start=parse_iso(previous.get("history_start", previous["window"]["start"])),
                     folds=int(previous.get("folds", 0)) + 1)
+        fp["warnings"][:0] = retire_services(fp, state.counts, retire_after)
         fp["quality"] = window_quality(cleaned, window=(window[0], end))
         return fp
     span_start, span_end = cleaned.ts_bounds()
@@ -898,8 +909,31 @@ def fold(previous: dict[str, Any] | None, cols: tidy.TidyColumns, *, window: tup
         warnings = [*warnings[:max_warnings], f"… {len(warnings) - max_warnings} more warning(s)"]
     fp = render(state, region=region, start=start, end=end, step=step, params=params, warnings=warnings,
                 history_start=history_start, folds=folds)
+    fp["warnings"][:0] = retire_services(fp, state.counts, retire_after)
     fp["quality"] = quality
     return fp
+
+
+def retire_services(fingerprint: dict[str, Any], counts: dict[str, dict[str, float]], retire_after: float
+                    ) -> list[str]:
+    """Drop from ``fingerprint`` the services last seen ``retire_after`` seconds or more before the newest sample
+    of any service, and say so (one warning each).
+
+    A fold never forgets a service by itself: a retired one would stay sized for ever and the blueprint would
+    keep a shadow (and a "not ready" drift) for it. Measured against the newest sample, not the clock, so
+    that a region whose metrics stopped altogether (a broken pipeline, not a retirement) keeps every service.
+    """
+    seen = {svc: c["last_seen"] for svc, c in counts.items()
+            if math.isfinite(c.get("last_seen", math.nan)) and svc in fingerprint["services"]}
+    if not seen or not math.isfinite(retire_after):
+        return []
+    newest = max(seen.values())
+    retired = sorted(svc for svc, t in seen.items() if newest - t >= retire_after)
+    for svc in retired:
+        del fingerprint["services"][svc]
+    return [f"service {svc}: no sample since {iso(seen[svc])}, {_duration(newest - seen[svc])} before the newest "
+            f"of the region (retired after {_duration(retire_after)}): dropped from the fingerprint, no longer "
+            f"sized" for svc in retired]
 
 
 def window_quality(cleaned: tidy.TidyColumns | None, *, window: tuple[float, float],

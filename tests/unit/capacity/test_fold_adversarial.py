@@ -17,6 +17,7 @@ Tolerances (and why):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,13 +62,14 @@ def stored(fp: dict) -> dict:
     return loads(dumps(fp), source="warehouse")
 
 
-def chain(df: pd.DataFrame, bounds: list[float]) -> dict:
+def chain(df: pd.DataFrame, bounds: list[float], **kw: Any) -> dict:
     """build the first interval, fold each following one into the stored previous fingerprint."""
     secs = seconds(df)
     fp: dict | None = None
     for start, end in zip(bounds[:-1], bounds[1:], strict=False):
         part = tidy.from_pandas(df[(secs >= start) & (secs < end)])
-        fp = build(part, window=(start, end)) if fp is None else fold(stored(fp), part, window=(start, end))
+        fp = build(part, window=(start, end), **kw) if fp is None else \
+            fold(stored(fp), part, window=(start, end), **kw)
     assert fp is not None
     return fp
 
@@ -279,10 +281,12 @@ def test_replayed_older_interval_does_not_move_the_watermark_back() -> None:
 def test_a_long_silent_service_keeps_its_decayed_quantiles() -> None:
     """Regression (see below): the silent service's decayed weights all shrink by the same factor, so its decayed
     quantiles stay those of its own 6 h, in a recompute and through the folds alike (they moved by 1–3 buckets,
-    differently in each, when small groups lost their resolution behind big ones)."""
+    differently in each, when small groups lost their resolution behind big ones). Retirement is off here:
+    40 days of silence would retire the service (see the next test)."""
     df, bounds = long_silent_service()
     first = build(tidy.from_pandas(df[seconds(df) < bounds[1]]), window=(bounds[0], bounds[1]))
-    for fp in (build(tidy.from_pandas(df), window=(bounds[0], bounds[-1])), chain(df, bounds)):
+    for fp in (build(tidy.from_pandas(df), window=(bounds[0], bounds[-1]), retire_after=math.inf),
+               chain(df, bounds, retire_after=math.inf)):
         for part in ("metrics", "aggregate"):
             for metric, want in first["services"]["old"][part].items():
                 got = fp["services"]["old"][part][metric]
