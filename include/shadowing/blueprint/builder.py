@@ -13,9 +13,9 @@ What a service launches (``count``), in order of preference, every departure fro
   the primary's running count; with none running, the count the fingerprint last observed;
 * a sizing of 0 for a service the primary runs launches 1: zero CPU demand is not zero callers.
 
-A service the fingerprint still sizes (folds keep a retired service's history) but that neither runs in the
-primary nor has a launch template there cannot be launched (no AMI, no instance type): it is left out and named,
-since a planned service without an image fails the failover's preflight for the whole plan. Names are matched
+A service the fingerprint still sizes (a fold keeps a silent service for 7 days before retiring it) but that
+neither runs in the primary nor has a launch template there cannot be launched (no AMI, no instance type): it is
+left out and named, since a planned service without an image fails the failover's preflight for the whole plan. Names are matched
 as the dependency catalog matches them, ignoring case and surrounding spaces; the primary's tag names the service.
 """
 
