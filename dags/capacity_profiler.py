@@ -12,7 +12,8 @@ naming the service and metric, and the previous valid fingerprint stays current.
 A run reads only up to `settle_seconds` before the wall clock: CloudWatch takes a minute or two to ingest a
 datapoint, and one that lands after its interval was read would be dropped as late (EC2 basic monitoring, at a
 5-minute period, needs at least 600). A pause longer than `max_gap_hours` restarts like a bootstrap: the last
-`max_gap_hours` at `bootstrap_period_seconds`, folded into the old fingerprint.
+`max_gap_hours` at `bootstrap_period_seconds`, folded into the old fingerprint. A service without a sample for
+`retire_after_days` (7) before the region's newest is retired from the fingerprint, and so no longer sized.
 Each GetMetricData call covers at most `window_periods` periods: small windows keep the emulator fast; on real
 AWS, where GetMetricData is billed per metric per call, a larger value (fewer calls) is cheaper.
 Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (cron or preset; default every 5 minutes).
@@ -49,6 +50,9 @@ _CLOUDWATCH_PERIOD = [{"enum": [1, 5, 10, 20, 30]}, {"multipleOf": 60}]
                                              "billed per metric per call: larger is cheaper)"),
          "max_gap_hours": Param(168.0, type="number", exclusiveMinimum=0,
                                 description="longest gap since the last valid fingerprint that is caught up"),
+         "retire_after_days": Param(7.0, type="number", exclusiveMinimum=0,
+                                    description="a service without a sample this long before the region's newest "
+                                                "is retired from the fingerprint (no longer sized)"),
          "settle_seconds": Param(180, type="integer", minimum=0,
                                  description="read only up to this long before now: CloudWatch's ingestion delay"),
      })
@@ -69,7 +73,8 @@ def capacity_profiler() -> None:
                                 max_gap=timedelta(hours=float(params["max_gap_hours"])),
                                 bootstrap_period=int(params["bootstrap_period_seconds"]),
                                 window_periods=int(params["window_periods"]),
-                                settle=timedelta(seconds=int(params["settle_seconds"])))
+                                settle=timedelta(seconds=int(params["settle_seconds"])),
+                                retire_after=timedelta(days=float(params["retire_after_days"])))
         if not result["landed"]:  # nothing stored: a success would publish the Asset for nothing
             raise AirflowSkipException(f"{region}: {result['note']} (fingerprint {result['id']} stays current)")
         ctx["outlet_events"][CAPACITY_FINGERPRINTS].extra = {"region": region, "fingerprint_id": result["id"]}

@@ -50,13 +50,15 @@ def _utcnow() -> datetime:
 def refresh_region(region: str, *, end: datetime, run_id: str | None = None, period: int = 60,
                    bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7),
                    bootstrap_period: int = 3600, window_periods: int | None = 6,
-                   settle: timedelta = DEFAULT_SETTLE) -> dict[str, Any]:
+                   settle: timedelta = DEFAULT_SETTLE, retire_after: timedelta = timedelta(days=7)
+                   ) -> dict[str, Any]:
     """Fold everything since the region's last valid fingerprint (up to ``end``) into it and store the result.
 
     The first fingerprint of a region reads ``bootstrap`` of history at ``bootstrap_period`` (hourly samples
     of a week), later runs fold at ``period``; GetMetricData calls cover at most ``window_periods`` periods.
     Nothing younger than ``settle`` (wall clock) is read: a run whose end is later (a live run, a logical date
-    in the future) stops there, and the next run reads on from it.
+    in the future) stops there, and the next run reads on from it. A service without a sample for
+    ``retire_after`` before the region's newest is retired from the fingerprint (named in its warnings).
 
     Returns {"id", "valid", "skipped", "landed", "window", "services"}: ``landed`` when the current fingerprint
     was stored by this run (now, or by an earlier try of it that died after storing), the only case in which
@@ -108,7 +110,8 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     # gives the data no spacing to infer it from); later folds keep the fingerprint's step.
     fingerprint = fold(previous.payload if previous else None, cols,
                        window=(interval.start.timestamp(), interval.end.timestamp()), region=region,
-                       params=ProfileParams(step_seconds=interval.step_seconds))
+                       params=ProfileParams(step_seconds=interval.step_seconds),
+                       retire_after=retire_after.total_seconds())
     if interval.note:
         fingerprint["warnings"] = [f"interval: {interval.note}", *fingerprint["warnings"]]
     if not instances:
