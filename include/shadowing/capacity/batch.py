@@ -509,9 +509,10 @@ def _dense_block(block: np.ndarray, w_ewma: np.ndarray, w_decay_tiled: np.ndarra
         check(out["min"], out["max"])
     # Sketch bins: bucket ordinal of every value, counted per (row, ordinal) in one bincount over row-local
     # ordinal ranges (rows are time series: their values span a few hundred buckets at most).
-    if float(out["min"].min()) >= sketch.MIN_INDEXABLE:
-        # sketch.keys, in place: ceil(log2(x) · multiplier), the same operations bit for bit.
-        np.log2(block, out=scratch)
+    if float(out["min"].min()) > sketch.MIN_INDEXABLE:  # strictly: MIN_INDEXABLE itself is a zero (DDSketch)
+        # sketch.keys, in place: ceil(log(x) / ln 2 · multiplier), the same operations bit for bit.
+        np.log(block, out=scratch)
+        scratch /= sketch._LN2
         scratch *= sketch.MULTIPLIER
         np.ceil(scratch, out=scratch)
         ords = scratch.astype(np.int64)

@@ -461,11 +461,6 @@ def test_fingerprint_quantiles_within_one_percent_on_hostile_shapes(tmp_path: Pa
     assert worst <= ALPHA + 1e-12, where
 
 
-@pytest.mark.xfail(strict=True, reason="capacity/batch.py's dense path inlines the old key arithmetic "
-                   "(ceil(log2(x) · multiplier), and keys MIN_INDEXABLE itself): values within an ulp of a bucket "
-                   "edge land one bucket away from DDSketch's (and from the general path's). Fix: use "
-                   "sketch.keys' log(x) / log(2) · multiplier and '> MIN_INDEXABLE' there (numpy's log is also "
-                   "faster than log2 here).")
 def test_dense_path_keys_edge_values_like_ddsketch() -> None:
     from shadowing.capacity import batch
 
