@@ -45,7 +45,14 @@ from shadowing.capacity.sizing import PEAK_AWARE, SizingRule, recommend
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
 from shadowing.metrics.names import PERCENT_METRICS
-from shadowing.metrics.sketch import LogSketch, decode_counts, decode_weights, encode_counts, encode_weights
+from shadowing.metrics.sketch import (
+    LogSketch,
+    SketchFormatError,
+    decode_counts,
+    decode_weights,
+    encode_counts,
+    encode_weights,
+)
 
 SCHEMA_VERSION = 1
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -709,8 +716,20 @@ def state_from_fingerprint(fp: dict[str, Any]) -> WindowState:
             for metric, e in metrics.items():
                 ik.append((svc, iid, metric))
                 ie.append(e)
-    return WindowState(ik, _batch_from_entries(ie, ref), pk, _batch_from_entries(pe, ref),
-                       _batch_from_entries(ae, ref), counts)
+
+    def decoded(entries: list[dict[str, Any]], keys: list[Any], where: str) -> gb.GroupBatch:
+        try:
+            return _batch_from_entries(entries, ref)
+        except SketchFormatError as exc:  # name the sketch's owner, not its position in the batch
+            if not 0 <= exc.index < len(keys):
+                raise
+            key = keys[exc.index]
+            path = f"services.{key[0]}.instances.by_id.{key[1]}.{key[2]}" if where == "instances" else \
+                f"services.{key[0]}.{where}.{key[1]}"
+            raise InputError(exc.reason, field=path) from exc
+
+    return WindowState(ik, decoded(ie, ik, "instances"), pk, decoded(pe, pk, "metrics"),
+                       decoded(ae, pk, "aggregate"), counts)
 
 
 def render(state: WindowState, *, region: str | None, start: float, end: float, step: int,
@@ -828,6 +847,9 @@ def check_previous(previous: Any, source: str) -> None:
 def _previous_state(previous: dict[str, Any], source: str) -> WindowState:
     try:
         return state_from_fingerprint(previous)
+    except InputError as exc:  # a corrupt sketch, named by its owner (see state_from_fingerprint): add the source
+        raise InputError(f"cannot be folded into: {getattr(exc.__cause__, 'reason', exc)}", source=source,
+                         field=exc.field) from exc
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, zlib_error) as exc:
         raise InputError(f"previous fingerprint cannot be folded into ({type(exc).__name__}: {exc})",
                          source=source, field="services") from exc

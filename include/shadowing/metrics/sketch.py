@@ -68,7 +68,7 @@ class SketchFormatError(InputError, ValueError, zlib.error):
 
     def __init__(self, message: str, *, index: int, count: int) -> None:
         super().__init__(message, field=f"sketch {index + 1} of {count}" if count > 1 else "sketch")
-        self.index = index
+        self.index, self.reason = index, message
 
 
 def _bad(what: str, reason: str, index: int, count: int) -> SketchFormatError:

@@ -195,7 +195,7 @@ def test_the_last_sample_gets_a_capacity_when_rounding_puts_a_cut_on_it() -> Non
     assert replay.demand.size == 22 and replay.capacity["c"].tolist() == [7.0] * 22
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.sampled_from([1.0, 60.0, 300.0, 0.1, 7.3, 1e-3]), st.integers(2, 60),
        st.sampled_from([0.0, 1.7e9, 1.7e9 + 0.3]), st.floats(0.01, 0.99), st.sampled_from([0.7, 1.0, 2.5, 3.0]))
 def test_every_replayed_sample_is_sized_from_the_past_only(step: float, n: int, t0: float, fit: float,

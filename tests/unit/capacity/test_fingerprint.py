@@ -239,7 +239,8 @@ def test_parquet_reader_across_row_groups_nulls_and_plain_strings(tmp_path: Path
     ({"window": {"start": "2025-01-06T00:00:00Z", "end": "soon"}}, "window.end"),
     ({"window": {"start": "2025-01-06T00:00:00Z", "end": "2025-01-06T06:00:00Z"}, "services": []}, "services"),
     ({"window": {"start": "2025-01-05T00:00:00Z", "end": "2025-01-06T00:00:00Z"},
-      "services": {"api": {"metrics": {"cpu_utilization": {"count": 3, "sketch": "%%%"}}}}}, "services"),
+      "services": {"api": {"metrics": {"cpu_utilization": {"count": 3, "sketch": "%%%"}}}}},
+     "services.api.metrics.cpu_utilization"),  # a corrupt sketch is named by its owner
 ])
 def test_fold_refuses_a_malformed_previous_fingerprint(previous: object, field: str | None) -> None:
     cols = tidy.from_pandas(synthetic(hours=1))

@@ -27,7 +27,7 @@ import pytest
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb.proto import DDSketchProto
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shadowing.errors import InputError
@@ -110,7 +110,7 @@ mixed_values = st.lists(st.one_of(
     min_size=1, max_size=200)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(mixed_values)
 def test_converted_sketch_is_ddsketch_built_value_by_value(values: list[float]) -> None:
     reference = DDSketch(ALPHA)
@@ -166,7 +166,7 @@ def _exact(a: LogSketch, b: LogSketch) -> bool:
     return np.array_equal(a.ords[keep_a], b.ords[keep_b]) and np.array_equal(a.counts[keep_a], b.counts[keep_b])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(mixed_values, mixed_values, mixed_values)
 def test_merge_is_the_union_exactly_associative_and_commutative(a: list[float], b: list[float],
                                                                c: list[float]) -> None:
@@ -377,7 +377,8 @@ def test_non_finite_values_are_left_out_with_their_weights() -> None:
     assert LogSketch.from_values(values) == LogSketch.from_values(np.array([1.0, 2.0, 3.0]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
+@example([0.0, -3.0], 0.9999999999999999)  # interpolation's own float error
 @given(st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=2, max_size=100),
        st.floats(min_value=0, max_value=1))
 def test_mixed_signs_stay_within_alpha_of_the_straddled_order_statistics(values: list[float], q: float) -> None:
@@ -388,7 +389,9 @@ def test_mixed_signs_stay_within_alpha_of_the_straddled_order_statistics(values:
     lo, hi = v[math.floor(rank)], v[math.ceil(rank)]
     f = rank - math.floor(rank)
     exact = np.quantile(v, q)
-    assert abs(got - exact) <= ALPHA * ((1 - f) * abs(lo) + f * abs(hi)) * (1 + 1e-9) + 1e-300
+    # plus the float error of interpolating itself (numpy's and ours: a few ulps of the operands)
+    noise = 8 * np.finfo(np.float64).eps * max(abs(lo), abs(hi))
+    assert abs(got - exact) <= ALPHA * ((1 - f) * abs(lo) + f * abs(hi)) * (1 + 1e-9) + noise + 1e-300
 
 
 def test_subnormals_read_as_zero_the_one_relative_bound_that_cannot_hold() -> None:
