@@ -4,14 +4,12 @@ warehouse beside invalid, foreign-region and retired-service ones, the world see
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from shadowing.aws.clients import client
 from shadowing.blueprint.model import Blueprint
 from shadowing.blueprint.refresh import refresh_region
 from shadowing.capacity import fingerprint as F
@@ -27,31 +25,20 @@ from shadowing.warehouse.store import (
     save_fingerprint,
     save_graph,
 )
-from shadowing.world.app import App, build_app
-from shadowing.world.seeding import seed_world
-from shadowing.world.state import WorldClients
+from shadowing.world.app import App
+from tests.support.blueprint_world import client_factory, seeded_world
 
 PRIMARY, SHADOW = "us-east-1", "us-west-2"
-FAST = {"seed": 0, "history_days": 0.01, "flow_minutes": 1}
 START = 1_700_000_000
 QUIET = 10.0  # CPU % per instance: every compute service sizes to 1 instance while 2–3 run
 
 
 @pytest.fixture
 def world(aws: str) -> App:
-    seed_world(WorldClients.connect(aws), **FAST)
-    return build_app(None, 0)
+    return seeded_world(aws)
 
 
-def factory(endpoint: str) -> Callable[[str, str], Any]:
-    cache: dict[tuple[str, str], Any] = {}
-
-    def make(service: str, region: str) -> Any:
-        if (service, region) not in cache:
-            cache[(service, region)] = client(service, region, endpoint)
-        return cache[(service, region)]
-
-    return make
+factory = client_factory
 
 
 def compute(app: App) -> dict[str, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,12 @@ from shadowing.warehouse.store import (
     save_fingerprint,
     save_graph,
 )
-from shadowing.world.app import App, build_app
-from shadowing.world.seeding import seed_world
+from shadowing.world.app import App
 from shadowing.world.state import WorldClients
+from tests.support.blueprint_world import client_factory, seeded_world
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIMARY, SHADOW = "us-east-1", "us-west-2"
-FAST = {"seed": 0, "history_days": 0.01, "flow_minutes": 1}
 
 
 def graph_of(app: App) -> dict[str, Any]:
@@ -52,19 +50,10 @@ def fingerprint_of(app: App, extra: int = 1) -> dict[str, Any]:
 
 @pytest.fixture
 def world(aws: str) -> App:
-    seed_world(WorldClients.connect(aws), **FAST)
-    return build_app(None, 0)
+    return seeded_world(aws)
 
 
-def factory(endpoint: str) -> Callable[[str, str], Any]:
-    cache: dict[tuple[str, str], Any] = {}
-
-    def make(service: str, region: str) -> Any:
-        if (service, region) not in cache:
-            cache[(service, region)] = client(service, region, endpoint)
-        return cache[(service, region)]
-
-    return make
+factory = client_factory
 
 
 @pytest.mark.slow
