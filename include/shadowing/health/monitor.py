@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
 from shadowing.health.policy import HealthPolicy, decide, judge
 from shadowing.warehouse.operations import (
+    HealthObservation,
     auto_failover_decisions,
     failover_lock_holder,
     recent_health_observations,
@@ -32,10 +33,20 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     ``trigger`` only when the region is judged failed, auto-failover is on, no failover of it is running
     (lock table or a running DAG run) and the last trigger is older than the cooldown."""
     now = now or datetime.now(UTC)
+    # A retried (or cleared and re-run) monitor task is the same check: it replays what its first attempt
+    # decided instead of observing again, so one check never counts twice and a recorded trigger is re-issued
+    # under the same run id (the trigger skips a run that already exists) rather than suppressed by its own
+    # cooldown.
+    fetched = recent_health_observations(engine, region, _HISTORY_SLACK * policy.window)
+    if run_id is not None:
+        earlier = [o for o in fetched if o.run_id == run_id]
+        if earlier:
+            return _replay(engine, region, earlier[-1], run_id=run_id, auto_failover=auto_failover,
+                           trigger_run_id=trigger_run_id, policy=policy)
     if checks is None:
         checks = alarm_checks(cloudwatch, region) + (probe_checks(probes) if probes else [])
     healthy = overall_healthy(checks)
-    history = recent_health_observations(engine, region, policy.window - 1)
+    history = _distinct_checks(fetched)[: policy.window - 1]
     verdict = judge([healthy] + [o.healthy for o in history], policy)
     holder = failover_lock_holder(engine, region)
     running = failover_dagrun_running or holder is not None
@@ -65,6 +76,48 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
             "detected_at": detected_at.isoformat() if detected_at else None,
             "failing": verdict.failing, "considered": verdict.considered,
             "trigger_run_id": trigger_run_id if decision.action == "trigger" else None}
+
+
+_HISTORY_SLACK = 3  # observations fetched per window slot: room for the duplicates of retried runs
+
+
+def _distinct_checks(observations: Sequence[HealthObservation]) -> list[HealthObservation]:
+    """One observation per monitor run (the first attempt's), newest first; run-less ones all count."""
+    seen: set[str] = set()
+    out = []
+    for obs in reversed(observations):  # oldest first: keep each run's first attempt
+        if obs.run_id is not None:
+            if obs.run_id in seen:
+                continue
+            seen.add(obs.run_id)
+        out.append(obs)
+    return out[::-1]
+
+
+def _replay(engine: Engine, region: str, first: HealthObservation, *, run_id: str, auto_failover: bool,
+            trigger_run_id: str | None, policy: HealthPolicy) -> dict[str, Any]:
+    """The result of a run's first attempt, from what it recorded (completing the decision row if the attempt
+    died between the two writes)."""
+    decisions = [d for d in auto_failover_decisions(engine, region, limit=_HISTORY_SLACK * policy.window)
+                 if d.run_id == run_id and d.decision == first.action]
+    detail: dict[str, Any] = decisions[0].detail if decisions else {}
+    if first.action == "trigger":
+        trigger_run_id = detail.get("trigger_run_id") or trigger_run_id
+    failed = first.verdict == "failed"
+    detected_at = detail.get("detected_at")
+    if failed and not decisions:
+        detail = {"trigger_run_id": trigger_run_id if first.action == "trigger" else None,
+                  "policy": policy.to_dict(), "replayed": True, "detected_at": first.observed_at.isoformat()}
+        detected_at = detail["detected_at"]
+        record_auto_failover_decision(engine, primary_region=region, decision=first.action, reason=first.detail,
+                                      auto_failover=auto_failover, run_id=run_id, decided_at=first.observed_at,
+                                      detail=detail)
+    log.warning("%s: run %s already judged this check (%s): replaying its decision", region, run_id,
+                first.action)
+    return {"region": region, "healthy": first.healthy, "verdict": "failed" if failed else "ok",
+            "action": first.action, "reason": first.detail, "detected_at": detected_at,
+            "failing": detail.get("failing"), "considered": detail.get("considered"),
+            "trigger_run_id": trigger_run_id if first.action == "trigger" else None}
 
 
 def triggered_run_ids(engine: Engine, region: str, limit: int = 5) -> list[str]:

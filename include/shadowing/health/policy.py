@@ -5,12 +5,15 @@ Pure functions over plain values; the monitor DAG feeds them the stored observat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shadowing.errors import InputError
+
+POLICY_FIELDS = ("failures_required", "window", "cooldown_minutes")
 
 Action = Literal["none", "trigger", "alert", "suppressed_running", "suppressed_cooldown"]
 
@@ -34,16 +37,38 @@ class HealthPolicy:
             raise InputError("must not be negative", field="cooldown_minutes")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> HealthPolicy:
-        """From Params/Variable JSON: {failures_required, window, cooldown_minutes}; missing keys → defaults."""
+    def from_mapping(cls, data: Mapping[str, Any] | None, *, source: str | None = None) -> HealthPolicy:
+        """From Params/Variable JSON: {failures_required, window, cooldown_minutes}; missing keys → defaults.
+
+        Anything else is refused naming ``source`` (e.g. the Variable) and the field: an unknown key (a typo
+        would silently fall back to the more eager default), NaN/infinite/boolean numbers."""
+        if data is not None and not isinstance(data, Mapping):
+            raise InputError(f"must be a JSON object {{{', '.join(POLICY_FIELDS)}}}, got {type(data).__name__}",
+                             source=source)
         data = dict(data or {})
+        unknown = sorted(str(k) for k in data if k not in POLICY_FIELDS)
+        if unknown:
+            raise InputError(f"unknown key(s) {unknown}; expected {list(POLICY_FIELDS)}", source=source,
+                             field=unknown[0])
         default = cls()
+        raw = data.get("cooldown_minutes", default.cooldown.total_seconds() / 60)
         try:
-            minutes = float(data.get("cooldown_minutes", default.cooldown.total_seconds() / 60))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"not a number: {data.get('cooldown_minutes')!r}", field="cooldown_minutes") from exc
-        return cls(failures_required=data.get("failures_required", default.failures_required),
-                   window=data.get("window", default.window), cooldown=timedelta(minutes=minutes))
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            minutes = float(raw)
+            if not math.isfinite(minutes):
+                raise ValueError(raw)
+            cooldown = timedelta(minutes=minutes)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"not a finite number: {raw!r}", source=source, field="cooldown_minutes") from exc
+        try:
+            return cls(failures_required=data.get("failures_required", default.failures_required),
+                       window=data.get("window", default.window), cooldown=cooldown)
+        except InputError as exc:
+            if source is None:
+                raise
+            message = str(exc).split(": ", 1)[-1]
+            raise InputError(message, source=source, field=exc.field) from exc
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -14,24 +15,64 @@ POLICY_VARIABLE = "shadowing_health_policy"  # {"failures_required": 3, "window"
 PROBES_VARIABLE = "shadowing_health_probes"  # {"us-east-1": ["https://…/healthz"]}
 
 
-def _variable(name: str) -> Any:
+def _variable(name: str, *, required_json: bool = False) -> Any:
+    """The Variable, JSON-decoded; None when unset. Not JSON: None (loudly), or an InputError naming it when
+    ``required_json`` (a setting whose safe reading is not "unset")."""
     from airflow.sdk import Variable
 
+    from shadowing.errors import InputError
+
+    # Read raw and decode here: Airflow's own deserialize_json swallows a JSON error per secrets backend and
+    # answers "not found" (→ default), so a malformed Variable would be indistinguishable from an unset one.
+    raw = Variable.get(name, default=None)
+    if raw is None:
+        return None
     try:
-        return Variable.get(name, default=None, deserialize_json=True)
-    except (ValueError, TypeError) as exc:  # malformed JSON: the safe reading (off / defaults), loudly
+        return json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        if required_json:
+            raise InputError(f"not valid JSON ({exc})", source=f"Variable {name}") from exc
         log.error("Variable %s is not valid JSON (%s): ignored", name, exc)
         return None
 
 
 def policy_from(params: dict[str, Any]) -> Any:
-    """Params (when set) override the Variable, which overrides the defaults."""
+    """Params (when set) override the Variable, which overrides the defaults.
+
+    A malformed Variable fails the run naming the Variable and the field; it never silently falls back to the
+    defaults, which may be more eager to fail over than what was configured."""
     from shadowing.health.policy import HealthPolicy
 
-    merged = dict(_variable(POLICY_VARIABLE) or {})
-    merged.update({k: params[k] for k in ("failures_required", "window", "cooldown_minutes")
-                   if params.get(k) is not None})
-    return HealthPolicy.from_mapping(merged)
+    stored = _variable(POLICY_VARIABLE, required_json=True)
+    HealthPolicy.from_mapping(stored, source=f"Variable {POLICY_VARIABLE}")  # the Variable alone must be valid
+    overrides = {k: params[k] for k in ("failures_required", "window", "cooldown_minutes")
+                 if params.get(k) is not None}
+    source = f"Variable {POLICY_VARIABLE} with Params {sorted(overrides)}" if overrides else \
+        f"Variable {POLICY_VARIABLE}"
+    return HealthPolicy.from_mapping({**(stored or {}), **overrides}, source=source)
+
+
+def auto_failover_setting(region: str, primaries: Any = None) -> bool:
+    """Whether auto-failover is on for ``region``. Unreadable, null, not an object → off, logged at ERROR;
+    keys that are not primary regions (a typo leaves the intended region off) → logged at ERROR."""
+    from shadowing.health.policy import auto_failover_enabled
+
+    setting = _variable(AUTO_FAILOVER_VARIABLE)
+    if setting is not None and not isinstance(setting, dict):
+        log.error("Variable %s must be a JSON object {\"<region>\": true}, got %r: auto-failover is OFF",
+                  AUTO_FAILOVER_VARIABLE, setting)
+    elif isinstance(setting, dict) and primaries is not None:
+        strangers = sorted(str(k) for k in setting if k not in set(primaries))
+        if strangers:
+            log.error("Variable %s names regions that are not primaries: %s (primaries: %s); ignored",
+                      AUTO_FAILOVER_VARIABLE, strangers, sorted(primaries))
+    return auto_failover_enabled(setting, region)
+
+
+def probes_from_variable(region: str) -> list[str]:
+    from shadowing.health.checks import probe_urls
+
+    return probe_urls(_variable(PROBES_VARIABLE, required_json=True), region, source=PROBES_VARIABLE)
 
 
 def switch_edits(after: datetime | None, before: datetime) -> list[Any]:
@@ -60,16 +101,16 @@ def switch_edit_query(after: datetime | None, before: datetime) -> dict[str, Any
 
 def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
     from shadowing.health.monitor import assess_region, triggered_run_ids
-    from shadowing.health.policy import auto_failover_enabled
     from shadowing.health.switch import audit_switch
     from shadowing.orchestration.clients import aws_client, warehouse_engine
+    from shadowing.settings import primary_regions
 
     engine = warehouse_engine()
     policy = policy_from(context["params"])
-    auto = auto_failover_enabled(_variable(AUTO_FAILOVER_VARIABLE), region)
+    auto = auto_failover_setting(region, primary_regions())
     # Who flipped the switch is audited before the switch is acted on.
     audit_switch(engine, region, auto, run_id=context["run_id"], now=datetime.now(UTC), find_edits=switch_edits)
-    probes = list((_variable(PROBES_VARIABLE) or {}).get(region) or [])
+    probes = probes_from_variable(region)
     previous = triggered_run_ids(engine, region)
     running = bool(previous) and context["ti"].get_dr_count(
         dag_id=FAILOVER_DAG_ID, run_ids=previous, states=["queued", "running"]) > 0
