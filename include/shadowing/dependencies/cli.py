@@ -34,12 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from shadowing.dependencies.mapper import MapperInputs, map_dependencies
     from shadowing.errors import InputError
 
+    out = _checked_out(args)
     previous = None
     if args.previous:
         try:
             previous = json.loads(Path(args.previous).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InputError(f"previous graph not readable: {exc}", source=args.previous) from exc
+        if not isinstance(previous, dict) or not isinstance(previous.get("edges", []), list):
+            raise InputError("previous graph is not a node-link graph (an object with an edges list)",
+                             source=args.previous)
     graph = map_dependencies(MapperInputs(
         configs=args.configs, flow_logs=args.flow_logs, inventory=args.inventory,
         discovery_logs=args.discovery_logs, access_logs=args.access_logs, previous=previous,
@@ -48,10 +52,60 @@ def run(args: argparse.Namespace) -> int:
         from shadowing.dependencies.validation import validate_graph
 
         validate_graph(graph)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(graph, indent=1, sort_keys=False, default=str))
+    _replace(out, json.dumps(graph, indent=1, sort_keys=False, default=str))
+    import sys
+
+    for warning in graph["graph"]["warnings"]:  # what was skipped, on stderr too: the JSON is not always read
+        print(f"warning: {warning}", file=sys.stderr)
     stats = graph["graph"]["stats"]
     print(f"{out}: {stats['nodes']} nodes, {stats['edges']} edges, {stats['weak_edges']} weak, "
           f"{len(graph['graph']['cycles'])} cycles, {len(graph['graph']['dangling'])} dangling")
     return 0
+
+
+def _checked_out(args: argparse.Namespace) -> Path:
+    """`--out` as a path that can take the graph, refused before any work: never a folder, never an input."""
+    from shadowing.errors import InputError
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError("is a folder, not a file for the graph", source=str(out), field="--out")
+    inputs = [*args.configs, *args.flow_logs, *args.discovery_logs, *args.access_logs,
+              *(p for p in (args.inventory, args.previous) if p)]
+    if out.exists() and any(Path(p).exists() and out.samefile(p) for p in inputs):
+        raise InputError("is one of the inputs; the graph would overwrite it", source=str(out), field="--out")
+    for parent in out.resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent} is a file, not a folder", source=str(out), field="--out")
+            break
+    return out
+
+
+def _replace(out: Path, text: str) -> None:
+    """Write beside `out` and rename over it, so a failed run leaves the previous graph whole."""
+    import os
+    import tempfile
+
+    from shadowing.errors import InputError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", source=str(out), field="--out") from exc
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as a plain write would have made it, not mkstemp's 0600
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, out)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise InputError(f"cannot write: {exc.strerror or exc}", source=str(out), field="--out") from exc
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -37,6 +37,8 @@ URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.:-]*://(?:[^@/\s,;\"']+@)?([A-Za-z0-9_
 HOSTPORT_RE = re.compile(r"(?<![\w./:-])([A-Za-z][A-Za-z0-9_.-]*):(\d{2,5})\b")
 TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 INTERNAL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)?(\.svc(\.cluster\.local)?)?$")
+MAX_DEPTH = 200  # nesting levels; deeper documents are hostile or broken, and would overflow the readers' stack
+MAX_VALUES = 1_000_000  # values of one document with its aliases expanded
 NOT_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "true", "false", "http", "https", "tcp", "udp", "grpc"}
 
 
@@ -117,12 +119,38 @@ def _load_yaml_docs(path: Path, text: str, warnings: list[str]) -> list[Any]:
         warnings.append(f"{path}: unrendered Helm template skipped (render it with `helm template` first)")
         return []
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except RecursionError:
+        warnings.append(f"{path}: YAML nested more than Python can parse; file skipped")
+        return []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         warnings.append(f"{path}:{line or '?'}: YAML not parsed ({getattr(exc, 'problem', exc)}); file skipped")
         return []
+    if any(_too_deep(doc) for doc in docs):
+        warnings.append(f"{path}: YAML nested more than {MAX_DEPTH} levels deep or expanding (aliases) to more "
+                        f"than {MAX_VALUES} values, which no configuration does; file skipped")
+        return []
+    return docs
+
+
+def _too_deep(value: Any, limit: int = 0) -> bool:
+    """Nesting beyond MAX_DEPTH, or more than MAX_VALUES values once YAML aliases are expanded ("billion
+    laughs"): checked iteratively, since the recursive readers further on would overflow the stack or never end."""
+    limit = limit or MAX_DEPTH
+    stack = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return True
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- addresses
@@ -215,6 +243,12 @@ class _Extraction:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 warnings.append(f"{source}:{exc.lineno}: JSON not parsed ({exc.msg}); file skipped")
+                return
+            except RecursionError:
+                data = None
+            if data is None and text.strip() != "null" or _too_deep(data):
+                warnings.append(f"{source}: JSON nested more than {MAX_DEPTH} levels deep or holding more than "
+                                f"{MAX_VALUES} values, which no configuration does; file skipped")
                 return
             if isinstance(data, dict) and ("service" in data or "services" in data) and _looks_consul(data):
                 self._read_consul(data, source)
@@ -717,14 +751,16 @@ def _parse_embedded(file_key: str, content: str) -> Any:
     lower = file_key.lower()
     try:
         if lower.endswith(".json"):
-            return json.loads(content)
-        if lower.endswith((".yaml", ".yml")):
-            return yaml.safe_load(content)
-        if lower.endswith((".properties", ".env")):
+            parsed = json.loads(content)
+        elif lower.endswith((".yaml", ".yml")):
+            parsed = yaml.safe_load(content)
+        elif lower.endswith((".properties", ".env")):
             return _parse_properties(content)
-    except (json.JSONDecodeError, yaml.YAMLError):
+        else:
+            return None
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError):
         return None
-    return None
+    return None if _too_deep(parsed) else parsed
 
 
 def _looks_consul(data: dict[str, Any]) -> bool:

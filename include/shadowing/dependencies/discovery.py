@@ -127,8 +127,16 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
         event = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not a JSON event: {exc.msg}", source=source, line=number) from exc
+    except RecursionError as exc:
+        raise InputError("not a JSON event: nested too deeply", source=source, line=number) from exc
+    if not isinstance(event, dict):
+        raise InputError(f"not a JSON event: {type(event).__name__}, not an object", source=source, line=number)
     name = event.get("eventName")
     params = event.get("requestParameters") or {}
+    if not isinstance(params, dict):
+        result.warnings.append(f"{source}:{number}: requestParameters is {type(params).__name__}, not an object; "
+                               "event skipped")
+        return
     stamp = None
     if isinstance(event.get("eventTime"), str):
         try:
@@ -136,6 +144,9 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
         except ValueError:
             stamp = None
     service = params.get("serviceName") or params.get("serviceId")
+    if service is not None and not isinstance(service, str):
+        result.warnings.append(f"{source}:{number}: serviceName is {type(service).__name__}, not text; event skipped")
+        return
     if name == "RegisterInstance" and service:
         result.nodes.setdefault(str(service).lower(), {"source": f"cloudmap ({source}:{number})", "aliases": []})
         result.stats["registrations"] += 1
@@ -150,3 +161,5 @@ def parse_discovery_file(path: str | Path, inventory: Inventory | None) -> Disco
             return parse_discovery_lines(handle, inventory, str(path))
     except FileNotFoundError as exc:
         raise InputError("discovery log does not exist", source=str(path)) from exc
+    except OSError as exc:  # a folder, no permission…
+        raise InputError(f"discovery log not readable: {exc.strerror or exc}", source=str(path)) from exc

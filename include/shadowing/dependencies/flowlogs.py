@@ -23,6 +23,7 @@ the time-ranged inventory are excluded (counted in the stats).
 from __future__ import annotations
 
 import functools
+import gzip
 import io
 import os
 import re
@@ -81,6 +82,7 @@ class FlowResult:
     observed_services: set[str]
     stats: dict[str, int]
     rejected: list[Reference]
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_log_format(log_format: str) -> list[str]:
@@ -425,8 +427,8 @@ class _Accumulator:
         self.names = inventory.service_names()
         self.n_services = max(1, len(self.names))
         self.services = _Services(inventory)
-        self.stats = {"records": 0, "rejected": 0, "nodata": 0, "not_tcp_udp": 0, "outside_inventory": 0,
-                      "same_service": 0, "used": 0}
+        self.stats = {"records": 0, "rejected": 0, "nodata": 0, "impossible": 0, "not_tcp_udp": 0,
+                      "outside_inventory": 0, "same_service": 0, "used": 0}
         self.kept = _Kept()
         self.blocked: list[np.ndarray] = []
 
@@ -443,6 +445,13 @@ class _Accumulator:
             nodata = _true(pc.not_equal(status, _scalar("OK", status.type)))
             stats["nodata"] += int(nodata.sum())
             keep &= ~nodata
+        # Port 99999 or negative bytes: no real record holds them, and a clipped port would orient an edge.
+        impossible = np.zeros(n, dtype=bool)
+        for name, low, high in IMPOSSIBLE:
+            values = _ints(batch, name, 0)
+            if values is not None:
+                impossible |= (values < low) | (values > high)
+        narrow(keep, ~impossible, stats, "impossible")
         protocol = _ints(batch, "protocol", -1)
         if protocol is not None:
             narrow(keep, (protocol == 6) | (protocol == 17), stats, "not_tcp_udp")
@@ -501,6 +510,9 @@ class _Accumulator:
         return FlowResult(references, observed, stats, rejected)
 
 
+IMPOSSIBLE = (("srcport", -1, 65535), ("dstport", -1, 65535), ("bytes", 0, 1 << 62))  # -1: "-" (no value)
+
+
 def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inventory,
                      options: FlowOptions | None = None) -> FlowResult:
     """Oriented, thresholded service→service references from flow-log tables or record batches."""
@@ -516,13 +528,33 @@ def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options:
     byte ranges, `workers` threads) or, for what it cannot vouch for, the exact reader."""
     workers = workers or min(4, len(os.sched_getaffinity(0)))
     accumulator = _Accumulator(inventory)
+    warnings = []
     for path in paths:
-        accumulator.absorb(_scan_file(Path(path), inventory, workers))
-    return accumulator.finish(options or FlowOptions())
+        part = _scan_file(Path(path), inventory, workers)
+        if part.stats["impossible"]:
+            warnings.append(f"{path}: {part.stats['impossible']} flow record(s) with a port outside 0–65535 or "
+                            "negative bytes skipped")
+        accumulator.absorb(part)
+    result = accumulator.finish(options or FlowOptions())
+    result.warnings += warnings
+    return result
 
 
 def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
     accumulator = _Accumulator(inventory)
+    if path.is_dir():
+        raise InputError("is a folder, not a flow-log file", source=str(path))
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(2)
+    except FileNotFoundError:
+        magic = b""  # the exact reader says it does not exist
+    except OSError as exc:
+        raise InputError(f"flow-log file not readable: {exc.strerror or exc}", source=str(path)) from exc
+    if magic == b"\x1f\x8b":  # gzip, as flow logs are delivered to S3
+        for batch in iter_flow_log(_gunzip(path), name=str(path)):
+            accumulator.add(batch)
+        return accumulator
     if path.is_file():
         header, skip, messy = _sniff(path)
         fields = header or _fast_default(path)
@@ -536,6 +568,17 @@ def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
     for batch in iter_flow_log(path):
         accumulator.add(batch)
     return accumulator
+
+
+def _gunzip(path: Path) -> bytes:
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except EOFError as exc:
+        raise InputError("gzip stream ends before its end marker (truncated file); nothing of it was used",
+                         source=str(path)) from exc
+    except (OSError, ValueError) as exc:  # gzip.BadGzipFile, zlib.error (a corrupt block)
+        raise InputError(f"not a readable gzip file: {exc}", source=str(path)) from exc
 
 
 def _fast_default(path: Path) -> list[str] | None:

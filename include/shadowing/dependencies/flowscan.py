@@ -35,7 +35,7 @@ def narrow(keep: np.ndarray, passes: np.ndarray, stats: dict[str, int], reason: 
 BLOCK_BYTES = 4 << 20  # per block (~18k records)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are read by one thread
 CHUNK_RECORDS = 1 << 20  # kept records are stored in chunks of this many
-STATS = ("records", "rejected", "nodata", "not_tcp_udp", "outside_inventory", "same_service")
+STATS = ("records", "rejected", "nodata", "impossible", "not_tcp_udp", "outside_inventory", "same_service")
 # Field roles for the kernel: integer columns (with their null default and digit limit, within the exact
 # reader's types), addresses, and the two compared words.
 INTS = (("srcport", -1, 9), ("dstport", -1, 9), ("protocol", -1, 4), ("tcp-flags", 0, 4), ("bytes", 0, 18),
@@ -503,6 +503,9 @@ class RangeScanner:
             nodata = words[:, 1] == OTHER
             stats["nodata"] += int(nodata.sum())
             keep &= ~nodata
+        ports = ints[:, [at["srcport"], at["dstport"]]]  # -1 = "-" (no value)
+        narrow(keep, ((ports >= -1) & (ports <= 65535)).all(axis=1) & (ints[:, at["bytes"]] >= 0), stats,
+               "impossible")
         if "protocol" in present:
             protocol = ints[:, at["protocol"]]
             narrow(keep, (protocol == 6) | (protocol == 17), stats, "not_tcp_udp")

@@ -114,17 +114,21 @@ def _parse_time(value: str, source: str, line: int, column: str, default: int) -
     if not text:
         return default
     try:
-        return int(float(text))
+        number = float(text)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"not an ISO-8601 time or epoch seconds: {text!r}", source=source, line=line,
-                         field=column) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"not an ISO-8601 time or epoch seconds: {text!r}", source=source, line=line,
+                             field=column) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        number = parsed.timestamp()
+    # Look-ups pack (address, time) into one int64 with 33 bits of time: anything outside would corrupt them.
+    if not OPEN_START <= number <= OPEN_END:  # also refuses nan and ±inf
+        raise InputError(f"time {text!r} outside 1970 … 2242 (epoch seconds 0 … {OPEN_END})", source=source,
+                         line=line, field=column)
+    return int(number)
 
 
 def _canonical_ip(text: str, source: str, line: int) -> str:
@@ -136,10 +140,14 @@ def _canonical_ip(text: str, source: str, line: int) -> str:
 
 
 def inventory_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "inventory",
-                        line_numbers: Iterable[int] | None = None) -> Inventory:
-    """From mappings with ip, service and optional valid_from, valid_to (text or epoch), kind."""
+                        line_numbers: Iterable[int] | None = None, refuse_overlaps: bool = False) -> Inventory:
+    """From mappings with ip, service and optional valid_from, valid_to (text or epoch), kind.
+
+    `refuse_overlaps`: an address given to two services at once is an error (a hand-written inventory); EC2's
+    own listing keeps both (a terminated instance lingers beside its address's new owner)."""
     numbers = iter(line_numbers) if line_numbers is not None else None
     out: list[InventoryRow] = []
+    lines: list[int] = []
     for i, row in enumerate(rows):
         line = next(numbers) if numbers is not None else i + 2
         fields = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in row.items() if k is not None}
@@ -153,7 +161,28 @@ def inventory_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "invent
             raise InputError("valid_to is not after valid_from", source=source, line=line)
         kind = fields.get("kind", "").strip().lower() or "service"
         out.append(InventoryRow(ip, service, valid_from, valid_to, kind))
+        lines.append(line)
+    if refuse_overlaps:
+        _refuse_overlaps(out, lines, source)
     return Inventory(out)
+
+
+def _refuse_overlaps(rows: list[InventoryRow], lines: list[int], source: str) -> None:
+    """An address owned by two services at once makes every flow through it ambiguous: refuse it, naming both."""
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].ip, rows[i].valid_from))
+    reach = 0  # the earlier row of this address whose interval ends last
+    for position, index in enumerate(order):
+        row = rows[index]
+        if position == 0 or rows[order[position - 1]].ip != row.ip:
+            reach = index
+            continue
+        held = rows[reach]
+        if row.valid_from < held.valid_to and row.service != held.service:
+            raise InputError(f"address {row.ip} is claimed by {row.service!r} while line {lines[reach]} "
+                             f"gives it to {held.service!r} (valid_from/valid_to must not overlap)",
+                             source=source, line=lines[index], field="ip")
+        if row.valid_to > held.valid_to:
+            reach = index
 
 
 def load_inventory(path: str | Path) -> Inventory:
@@ -184,7 +213,7 @@ def load_inventory(path: str | Path) -> Inventory:
             raise InputError(f"not a CSV inventory: expected {len(header)} fields, saw {len(values)}",
                              source=source, line=number)
         records.append(dict(zip(header, values + [""] * (len(header) - len(values)), strict=True)))
-    return inventory_from_rows(records, source, (n for n, _ in lines[1:]))
+    return inventory_from_rows(records, source, (n for n, _ in lines[1:]), refuse_overlaps=True)
 
 
 def inventory_from_records(records: list[dict[str, object]]) -> Inventory:

@@ -70,6 +70,7 @@ def observe(findings: ConfigFindings, inventory: Inventory | None,
         result = infer_flow_files(flow_files, inventory, flow_options) if flow_files else \
             infer_flow_edges(flow_tables, inventory, flow_options)
         observations.references += result.references + result.rejected
+        observations.warnings += result.warnings
         observations.observed_services = {findings.catalog.resolve(s) or s for s in result.observed_services}
         observations.stats.update({f"flow_{k}": v for k, v in result.stats.items()})
     for part in [*discoveries, *access]:

@@ -1,0 +1,348 @@
+"""`python -m shadowing deps` end to end on hostile input: bad input exits 2 with one line naming the file and
+line or field, or exits 0 with warnings naming what was skipped — never a traceback — and the edges from the
+good parts are exactly those of the same input with the bad parts removed; `--out` is never half-written,
+clobbered, or an input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shadowing.cli import main
+
+HEADER = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action " \
+         "log-status"
+COMPOSE = """services:
+  web:
+    image: web:1
+    environment:
+      API_URL: http://api:8080
+  api:
+    image: api:1
+    environment:
+      DB_HOST: db:5432
+  db:
+    image: postgres:15
+"""
+INVENTORY = "ip,service\n10.0.0.1,web\n10.0.0.2,api\n10.0.0.3,db\n"
+CONSUL = '2024/01/01 00:00:00 [INFO] agent: Synced service "api"\n'
+GOOD_EDGES = [("api", "db"), ("web", "api")]
+INCLUDE = Path(__file__).resolve().parents[2] / "include"
+
+
+def shadowing_process(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`python -m shadowing …` as a real process, on this tree's package."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(INCLUDE), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "shadowing", *argv], capture_output=True, text=True, timeout=60,
+                          check=False, env=env, **kwargs)  # type: ignore[call-overload]
+
+
+def flow_lines() -> list[str]:
+    lines = [HEADER]
+    for window in range(3):
+        t = 1_700_000_000 + window * 60
+        lines.append(f"2 123 eni-1 10.0.0.1 10.0.0.2 40000 8080 6 10 1000 {t} {t + 30} ACCEPT OK")
+        lines.append(f"2 123 eni-1 10.0.0.2 10.0.0.3 40001 5432 6 10 1000 {t} {t + 30} ACCEPT OK")
+    return lines
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "docker-compose.yml").write_text(COMPOSE)
+    (tmp_path / "inv.csv").write_text(INVENTORY)
+    (tmp_path / "flow.log").write_text("\n".join(flow_lines()) + "\n")
+    (tmp_path / "disc.log").write_text(CONSUL)
+    return {"cfg": tmp_path / "cfg", "inv": tmp_path / "inv.csv", "flow": tmp_path / "flow.log",
+            "disc": tmp_path / "disc.log", "out": tmp_path / "graph.json", "tmp": tmp_path}
+
+
+def deps(world: dict[str, Path], **override: Path | str) -> list[str]:
+    paths = {**world, **override}
+    return ["deps", "--configs", str(paths["cfg"]), "--flow-logs", str(paths["flow"]), "--inventory",
+            str(paths["inv"]), "--discovery-logs", str(paths["disc"]), "--out", str(paths["out"])]
+
+
+def edges_of(path: Path) -> list[tuple[str, str]]:
+    return sorted((e["source"], e["target"]) for e in json.loads(path.read_text())["edges"])
+
+
+def observed(path: Path) -> list[list[dict[str, object]]]:
+    """Each edge's evidence from logs (config evidence is stamped with the wall clock)."""
+    return [[x for x in e["evidence"] if x["kind"] != "config"] for e in json.loads(path.read_text())["edges"]]
+
+
+def refused(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("shadowing deps: error:"), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_the_clean_world_maps_both_edges(world: dict[str, Path]) -> None:
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+
+
+# ---------------------------------------------------------------------------------------------- --out
+
+
+def test_out_a_folder_is_refused_in_one_line(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    folder = world["tmp"] / "graphs"
+    folder.mkdir()
+    refused(capsys, deps(world, out=folder), "graphs", "--out", "folder")
+
+
+def test_out_below_a_file_is_refused_in_one_line(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    refused(capsys, deps(world, out=world["inv"] / "graph.json"), "inv.csv", "--out")
+
+
+@pytest.mark.parametrize("which", ["inv", "flow", "disc"])
+def test_out_naming_an_input_never_overwrites_it(world: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                 which: str) -> None:
+    before = world[which].read_bytes()
+    refused(capsys, deps(world, out=world[which]), "--out", "one of the inputs")
+    assert world[which].read_bytes() == before
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_graph_whole(world: dict[str, Path]) -> None:
+    """A real process whose file-size limit (as on a full disk) stops the write after 400 bytes: the old code
+    truncated the previous graph and died with a traceback."""
+    previous = '{"edges": []}\n'
+    world["out"].write_text(previous)
+    limit = 400
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = shadowing_process(deps(world), preexec_fn=small_files)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("shadowing deps: error:")
+    assert "graph.json" in run.stderr
+    assert world["out"].read_text() == previous
+    assert [p.name for p in world["out"].parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_previous_graph_that_is_not_a_graph_is_refused(world: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    previous = world["tmp"] / "prev.json"
+    previous.write_text("[1, 2]")
+    refused(capsys, [*deps(world), "--previous", str(previous)], "prev.json", "not a node-link graph")
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("name, text", [
+    ("deep.json", "[" * 100_000 + "]" * 100_000),
+    ("deep.yaml", "[" * 100_000 + "]" * 100_000),
+    ("deep900.json", '{"a":' * 900 + "1" + "}" * 900),
+    # "billion laughs": 9^7 values once the aliases are expanded
+    ("laughs.yaml", 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(6))),
+])
+def test_a_hostile_config_file_is_skipped_with_a_warning(world: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                         name: str, text: str) -> None:
+    (world["cfg"] / name).write_text(text)
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    err = capsys.readouterr().err
+    assert any(line.startswith("warning:") and name in line and "skipped" in line for line in err.splitlines())
+
+
+def test_a_configmap_embedding_deep_json_costs_nothing_else(world: dict[str, Path]) -> None:
+    (world["cfg"] / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata:\n"
+                                          "  x.json: '" + "[" * 5000 + "]" * 5000 + "'\n")
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bad.yaml", b"a: [1, 2\nb: c\n"),
+    ("binary.yaml", bytes(range(256)) * 8),
+    ("binary.json", bytes(range(256)) * 8),
+    ("empty.json", b""),
+    ("tab.yaml", b"a:\n\tb: 1\n"),
+])
+def test_broken_config_files_are_warned_about_and_cost_nothing(world: dict[str, Path],
+                                                               capsys: pytest.CaptureFixture[str], name: str,
+                                                               content: bytes) -> None:
+    (world["cfg"] / name).write_bytes(content)
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert any(line.startswith("warning:") and name in line for line in capsys.readouterr().err.splitlines())
+
+
+def test_a_symlink_loop_and_an_empty_folder_are_harmless(world: dict[str, Path]) -> None:
+    (world["cfg"] / "loop").symlink_to(world["cfg"])
+    (world["cfg"] / "self").symlink_to(world["cfg"] / "self")
+    (world["cfg"] / "empty").mkdir()
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+
+
+# ---------------------------------------------------------------------------------------------- flow logs
+
+
+def test_a_gzip_flow_log_maps_as_its_text(world: dict[str, Path]) -> None:
+    assert main(deps(world)) == 0
+    plain = observed(world["out"])
+    assert all(any(x["kind"] == "flow" for x in evidence) for evidence in plain)
+    packed = world["tmp"] / "flow.log.gz"
+    packed.write_bytes(gzip.compress(world["flow"].read_bytes()))
+    assert main(deps(world, flow=packed)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert observed(world["out"]) == plain
+
+
+def test_a_truncated_gzip_flow_log_is_refused_and_the_last_graph_kept(world: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(deps(world)) == 0
+    last = world["out"].read_bytes()
+    capsys.readouterr()
+    packed = world["tmp"] / "flow.log.gz"
+    packed.write_bytes(gzip.compress(("\n".join(flow_lines() * 50) + "\n").encode())[:-30])
+    refused(capsys, deps(world, flow=packed), "flow.log.gz", "truncated")
+    assert world["out"].read_bytes() == last
+
+
+@pytest.mark.parametrize("record", [
+    "2 123 eni-1 10.0.0.1 10.0.0.3 40000 99999 6 10 1000 1700000000 1700000030 ACCEPT OK",
+    "2 123 eni-1 10.0.0.1 10.0.0.3 -5 5432 6 10 1000 1700000000 1700000030 ACCEPT OK",
+    "2 123 eni-1 10.0.0.1 10.0.0.3 40000 5432 6 -10 -1000 1700000000 1700000030 ACCEPT OK",
+])
+@pytest.mark.parametrize("copies", [1, 9])  # 9: enough for the listening-port rule to count the bogus port
+def test_impossible_flow_records_are_skipped_with_a_warning_and_change_nothing(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], record: str, copies: int) -> None:
+    """Port 99999 used to be clipped to 65535 and orient a phantom weak edge db -> web."""
+    assert main(deps(world)) == 0
+    expected = json.loads(world["out"].read_text())
+    capsys.readouterr()
+    world["flow"].write_text("\n".join([*flow_lines(), *[record] * copies]) + "\n")
+    assert main(deps(world)) == 0
+    graph = json.loads(world["out"].read_text())
+    assert observed(world["out"]) == [[x for x in e["evidence"] if x["kind"] != "config"]
+                                      for e in expected["edges"]]
+    assert graph["graph"]["weak_edges"] == expected["graph"]["weak_edges"]
+    assert [w for w in graph["graph"]["warnings"] if w not in expected["graph"]["warnings"]] == [
+        f"{world['flow']}: {copies} flow record(s) with a port outside 0–65535 or negative bytes skipped"]
+    assert f"warning: {world['flow']}: {copies} flow record(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mangle", [
+    pytest.param(lambda lines: "\r\n".join(lines) + "\r\n", id="crlf"),
+    pytest.param(lambda lines: "\n".join([*lines[:3], lines[0], *lines[3:]]) + "\n", id="header-in-the-middle"),
+    pytest.param(lambda lines: "\n".join([*lines, "2 123 eni-1 - - - - - - - 1700000000 1700000060 - NODATA",
+                                          "2 123 eni-1 - - - - - - - 1700000000 1700000060 - SKIPDATA"]) + "\n",
+                 id="nodata-skipdata"),
+    pytest.param(lambda lines: "\n".join([*lines, "2 123 eni-1 fd00::1 fd00::2 40000 8080 6 10 1000 1700000000 "
+                                          "1700000030 ACCEPT OK"]) + "\n", id="ipv6-outside-inventory"),
+    pytest.param(lambda lines: "\n".join(lines[1:]) + "\n", id="default-v2-without-header"),
+])
+def test_harmless_flow_log_oddities_change_nothing(world: dict[str, Path], mangle: object) -> None:
+    assert main(deps(world)) == 0
+    expected = observed(world["out"])
+    world["flow"].write_bytes(mangle(flow_lines()).encode())  # type: ignore[operator]
+    assert main(deps(world)) == 0
+    assert observed(world["out"]) == expected
+
+
+def test_a_truncated_last_flow_line_is_refused_naming_it(world: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    world["flow"].write_text("\n".join(flow_lines()) + "\n2 123 eni-1 10.0.0.1 10.0.0.3 400")
+    refused(capsys, deps(world), "flow.log:8")
+
+
+@pytest.mark.parametrize("which", ["flow", "disc"])
+def test_a_folder_given_as_a_log_is_refused_in_one_line(world: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                        which: str) -> None:
+    refused(capsys, deps(world, **{which: world["cfg"]}), str(world["cfg"]), "folder" if which == "flow" else
+            "not readable")
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+
+
+@pytest.mark.parametrize("event, what", [
+    ('{"eventName": "RegisterInstance", "requestParameters": "x"}', "requestParameters"),
+    ('{"eventName": "DiscoverInstances", "requestParameters": [1], "sourceIPAddress": "10.0.0.1"}',
+     "requestParameters"),
+    ('{"eventName": "RegisterInstance", "requestParameters": {"serviceName": {"a": 1}}}', "serviceName"),
+])
+def test_a_misshapen_cloud_map_event_is_skipped_naming_its_line(world: dict[str, Path],
+                                                                capsys: pytest.CaptureFixture[str], event: str,
+                                                                what: str) -> None:
+    world["disc"].write_text(CONSUL + event + "\n")
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert any(line.startswith("warning:") and "disc.log:2" in line and what in line
+               for line in capsys.readouterr().err.splitlines())
+
+
+def test_a_discovery_json_line_nested_too_deeply_is_refused_naming_it(world: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    world["disc"].write_text(CONSUL + '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    refused(capsys, deps(world), "disc.log:2")
+
+
+# ---------------------------------------------------------------------------------------------- inventory
+
+
+@pytest.mark.parametrize("value, field", [
+    ("inf", "valid_to"), ("1e30", "valid_to"), ("-100", "valid_from"), ("9999999999", "valid_from"),
+    ("0001-01-01", "valid_from"),
+])
+def test_inventory_times_outside_the_lookup_range_are_refused(world: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str], value: str,
+                                                              field: str) -> None:
+    cells = {"valid_from": ("", ""), "valid_to": ("", "")}
+    cells[field] = (value, "") if field == "valid_from" else ("", value)
+    world["inv"].write_text("ip,service,valid_from,valid_to\n"
+                            f"10.0.0.1,web,{cells[field][0]},{cells[field][1]}\n10.0.0.2,api,,\n10.0.0.3,db,,\n")
+    refused(capsys, deps(world), "inv.csv:2", repr(field))
+
+
+@pytest.mark.parametrize("extra", [
+    "10.0.0.2,other,,",  # both open-ended
+    "10.0.0.2,other,1600000000,",  # from a time when api still holds it
+])
+def test_an_address_claimed_by_two_services_at_once_is_refused_naming_both_lines(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], extra: str) -> None:
+    """It used to attribute api's traffic to both, inventing web -> other and other -> db."""
+    world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,,\n10.0.0.2,api,,\n10.0.0.3,db,,\n"
+                            f"{extra}\n")
+    refused(capsys, deps(world), "inv.csv:5", "line 3", "'api'", "'other'")
+
+
+def test_an_address_handed_over_in_time_is_fine(world: dict[str, Path]) -> None:
+    world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,,\n10.0.0.2,api,,1800000000\n"
+                            "10.0.0.3,db,,\n10.0.0.2,other,1800000000,\n10.0.0.2,api,1500000000,1600000000\n")
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+
+
+# ---------------------------------------------------------------------------------------------- real processes
+
+
+@pytest.mark.parametrize("corrupt", ["inventory-inf", "discovery-folder"])
+def test_a_real_process_never_prints_a_traceback(world: dict[str, Path], corrupt: str) -> None:
+    override: dict[str, Path] = {}
+    if corrupt == "inventory-inf":
+        world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,,inf\n")
+    else:
+        override["disc"] = world["cfg"]
+    run = shadowing_process(deps(world, **override))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("shadowing deps: error:")
+    assert not world["out"].exists()
