@@ -183,6 +183,20 @@ def test_broken_config_files_are_warned_about_and_cost_nothing(world: dict[str, 
     assert any(line.startswith("warning:") and name in line for line in capsys.readouterr().err.splitlines())
 
 
+@pytest.mark.parametrize("upper_first", [True, False])
+def test_service_names_differing_by_case_give_the_same_graph_in_any_file_order(world: dict[str, Path],
+                                                                               upper_first: bool) -> None:
+    """`API` in one compose file and `api` in another are one DNS name: the node used to be named after
+    whichever file sorted first."""
+    (world["cfg"] / "docker-compose.yml").unlink()
+    first, second = ("a", "b") if upper_first else ("b", "a")
+    (world["cfg"] / f"{first}-compose.yml").write_text("services:\n  API:\n    image: api:2\n")
+    (world["cfg"] / f"{second}-compose.yml").write_text(COMPOSE)
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert sorted(n["id"] for n in json.loads(world["out"].read_text())["nodes"]) == ["api", "db", "web"]
+
+
 def test_a_symlink_loop_and_an_empty_folder_are_harmless(world: dict[str, Path]) -> None:
     (world["cfg"] / "loop").symlink_to(world["cfg"])
     (world["cfg"] / "self").symlink_to(world["cfg"] / "self")

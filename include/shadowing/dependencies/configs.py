@@ -796,6 +796,7 @@ def extract_configs(roots: Iterable[str | Path]) -> ConfigFindings:
     for root, path in iter_config_files(roots):
         extraction.read(root, path)
     extraction.register()
+    extraction.findings.catalog.settled = True  # references name services from here on: no more renames
     extraction.reference_workloads()
     extraction.reference_mounted_files()
     extraction.reference_nginx()

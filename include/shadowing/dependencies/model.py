@@ -104,10 +104,14 @@ class Catalog:
     def __init__(self) -> None:
         self.services: dict[str, ServiceInfo] = {}
         self._alias: dict[str, str] = {}
+        self.settled = False  # once references name services, a canonical name no longer changes
 
     def add(self, name: str, *, source: str | None = None, image: str | None = None,
             kind: str | None = None) -> ServiceInfo:
         canonical = self.resolve(name) or name
+        if not self.settled and canonical != name and canonical.lower() == name == name.lower() \
+                and canonical in self.services:
+            canonical = self._rename(canonical, name)
         info = self.services.get(canonical)
         if info is None:
             info = ServiceInfo(canonical, kind=kind or infer_kind(canonical, image), image=image)
@@ -119,6 +123,18 @@ class Catalog:
         if source:
             info.sources.add(source)
         return info
+
+    def _rename(self, old: str, new: str) -> str:
+        """`API` then `api` (one DNS name): the lower-case spelling wins whichever file came first, so the node's
+        name does not depend on the order of the files."""
+        info = self.services.pop(old)
+        info.name = new
+        self.services[new] = info
+        info.aliases.add(old)
+        for key, target in self._alias.items():
+            if target == old:
+                self._alias[key] = new
+        return new
 
     def alias(self, alias: str, canonical: str) -> None:
         key = alias.strip().lower()
