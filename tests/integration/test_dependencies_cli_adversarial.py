@@ -197,6 +197,30 @@ def test_service_names_differing_by_case_give_the_same_graph_in_any_file_order(w
     assert sorted(n["id"] for n in json.loads(world["out"].read_text())["nodes"]) == ["api", "db", "web"]
 
 
+def test_compose_interpolation_takes_defaults_and_reports_what_it_cannot_resolve(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """`${DB_HOST:-db}` is db to docker compose; it used to be no address at all, and `${API_HOST}` vanished
+    without a word."""
+    (world["cfg"] / "docker-compose.yml").write_text(COMPOSE.replace("http://api:8080", "http://${API_HOST}:8080")
+                                                     .replace("db:5432", "${DB_HOST:-db}:5432"))
+    argv = ["deps", "--configs", str(world["cfg"]), "--out", str(world["out"])]
+    assert main(argv) == 0
+    assert edges_of(world["out"]) == [("api", "db")]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {world['cfg'] / 'docker-compose.yml'}: service 'web' environment API_URL: "
+                        "${API_HOST} is not set here (no default); the address it holds is unknown"]
+
+
+def test_an_empty_config_folder_is_reported(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    empty = world["tmp"] / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("no configuration here\n")
+    assert main(["deps", "--configs", str(empty), "--out", str(world["out"])]) == 0
+    assert json.loads(world["out"].read_text())["edges"] == []
+    assert any(line.startswith(f"warning: {empty}: no configuration file")
+               for line in capsys.readouterr().err.splitlines())
+
+
 def test_a_symlink_loop_and_an_empty_folder_are_harmless(world: dict[str, Path]) -> None:
     (world["cfg"] / "loop").symlink_to(world["cfg"])
     (world["cfg"] / "self").symlink_to(world["cfg"] / "self")
@@ -336,6 +360,14 @@ def test_an_address_claimed_by_two_services_at_once_is_refused_naming_both_lines
     world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,,\n10.0.0.2,api,,\n10.0.0.3,db,,\n"
                             f"{extra}\n")
     refused(capsys, deps(world), "inv.csv:5", "line 3", "'api'", "'other'")
+
+
+def test_an_inventory_saved_with_a_byte_order_mark_is_read(world: dict[str, Path]) -> None:
+    """Spreadsheets save CSV as UTF-8 with a BOM: the header used to read as '\\ufeffip', 'missing column ip'."""
+    world["inv"].write_bytes(b"\xef\xbb\xbf" + INVENTORY.encode())
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert all(any(x["kind"] == "flow" for x in evidence) for evidence in observed(world["out"]))
 
 
 def test_an_address_handed_over_in_time_is_fine(world: dict[str, Path]) -> None:

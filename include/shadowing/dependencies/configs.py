@@ -39,6 +39,8 @@ TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 INTERNAL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)?(\.svc(\.cluster\.local)?)?$")
 MAX_DEPTH = 200  # nesting levels; deeper documents are hostile or broken, and would overflow the readers' stack
 MAX_VALUES = 1_000_000  # values of one document with its aliases expanded
+COMPOSE_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}$]*)\}")
+COMPOSE_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 NOT_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "true", "false", "http", "https", "tcp", "udp", "grpc"}
 
 
@@ -100,8 +102,10 @@ def _sequence(value: Any, where: str) -> list[Any]:
 # ---------------------------------------------------------------------------------------------- file walking
 
 
-def iter_config_files(roots: Iterable[str | Path]) -> Iterator[tuple[Path, Path]]:
-    """(root, file) for every configuration file under the given folders (or the files themselves)."""
+def iter_config_files(roots: Iterable[str | Path], warnings: list[str] | None = None,
+                      ) -> Iterator[tuple[Path, Path]]:
+    """(root, file) for every configuration file under the given folders (or the files themselves); a folder
+    holding none is reported in `warnings` (a mistyped folder must not pass for an application without edges)."""
     for raw in roots:
         root = Path(raw)
         if not root.exists():
@@ -109,9 +113,14 @@ def iter_config_files(roots: Iterable[str | Path]) -> Iterator[tuple[Path, Path]
         if root.is_file():
             yield root.parent, root
             continue
+        found = 0
         for path in sorted(root.rglob("*")):
             if path.is_file() and (path.suffix.lower() in CONFIG_SUFFIXES or path.name.startswith("docker-compose")):
+                found += 1
                 yield root, path
+        if not found and warnings is not None:
+            warnings.append(f"{root}: no configuration file (*{', *'.join(sorted(CONFIG_SUFFIXES))}, "
+                            "docker-compose*) in this folder")
 
 
 def _load_yaml_docs(path: Path, text: str, warnings: list[str]) -> list[Any]:
@@ -386,6 +395,7 @@ class _Extraction:
             raise MalformedDocument(f"environment is {type(env_raw).__name__}, not a mapping or list")
         env = ([(str(k), str(v)) for k, v in env_raw.items()] if isinstance(env_raw, dict) else
                [tuple(str(e).split("=", 1)) if "=" in str(e) else (str(e), "") for e in env_raw])
+        env = [(key, self._interpolate(value, f"{source}: service {name!r} environment {key}")) for key, value in env]
         words: list[str] = []
         for key in ("command", "entrypoint"):
             value = svc.get(key)
@@ -418,6 +428,16 @@ class _Extraction:
         image = svc.get("image")
         self.workloads.append(_Workload(str(name), "compose", {}, None if image is None else str(image), env_pairs, words, ports,
                                         mounts, [str(d) for d in depends], source, [str(a) for a in aliases]))
+
+    def _interpolate(self, value: str, where: str) -> str:
+        """Compose's `${VAR:-default}` / `${VAR-default}` → the default (the variable is not known here); a
+        bare `${VAR}` or `$VAR` in an address cannot be resolved and is reported, not guessed."""
+        value = COMPOSE_DEFAULT.sub(lambda m: m.group(1), value)
+        unresolved = COMPOSE_VARIABLE.findall(value)
+        if unresolved and addresses_in(COMPOSE_VARIABLE.sub("unresolved", value)) != addresses_in(value):
+            self.findings.warnings.append(f"{where}: ${{{unresolved[0][0] or unresolved[0][1]}}} is not set "
+                                          "here (no default); the address it holds is unknown")
+        return value
 
     # -- pass 1b: register services ----------------------------------------------------------------------
     def register(self) -> None:
@@ -793,7 +813,7 @@ def _parse_consul_hcl(text: str) -> list[dict[str, Any]]:
 def extract_configs(roots: Iterable[str | Path]) -> ConfigFindings:
     """Read every configuration file under `roots` and return the catalog, references and findings."""
     extraction = _Extraction()
-    for root, path in iter_config_files(roots):
+    for root, path in iter_config_files(roots, extraction.findings.warnings):
         extraction.read(root, path)
     extraction.register()
     extraction.findings.catalog.settled = True  # references name services from here on: no more renames

@@ -188,7 +188,7 @@ def _refuse_overlaps(rows: list[InventoryRow], lines: list[int], source: str) ->
 def load_inventory(path: str | Path) -> Inventory:
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: spreadsheets save CSV with a byte-order mark
     except FileNotFoundError as exc:
         raise InputError("inventory file does not exist", source=source) from exc
     except (OSError, UnicodeDecodeError) as exc:
