@@ -222,3 +222,85 @@ def test_the_auto_failover_switch_is_on_only_when_plainly_on(
     engine = open_warehouse(monitor_env)
     switched = auto_failover_decisions(engine, REGION, decision="switch_enabled")
     assert bool(switched) is expected
+
+
+# ─────────────────────────────── never two failovers for one outage ───────────────────────────────
+
+@pytest.mark.parametrize(("mode", "expected"), [("live", "suppressed_cooldown"), ("drill", "trigger"),
+                                                ("dry_run", "trigger")])
+def test_a_manual_live_failover_starts_the_cooldown(aws: str, warehouse_url: str, mode: str,
+                                                    expected: str) -> None:
+    from shadowing.warehouse.operations import finish_failover_event, record_failover_event
+
+    engine = open_warehouse(warehouse_url)
+    cw = client("cloudwatch", REGION, aws)
+    # a person failed the region over by hand (finished, lock released) before the monitor made up its mind
+    record_failover_event(engine, failover_id="f-manual", primary_region=REGION, shadow_region="us-west-2",
+                          mode=mode, trigger="manual", triggered_by="alice", started_at=T0)
+    finish_failover_event(engine, "f-manual", outcome="succeeded", finished_at=T0 + timedelta(minutes=1))
+    _alarm(cw, "ALARM")  # the primary stays down after the failover: the monitor still judges it failed
+    actions = [_check(engine, cw, f"m{m}", timedelta(minutes=m))["action"] for m in (1, 2, 3)]
+    assert actions == ["none", "none", expected]
+    if mode == "live":  # once the cooldown of the manual failover is over, the monitor may act again
+        assert _check(engine, cw, "m31", timedelta(minutes=30))["action"] == "trigger"
+
+
+def _sync_dags() -> Any:
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.utils.session import create_session
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    with create_session() as session:
+        if session.get(DagBundleModel, "dags-folder") is None:
+            session.add(DagBundleModel(name="dags-folder"))
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    return bag
+
+
+@pytest.mark.slow
+def test_a_queued_manual_failover_is_never_doubled_by_the_monitor(
+        monitor_env: str, aws_conn_env: str, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType
+
+    def failover_runs(*states: str) -> list[DagRun]:
+        with create_session() as session:
+            query = session.query(DagRun).filter(DagRun.dag_id == "regional_failover")
+            return query.filter(DagRun.state.in_(states)).all() if states else query.all()
+
+    def fail_runs(run_ids: list[str]) -> None:
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.dag_id == "regional_failover", DagRun.run_id.in_(run_ids)) \
+                .update({DagRun.state: DagRunState.FAILED}, synchronize_session=False)
+
+    monkeypatch.setenv("AIRFLOW_VAR_SHADOWING_AUTO_FAILOVER", json.dumps({REGION: True}))
+    bag = _sync_dags()
+    # the metadata DB is shared by the session's tests; dag.test() never runs what they queued: end it
+    fail_runs([r.run_id for r in failover_runs("queued", "running")])
+    known = {r.run_id for r in failover_runs()}
+    manual_id = f"manual__adversarial__{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    # a person's live failover is queued (regional_failover runs one at a time): it holds no lock yet
+    trigger_dag("regional_failover", triggered_by=DagRunTriggeredByType.TEST, run_id=manual_id,
+                conf={"primary_region": REGION, "mode": "live", "confirm_region": REGION})
+    try:
+        _alarm(client("cloudwatch", REGION, aws_conn_env), "ALARM")
+        dag = bag.get_dag("primary_health_monitor")
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        runs = [dag.test(logical_date=start + timedelta(minutes=i)) for i in range(3)]
+        assert [r.state for r in runs] == ["success"] * 3
+        engine = open_warehouse(monitor_env)
+        actions = [o.action for o in reversed(recent_health_observations(engine, REGION, 3))]
+        assert actions == ["none", "none", "suppressed_running"]
+        assert {r.run_id for r in failover_runs()} - known == {manual_id}  # nothing queued behind it
+        # the manual run ends without failing the region over (it failed): now the monitor does
+        fail_runs([manual_id])
+        assert dag.test(logical_date=start + timedelta(minutes=3)).state == "success"
+        [trigger] = auto_failover_decisions(engine, REGION, decision="trigger")
+        assert {r.run_id for r in failover_runs()} - known == {manual_id, trigger.detail["trigger_run_id"]}
+    finally:
+        fail_runs([r.run_id for r in failover_runs("queued", "running") if r.run_id not in known])

@@ -15,6 +15,7 @@ from shadowing.warehouse.operations import (
     HealthObservation,
     auto_failover_decisions,
     failover_lock_holder,
+    list_failover_events,
     recent_health_observations,
     record_auto_failover_decision,
     record_health_observation,
@@ -31,7 +32,8 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
 
     Returns {region, healthy, verdict, action, reason, detected_at, failing, considered}. ``action`` is
     ``trigger`` only when the region is judged failed, auto-failover is on, no failover of it is running
-    (lock table or a running DAG run) and the last trigger is older than the cooldown."""
+    (lock table, or ``failover_dagrun_running``: a queued/running run) and both the monitor's last trigger
+    and the region's last live failover (whoever started it) are older than the cooldown."""
     now = now or datetime.now(UTC)
     # A retried (or cleared and re-run) monitor task is the same check: it replays what its first attempt
     # decided instead of observing again, so one check never counts twice and a recorded trigger is re-issued
@@ -52,8 +54,14 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     running = failover_dagrun_running or holder is not None
     kind = "trigger" if auto_failover else "alert"
     previous = auto_failover_decisions(engine, region, decision=kind, limit=1)
+    last_action_at = previous[0].decided_at if previous else None
+    if auto_failover:
+        # A live failover of the region started by anyone (a person, the CLI) starts the cooldown too: the
+        # monitor must not fail the region over a second time right after a manual failover finished.
+        live = [e.started_at for e in list_failover_events(engine, region, limit=20) if e.mode == "live"]
+        last_action_at = max([t for t in (last_action_at, *live[:1]) if t is not None], default=None)
     decision = decide(verdict, auto_failover=auto_failover, failover_running=running,
-                      last_action_at=previous[0].decided_at if previous else None, now=now, policy=policy)
+                      last_action_at=last_action_at, now=now, policy=policy)
     # detection time: the oldest failing check of the current window (recovery time counts from there)
     failing_times = [now] if not healthy else []
     failing_times += [o.observed_at for o in history if not o.healthy]

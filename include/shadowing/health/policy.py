@@ -110,7 +110,7 @@ def decide(verdict: Verdict, *, auto_failover: bool, failover_running: bool, las
     if not verdict.failed:
         return Decision("none", verdict.reason)
     if failover_running:
-        return Decision("suppressed_running", f"{verdict.reason}; a failover of this region is already running")
+        return Decision("suppressed_running", f"{verdict.reason}; a failover of this region is already running or queued")
     if last_action_at is not None and now - last_action_at < policy.cooldown:
         left = policy.cooldown - (now - last_action_at)
         return Decision("suppressed_cooldown", f"{verdict.reason}; cooldown, {int(left.total_seconds())} s left")

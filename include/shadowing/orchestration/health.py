@@ -100,7 +100,7 @@ def switch_edit_query(after: datetime | None, before: datetime) -> dict[str, Any
 
 
 def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
-    from shadowing.health.monitor import assess_region, triggered_run_ids
+    from shadowing.health.monitor import assess_region
     from shadowing.health.switch import audit_switch
     from shadowing.orchestration.clients import aws_client, warehouse_engine
     from shadowing.settings import primary_regions
@@ -111,9 +111,11 @@ def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
     # Who flipped the switch is audited before the switch is acted on.
     audit_switch(engine, region, auto, run_id=context["run_id"], now=datetime.now(UTC), find_edits=switch_edits)
     probes = probes_from_variable(region)
-    previous = triggered_run_ids(engine, region)
-    running = bool(previous) and context["ti"].get_dr_count(
-        dag_id=FAILOVER_DAG_ID, run_ids=previous, states=["queued", "running"]) > 0
+    # Any queued or running regional_failover run counts, not only the ones this monitor triggered: a person's
+    # manual run queued for this region has not taken the lock yet, and a trigger now would queue a second
+    # failover behind it (regional_failover runs one at a time, so for another region's run this only waits
+    # as the triggered run would have waited anyway).
+    running = context["ti"].get_dr_count(dag_id=FAILOVER_DAG_ID, states=["queued", "running"]) > 0
     now = datetime.now(UTC)
     result = assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
                            probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
