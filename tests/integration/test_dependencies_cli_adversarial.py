@@ -286,6 +286,8 @@ def test_impossible_flow_records_are_skipped_with_a_warning_and_change_nothing(
     pytest.param(lambda lines: "\n".join([*lines, "2 123 eni-1 fd00::1 fd00::2 40000 8080 6 10 1000 1700000000 "
                                           "1700000030 ACCEPT OK"]) + "\n", id="ipv6-outside-inventory"),
     pytest.param(lambda lines: "\n".join(lines[1:]) + "\n", id="default-v2-without-header"),
+    pytest.param(lambda lines: "\ufeff" + "\n".join(lines) + "\n", id="byte-order-mark"),  # used to exit 2
+    pytest.param(lambda lines: "\ufeff" + "\r\n".join(lines[1:]) + "\r\n", id="byte-order-mark-v2-crlf"),
 ])
 def test_harmless_flow_log_oddities_change_nothing(world: dict[str, Path], mangle: object) -> None:
     assert main(deps(world)) == 0

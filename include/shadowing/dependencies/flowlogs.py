@@ -93,6 +93,9 @@ def parse_log_format(log_format: str) -> list[str]:
     return fields
 
 
+BOM = b"\xef\xbb\xbf"  # a file saved by a Windows editor starts with it
+
+
 def _header_fields(line: str) -> list[str] | None:
     text = line.strip()
     if text.startswith("#"):
@@ -109,8 +112,10 @@ def _header_fields(line: str) -> list[str] | None:
 def _sniff(path: Path) -> tuple[list[str] | None, int, bool]:
     """(fields from a header, lines to skip, has comment/blank lines) from the head of the file."""
     with open(path, "rb") as handle:
-        head = handle.read(1 << 16).decode("utf-8", "replace").splitlines()
+        raw = handle.read(1 << 16)
         size = handle.seek(0, 2)
+    bom = raw.startswith(BOM)
+    head = raw.removeprefix(BOM).decode("utf-8", "replace").splitlines()
     fields: list[str] | None = None
     skip = 0
     for i, line in enumerate(head):
@@ -121,7 +126,7 @@ def _sniff(path: Path) -> tuple[list[str] | None, int, bool]:
         if line.strip() and not line.lstrip().startswith("#"):
             break
     # Comments further down are rare: the fast reader skips them, and any surprise falls back to line filtering.
-    messy = any(line.lstrip().startswith("#") for line in head[skip:skip + 50]) or not size
+    messy = any(line.lstrip().startswith("#") for line in head[skip:skip + 50]) or not size or bom
     return fields, skip, messy
 
 
@@ -129,7 +134,7 @@ def _filter_lines(raw: bytes, fields: list[str] | None, label: str) -> tuple[byt
     """Data lines only (comments, blank lines and repeated headers dropped), their file line numbers, fields."""
     kept: list[bytes] = []
     line_numbers: list[int] = []
-    for number, line in enumerate(raw.splitlines(), start=1):
+    for number, line in enumerate(raw.removeprefix(BOM).splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
             continue
