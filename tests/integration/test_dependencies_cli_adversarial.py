@@ -140,6 +140,37 @@ def test_a_previous_graph_that_is_not_a_graph_is_refused(world: dict[str, Path],
     refused(capsys, [*deps(world), "--previous", str(previous)], "prev.json", "not a node-link graph")
 
 
+@pytest.mark.parametrize("spoil", [
+    pytest.param(lambda edge: {**edge, "evidence": "x"}, id="evidence-text"),
+    pytest.param(lambda edge: {**edge, "evidence": [5, {"kind": None, "first_seen": "x", "count": "z"}]},
+                 id="evidence-items"),
+    pytest.param(lambda edge: {**edge, "evidence": [{**edge["evidence"][0], "weight": "heavy"}]}, id="weight-text"),
+    pytest.param(lambda edge: 5, id="edge-number"),
+])
+def test_a_previous_graph_with_misshapen_evidence_keeps_the_rest(world: dict[str, Path],
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 spoil: object) -> None:
+    """A spoilt evidence list in --previous used to end in AttributeError; now only that edge's history is
+    dropped (with a warning): the result equals the run whose previous graph lacks that edge."""
+    assert main(deps(world)) == 0
+    previous = json.loads(world["out"].read_text())
+    web_api = next(i for i, e in enumerate(previous["edges"]) if e["source"] == "web")
+    without = {**previous, "edges": [e for i, e in enumerate(previous["edges"]) if i != web_api]}
+    spoilt = {**previous, "edges": [spoil(e) if i == web_api else e  # type: ignore[operator]
+                                    for i, e in enumerate(previous["edges"])]}
+    outputs = []
+    for name, graph in (("without", without), ("spoilt", spoilt)):
+        path = world["tmp"] / f"{name}.json"
+        path.write_text(json.dumps(graph))
+        out = world["tmp"] / f"graph-{name}.json"
+        capsys.readouterr()
+        assert main([*deps(world, out=out), "--previous", str(path)]) == 0
+        outputs.append((observed(out), capsys.readouterr().err))
+    assert outputs[1][0] == outputs[0][0]
+    assert "warning: previous graph: 1 edge(s) or evidence item(s)" in outputs[1][1] or \
+        "warning: previous graph: 2 edge(s) or evidence item(s)" in outputs[1][1]
+
+
 # ---------------------------------------------------------------------------------------------- configs
 
 

@@ -8,6 +8,7 @@ sinks (span/metric collectors) are recorded under graph.telemetry, consistently,
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -194,9 +195,14 @@ def _fold_previous(edges: dict[tuple[str, str], dict[tuple[str, str], dict[str, 
         warnings.append("previous graph has no generated_at; its evidence was not carried forward")
         return
     factor = 0.5 ** (max(0.0, now - then) / 3600.0 / options.half_life_hours)
-    old_edges = list(previous.get("edges") or []) + list((previous.get("graph") or {}).get("weak_edges") or []) \
-        + list((previous.get("graph") or {}).get("telemetry") or [])
+    meta = previous.get("graph") if isinstance(previous.get("graph"), dict) else {}
+    old_edges = [e for part in (previous.get("edges"), meta.get("weak_edges"), meta.get("telemetry"))
+                 if isinstance(part, list) for e in part]
+    skipped = 0
     for edge in old_edges:
+        if not isinstance(edge, dict):
+            skipped += 1
+            continue
         try:
             caller, callee = str(edge["source"]), str(edge["target"])
         except (KeyError, TypeError):
@@ -206,7 +212,11 @@ def _fold_previous(edges: dict[tuple[str, str], dict[tuple[str, str], dict[str, 
         if catalog.resolve(callee) is None:
             catalog.add(callee, source="previous graph")
         caller, callee = catalog.resolve(caller) or caller, catalog.resolve(callee) or callee
-        for item in edge.get("evidence") or []:
+        evidence = edge.get("evidence") or []
+        for item in evidence if isinstance(evidence, list) else [evidence]:
+            if not _carried_evidence(item):
+                skipped += 1
+                continue
             key = (item.get("kind"), item.get("detail"))
             weight = float(item.get("weight", 1.0)) * factor
             current = edges[(caller, callee)].get(key)
@@ -219,6 +229,18 @@ def _fold_previous(edges: dict[tuple[str, str], dict[tuple[str, str], dict[str, 
             edges[(caller, callee)][key] = {**item, "weight": round(weight, 4)}
         if not edges[(caller, callee)]:
             del edges[(caller, callee)]
+    if skipped:
+        warnings.append(f"previous graph: {skipped} edge(s) or evidence item(s) not shaped as this program writes "
+                        "them (an object with numeric weight, count, first_seen) were not carried forward")
+
+
+def _carried_evidence(item: Any) -> bool:
+    """An evidence item of a previous graph that can be folded: the numbers it is decayed and merged by."""
+    if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
+        return False
+    numbers = {"weight": item.get("weight", 1.0), "count": item.get("count", 0),
+               "first_seen": item.get("first_seen", 0.0)}
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers.values())
 
 
 def launch_order(digraph: nx.DiGraph) -> tuple[list[list[str]], list[list[str]]]:
