@@ -289,6 +289,7 @@ def test_a_truncated_gzip_flow_log_is_refused_and_the_last_graph_kept(world: dic
     "2 123 eni-1 10.0.0.1 10.0.0.3 40000 99999 6 10 1000 1700000000 1700000030 ACCEPT OK",
     "2 123 eni-1 10.0.0.1 10.0.0.3 -5 5432 6 10 1000 1700000000 1700000030 ACCEPT OK",
     "2 123 eni-1 10.0.0.1 10.0.0.3 40000 5432 6 -10 -1000 1700000000 1700000030 ACCEPT OK",
+    "2 123 eni-1 10.0.0.1 10.0.0.3 40000 5432 6 10 1000 -5 -5 ACCEPT OK",
 ])
 @pytest.mark.parametrize("copies", [1, 9])  # 9: enough for the listening-port rule to count the bogus port
 def test_impossible_flow_records_are_skipped_with_a_warning_and_change_nothing(
@@ -304,8 +305,15 @@ def test_impossible_flow_records_are_skipped_with_a_warning_and_change_nothing(
                                       for e in expected["edges"]]
     assert graph["graph"]["weak_edges"] == expected["graph"]["weak_edges"]
     assert [w for w in graph["graph"]["warnings"] if w not in expected["graph"]["warnings"]] == [
-        f"{world['flow']}: {copies} flow record(s) with a port outside 0–65535 or negative bytes skipped"]
+        f"{world['flow']}: {copies} flow record(s) with a port outside 0–65535 or negative bytes or start skipped"]
     assert f"warning: {world['flow']}: {copies} flow record(s)" in capsys.readouterr().err
+
+
+def test_a_flow_log_header_naming_a_field_twice_is_refused(world: dict[str, Path],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """It used to end in pyarrow's KeyError ('Field "srcaddr" exists 2 times in schema')."""
+    world["flow"].write_text("srcaddr srcaddr dstaddr srcport dstport\n10.0.0.1 10.0.0.1 10.0.0.2 40000 8080\n")
+    refused(capsys, deps(world), "flow.log:1", "'srcaddr'", "twice")
 
 
 @pytest.mark.parametrize("mangle", [

@@ -181,6 +181,9 @@ def iter_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
     if not fields:
         fields = _guess_default(data, label)
     fields = list(fields)
+    repeated = next((f for i, f in enumerate(fields) if f in fields[:i]), None)
+    if repeated:
+        raise InputError("the format names a field twice", source=label, line=1, field=repeated)
     for required in ("srcaddr", "dstaddr", "srcport", "dstport"):
         if required not in fields:
             raise InputError(f"flow-log format lacks {required!r}: cannot map dependencies", source=label,
@@ -515,7 +518,7 @@ class _Accumulator:
         return FlowResult(references, observed, stats, rejected)
 
 
-IMPOSSIBLE = (("srcport", -1, 65535), ("dstport", -1, 65535), ("bytes", 0, 1 << 62))  # -1: "-" (no value)
+IMPOSSIBLE = (("srcport", -1, 65535), ("dstport", -1, 65535), ("bytes", 0, 1 << 62), ("start", 0, 1 << 62))  # -1: "-" (no value)
 
 
 def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inventory,
@@ -538,7 +541,7 @@ def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options:
         part = _scan_file(Path(path), inventory, workers)
         if part.stats["impossible"]:
             warnings.append(f"{path}: {part.stats['impossible']} flow record(s) with a port outside 0–65535 or "
-                            "negative bytes skipped")
+                            "negative bytes or start skipped")
         accumulator.absorb(part)
     result = accumulator.finish(options or FlowOptions())
     result.warnings += warnings
