@@ -411,6 +411,13 @@ def test_an_inventory_saved_with_a_byte_order_mark_is_read(world: dict[str, Path
     assert all(any(x["kind"] == "flow" for x in evidence) for evidence in observed(world["out"]))
 
 
+def test_an_inventory_header_naming_a_column_twice_is_refused(world: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`ip,ip,service` used to take the second column silently (10.0.0.9 here, so web's flows vanished)."""
+    world["inv"].write_text("ip,ip,service\n10.0.0.1,10.0.0.9,web\n10.0.0.2,10.0.0.2,api\n10.0.0.3,10.0.0.3,db\n")
+    refused(capsys, deps(world), "inv.csv:1", "'ip'", "twice")
+
+
 def test_an_address_handed_over_in_time_is_fine(world: dict[str, Path]) -> None:
     world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,,\n10.0.0.2,api,,1800000000\n"
                             "10.0.0.3,db,,\n10.0.0.2,other,1800000000,\n10.0.0.2,api,1500000000,1600000000\n")

@@ -203,6 +203,9 @@ def load_inventory(path: str | Path) -> Inventory:
     except csv.Error as exc:
         raise InputError(f"not a CSV inventory: {exc}", source=source) from exc
     header = [h.strip().lower() for h in table[0]]
+    repeated = next((h for i, h in enumerate(header) if h and h in header[:i]), None)
+    if repeated:
+        raise InputError("column named twice in the header", source=source, line=lines[0][0], field=repeated)
     for needed in ("ip", "service"):
         if needed not in header:
             raise InputError(f"missing column {needed!r} (expected ip,service[,valid_from,valid_to])",
