@@ -171,6 +171,20 @@ def test_a_previous_graph_with_misshapen_evidence_keeps_the_rest(world: dict[str
         "warning: previous graph: 2 edge(s) or evidence item(s)" in outputs[1][1]
 
 
+@pytest.mark.parametrize("option, value", [
+    ("--min-confidence", "nan"), ("--min-confidence", "5"), ("--min-confidence", "inf"),
+    ("--min-windows", "-3"), ("--min-bytes", "-1"),
+])
+def test_thresholds_no_edge_can_meet_are_refused_before_the_graph_is_replaced(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], option: str, value: str) -> None:
+    """`--min-confidence 5` used to write a graph whose every edge was weak over the last good one."""
+    assert main(deps(world)) == 0
+    last = world["out"].read_bytes()
+    capsys.readouterr()
+    refused(capsys, [*deps(world), option, value], repr(option))
+    assert world["out"].read_bytes() == last
+
+
 # ---------------------------------------------------------------------------------------------- configs
 
 

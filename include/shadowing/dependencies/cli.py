@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from shadowing.dependencies.mapper import MapperInputs, map_dependencies
     from shadowing.errors import InputError
 
+    _check_thresholds(args)
     out = _checked_out(args)
     previous = None
     if args.previous:
@@ -61,6 +62,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{out}: {stats['nodes']} nodes, {stats['edges']} edges, {stats['weak_edges']} weak, "
           f"{len(graph['graph']['cycles'])} cycles, {len(graph['graph']['dangling'])} dangling")
     return 0
+
+
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """A confidence outside 0…1 (or nan) or a negative count would turn every edge weak, or none."""
+    import math
+
+    from shadowing.errors import InputError
+
+    if not (math.isfinite(args.min_confidence) and 0.0 <= args.min_confidence <= 1.0):
+        raise InputError(f"{args.min_confidence} is not a confidence between 0 and 1", field="--min-confidence")
+    for option, value in (("--min-windows", args.min_windows), ("--min-bytes", args.min_bytes)):
+        if value < 0:
+            raise InputError(f"{value} is negative", field=option)
 
 
 def _checked_out(args: argparse.Namespace) -> Path:
