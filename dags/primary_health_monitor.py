@@ -16,6 +16,19 @@ where paging goes). Every decision is audited in `auto_failover_audit`, and so i
 (`switch_enabled` / `switch_disabled`, seen by the first run after it) with who made it: the user Airflow's
 event log names for the Variable's edit (read through the `airflow_api` connection, a viewer suffices), else
 `unknown (observed by primary_health_monitor run …)`. A failover it triggers names this run as its trigger.
+
+**What counts.** An alarm in ALARM, or the CloudWatch API unreachable or answering 5xx, is a failing check; a
+missing alarm, INSUFFICIENT_DATA, a throttled or refused (4xx: access denied, expired credentials) API call is
+*unknown*: never a failure on its own (the check counts as not failing, its state is stored). A retried or
+re-run `assess` replays its first attempt (one check never counts twice; a recorded trigger is re-issued under
+the same run id). Stored checks older than 2 × window minutes, or newer than now (a clock stepped back), are
+not counted. Never two failovers for one outage: any queued or running `regional_failover` run suppresses a
+trigger, and a live failover started by anyone (a person, the CLI) starts the cooldown like a trigger does.
+
+**Malformed Variables** fail `assess` naming the Variable and the field (`shadowing_health_policy`: unknown
+keys, N > M, non-integers, NaN; `shadowing_health_probes`: not `{region: [http(s) URLs]}`); the policy never
+silently falls back to the defaults. `shadowing_auto_failover` unreadable, not an object, or naming regions
+that are not primaries → auto-failover stays OFF for them, logged at ERROR.
 """
 
 from __future__ import annotations
@@ -26,12 +39,13 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from shadowing.orchestration.defaults import DEFAULT_ARGS
+from shadowing.orchestration.health import CHECK_INTERVAL
 from shadowing.settings import primary_regions
 
 
 @dag(
     dag_id="primary_health_monitor",
-    schedule=timedelta(minutes=1),
+    schedule=CHECK_INTERVAL,
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -27,13 +27,16 @@ log = logging.getLogger(__name__)
 def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: HealthPolicy, auto_failover: bool,
                   probes: Sequence[str] = (), failover_dagrun_running: bool = False, run_id: str | None = None,
                   now: datetime | None = None, checks: list[dict[str, Any]] | None = None,
-                  trigger_run_id: str | None = None) -> dict[str, Any]:
+                  trigger_run_id: str | None = None, max_check_age: timedelta | None = None) -> dict[str, Any]:
     """Observe ``region``, judge it over the stored history and decide; everything is recorded.
 
     Returns {region, healthy, verdict, action, reason, detected_at, failing, considered}. ``action`` is
     ``trigger`` only when the region is judged failed, auto-failover is on, no failover of it is running
     (lock table, or ``failover_dagrun_running``: a queued/running run) and both the monitor's last trigger
-    and the region's last live failover (whoever started it) are older than the cooldown."""
+    and the region's last live failover (whoever started it) are older than the cooldown.
+
+    Only stored checks older than ``now`` count (a clock stepped back never adds up "future" checks), and,
+    with ``max_check_age``, only those younger than it (failures left before a pause never join a fresh one)."""
     now = now or datetime.now(UTC)
     # A retried (or cleared and re-run) monitor task is the same check: it replays what its first attempt
     # decided instead of observing again, so one check never counts twice and a recorded trigger is re-issued
@@ -48,7 +51,8 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     if checks is None:
         checks = alarm_checks(cloudwatch, region) + (probe_checks(probes) if probes else [])
     healthy = overall_healthy(checks)
-    history = _distinct_checks(fetched)[: policy.window - 1]
+    history = [o for o in _distinct_checks(fetched) if o.observed_at <= now
+               and (max_check_age is None or now - o.observed_at <= max_check_age)][: policy.window - 1]
     verdict = judge([healthy] + [o.healthy for o in history], policy)
     holder = failover_lock_holder(engine, region)
     running = failover_dagrun_running or holder is not None

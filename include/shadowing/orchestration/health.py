@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 FAILOVER_DAG_ID = "regional_failover"
+CHECK_INTERVAL = timedelta(minutes=1)  # primary_health_monitor's schedule
 AUTO_FAILOVER_VARIABLE = "shadowing_auto_failover"  # {"us-east-1": true}; off when missing
 POLICY_VARIABLE = "shadowing_health_policy"  # {"failures_required": 3, "window": 5, "cooldown_minutes": 30}
 PROBES_VARIABLE = "shadowing_health_probes"  # {"us-east-1": ["https://…/healthz"]}
@@ -119,8 +120,15 @@ def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     result = assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
                            probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
-                           trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}")
+                           trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}",
+                           max_check_age=max_check_age(policy))
     return {**result, "monitor_run_id": context["run_id"]}
+
+
+def max_check_age(policy: Any) -> timedelta:
+    """Stored checks older than twice the window's span do not count: after a pause (or a monitor outage)
+    a region is judged on fresh checks only."""
+    return 2 * policy.window * CHECK_INTERVAL
 
 
 def trigger_kwargs(assessments: list[dict[str, Any]]) -> list[dict[str, Any]]:
