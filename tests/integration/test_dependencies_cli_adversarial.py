@@ -382,6 +382,34 @@ def test_a_misshapen_cloud_map_event_is_skipped_naming_its_line(world: dict[str,
                for line in capsys.readouterr().err.splitlines())
 
 
+def test_a_gzip_discovery_log_reads_as_its_text_and_a_truncated_one_is_refused(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """A gzip log used to be read as replacement characters: no event, no word."""
+    lookup = "2024-01-01T00:00:00 GET /v1/health/service/db?passing from=10.0.0.1:5555\n"
+    world["disc"].write_text(CONSUL + lookup)
+    assert main(deps(world)) == 0
+    plain = json.loads(world["out"].read_text())["graph"]["stats"]
+    assert plain["registrations"] == 1 and plain["lookups"] == 1
+    packed = world["tmp"] / "disc.log.gz"
+    packed.write_bytes(gzip.compress((CONSUL + lookup).encode()))
+    assert main(deps(world, disc=packed)) == 0
+    assert json.loads(world["out"].read_text())["graph"]["stats"] == plain
+    assert edges_of(world["out"]) == [("api", "db"), ("web", "api"), ("web", "db")]
+    last = world["out"].read_bytes()
+    capsys.readouterr()
+    packed.write_bytes(gzip.compress(((CONSUL + lookup) * 500).encode())[:-40])
+    refused(capsys, deps(world, disc=packed), "disc.log.gz", "truncated")
+    assert world["out"].read_bytes() == last
+
+
+def test_a_discovery_log_with_no_event_read_is_reported(world: dict[str, Path],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    world["disc"].write_text("hello\nworld\n")
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert f"warning: {world['disc']}: none of its 2 line(s)" in capsys.readouterr().err
+
+
 def test_a_discovery_json_line_nested_too_deeply_is_refused_naming_it(world: dict[str, Path],
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     world["disc"].write_text(CONSUL + '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")

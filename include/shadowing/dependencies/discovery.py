@@ -4,8 +4,10 @@ RegisterInstance → nodes, DiscoverInstances by a known address → edges)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,6 +98,10 @@ def parse_discovery_lines(lines: Iterable[str], inventory: Inventory | None, sou
         if match:
             callee, ip = match.group(1), match.group(2)
             _lookup(callee, ip, stamp, "consul lookup", result, lookups, inventory)
+    if result.stats["lines"] and not (result.stats["registrations"] or result.stats["lookups"] or result.nodes
+                                      or anonymous):
+        result.warnings.append(f"{source}: none of its {result.stats['lines']} line(s) is a Consul, Eureka or Cloud "
+                               "Map event this program reads; nothing taken from it")
     if anonymous:
         result.warnings.append(f"{source}: {anonymous} Consul registration(s) without a service name (bare IDs)")
     result.references = list(lookups.values())
@@ -157,9 +163,15 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
 
 def parse_discovery_file(path: str | Path, inventory: Inventory | None) -> DiscoveryResult:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, "rb") as probe:
+            packed = probe.read(2) == b"\x1f\x8b"
+        opener = gzip.open if packed else open  # logs shipped to S3 are gzip
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
             return parse_discovery_lines(handle, inventory, str(path))
+    except EOFError as exc:
+        raise InputError("gzip stream ends before its end marker (truncated file)", source=str(path)) from exc
     except FileNotFoundError as exc:
         raise InputError("discovery log does not exist", source=str(path)) from exc
-    except OSError as exc:  # a folder, no permission…
-        raise InputError(f"discovery log not readable: {exc.strerror or exc}", source=str(path)) from exc
+    except (OSError, zlib.error) as exc:  # a folder, no permission, a corrupt gzip block…
+        raise InputError(f"discovery log not readable: {exc.strerror or exc}" if isinstance(exc, OSError) and
+                         exc.strerror else f"discovery log not readable: {exc}", source=str(path)) from exc
