@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     for warning in graph["graph"]["warnings"]:  # what was skipped, on stderr too: the JSON is not always read
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {' '.join(str(warning).split())}", file=sys.stderr)  # one line each, whatever it quotes
     stats = graph["graph"]["stats"]
     print(f"{out}: {stats['nodes']} nodes, {stats['edges']} edges, {stats['weak_edges']} weak, "
           f"{len(graph['graph']['cycles'])} cycles, {len(graph['graph']['dangling'])} dangling")

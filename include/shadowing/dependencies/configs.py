@@ -135,7 +135,10 @@ def _load_yaml_docs(path: Path, text: str, warnings: list[str]) -> list[Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        warnings.append(f"{path}:{line or '?'}: YAML not parsed ({getattr(exc, 'problem', exc)}); file skipped")
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: its line from its position
+            line = text.count("\n", 0, exc.position) + 1
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's spans lines
+        warnings.append(f"{path}:{line or '?'}: YAML not parsed ({problem}); file skipped")
         return []
     if any(_too_deep(doc) for doc in docs):
         warnings.append(f"{path}: YAML nested more than {MAX_DEPTH} levels deep or expanding (aliases) to more "
