@@ -213,8 +213,12 @@ def _variables_read_by_the_code() -> set[str]:
     names = set()
     for path in [*(ROOT / "include" / "shadowing").rglob("*.py"), *(ROOT / "dags").glob("*.py"),
                  *(ROOT / "plugins").glob("*.py")]:
-        names |= set(re.findall(r"(?:environ\.get|environ\[|getenv)\(?\s*[\"'](SHADOWING_[A-Z0-9_]+)[\"']",
-                                path.read_text()))
+        text = path.read_text()
+        names |= set(re.findall(r"(?:environ\.get|environ\[|getenv)\(?\s*[\"'](SHADOWING_[A-Z0-9_]+)[\"']", text))
+        # also through a module constant: SCHEDULE_ENV = "SHADOWING_…" … os.environ.get(SCHEDULE_ENV, …)
+        for constant, name in re.findall(r"^([A-Z][A-Z0-9_]*)\s*=\s*[\"'](SHADOWING_[A-Z0-9_]+)[\"']", text, re.M):
+            if re.search(rf"(?:environ\.get|environ\[|getenv)\(?\s*{constant}\b", text):
+                names.add(name)
     return names
 
 
