@@ -412,6 +412,23 @@ def test_a_discovery_log_with_no_event_read_is_reported(world: dict[str, Path],
     assert f"warning: {world['disc']}: none of its 2 line(s)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line", [
+    "2024/13/45 99:00:00 [INFO] GET /v1/health/service/db?passing from=10.0.0.1:5555",
+    '{"eventName": "DiscoverInstances", "eventTime": "yesterday", "requestParameters": {"serviceName": "db"}, '
+    '"sourceIPAddress": "10.0.0.1"}',
+])
+def test_a_lookup_whose_time_cannot_be_read_is_reported_naming_its_line(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Its caller is looked up as of 1970: with addresses given out later, it used to vanish without a word."""
+    world["inv"].write_text("ip,service,valid_from,valid_to\n10.0.0.1,web,1600000000,\n10.0.0.2,api,,\n"
+                            "10.0.0.3,db,,\n")
+    world["disc"].write_text(CONSUL + line + "\n")
+    assert main(deps(world)) == 0
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert f"warning: {world['disc']}: 1 lookup line(s) without a readable time (first: line 2)" in \
+        capsys.readouterr().err
+
+
 def test_a_discovery_json_line_nested_too_deeply_is_refused_naming_it(world: dict[str, Path],
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     world["disc"].write_text(CONSUL + '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")

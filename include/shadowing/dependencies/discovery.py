@@ -70,6 +70,7 @@ def parse_discovery_lines(lines: Iterable[str], inventory: Inventory | None, sou
     result = DiscoveryResult()
     lookups: dict[tuple[str, str], Reference] = {}
     anonymous = 0
+    undated: list[int] = []  # lookup lines whose time cannot be read
     for number, line in enumerate(lines, start=1):
         text = line.rstrip("\n")
         if not text.strip() or text.lstrip().startswith("#"):
@@ -77,7 +78,8 @@ def parse_discovery_lines(lines: Iterable[str], inventory: Inventory | None, sou
         result.stats["lines"] += 1
         stamp = _timestamp(text)
         if text.lstrip().startswith("{"):
-            _cloud_map(text, number, source, inventory, result, lookups)
+            if _cloud_map(text, number, source, inventory, result, lookups):
+                undated.append(number)
             continue
         match = CONSUL_SYNC.search(text) or CONSUL_REGISTER.search(text)
         if match:
@@ -97,11 +99,16 @@ def parse_discovery_lines(lines: Iterable[str], inventory: Inventory | None, sou
         match = CONSUL_LOOKUP.search(text) or CONSUL_DNS.search(text)
         if match:
             callee, ip = match.group(1), match.group(2)
+            if stamp is None:
+                undated.append(number)
             _lookup(callee, ip, stamp, "consul lookup", result, lookups, inventory)
     if result.stats["lines"] and not (result.stats["registrations"] or result.stats["lookups"] or result.nodes
                                       or anonymous):
         result.warnings.append(f"{source}: none of its {result.stats['lines']} line(s) is a Consul, Eureka or Cloud "
                                "Map event this program reads; nothing taken from it")
+    if undated:
+        result.warnings.append(f"{source}: {len(undated)} lookup line(s) without a readable time (first: line "
+                               f"{undated[0]}): their caller is taken from inventory rows open since 1970 only")
     if anonymous:
         result.warnings.append(f"{source}: {anonymous} Consul registration(s) without a service name (bare IDs)")
     result.references = list(lookups.values())
@@ -128,7 +135,8 @@ def _lookup(callee: str, ip: str, stamp: float | None, how: str, result: Discove
 
 
 def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None, result: DiscoveryResult,
-               lookups: dict[tuple[str, str], Reference]) -> None:
+               lookups: dict[tuple[str, str], Reference]) -> bool:
+    """Read one CloudTrail event; True when it was a lookup whose time could not be read."""
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -142,23 +150,26 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
     if not isinstance(params, dict):
         result.warnings.append(f"{source}:{number}: requestParameters is {type(params).__name__}, not an object; "
                                "event skipped")
-        return
+        return False
     stamp = None
     if isinstance(event.get("eventTime"), str):
         try:
-            stamp = datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00")).timestamp()
+            moment = datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
+            stamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()  # CloudTrail is UTC
         except ValueError:
             stamp = None
     service = params.get("serviceName") or params.get("serviceId")
     if service is not None and not isinstance(service, str):
         result.warnings.append(f"{source}:{number}: serviceName is {type(service).__name__}, not text; event skipped")
-        return
+        return False
     if name == "RegisterInstance" and service:
         result.nodes.setdefault(str(service).lower(), {"source": f"cloudmap ({source}:{number})", "aliases": []})
         result.stats["registrations"] += 1
     elif name == "DiscoverInstances" and service and event.get("sourceIPAddress"):
         _lookup(str(service), str(event["sourceIPAddress"]), stamp, "cloud map DiscoverInstances", result,
                 lookups, inventory)
+        return stamp is None
+    return False
 
 
 def parse_discovery_file(path: str | Path, inventory: Inventory | None) -> DiscoveryResult:
