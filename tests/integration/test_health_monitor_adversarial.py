@@ -115,6 +115,9 @@ def test_a_throttled_cloudwatch_is_unknown_never_a_failover(aws: str, sqlite_url
     assert [r["failing"] for r in results] == [0] * 5
     [last] = recent_health_observations(engine, REGION, 1)
     assert last.checks[0]["state"] == "THROTTLED" and last.checks[0]["healthy"] is None
+    # the monitor is blind and says so: never "healthy"
+    assert {r["healthy"] for r in results} == {None}
+    assert last.detail.startswith("no readable signal (THROTTLED): unknown, not counted as failing")
     # the throttling left no failures behind: a real outage afterwards still needs its own 3 checks
     cw = client("cloudwatch", REGION, aws)
     _alarm(cw, "ALARM")

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
-from shadowing.health.policy import HealthPolicy, decide, judge
+from shadowing.health.policy import Decision, HealthPolicy, decide, judge
 from shadowing.warehouse.operations import (
     HealthObservation,
     auto_failover_decisions,
@@ -51,6 +51,9 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     if checks is None:
         checks = alarm_checks(cloudwatch, region) + (probe_checks(probes) if probes else [])
     healthy = overall_healthy(checks)
+    # no readable signal at all (alarm missing / INSUFFICIENT_DATA / throttled / refused, no probes): the check
+    # counts as not failing, but the monitor is blind and says so in the record and the log
+    blind = all(c.get("healthy") is None for c in checks)
     history = [o for o in _distinct_checks(fetched) if o.observed_at <= now
                and (max_check_age is None or now - o.observed_at <= max_check_age)][: policy.window - 1]
     verdict = judge([healthy] + [o.healthy for o in history], policy)
@@ -70,6 +73,10 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     failing_times = [now] if not healthy else []
     failing_times += [o.observed_at for o in history if not o.healthy]
     detected_at = min(failing_times) if verdict.failed and failing_times else None
+    if blind:
+        states = sorted({str(c.get("state")) for c in checks})
+        decision = Decision(decision.action, f"no readable signal ({', '.join(states)}): unknown, not counted as "
+                                             f"failing; {decision.reason}")
     record_health_observation(engine, primary_region=region, healthy=healthy, checks=checks,
                               verdict="failed" if verdict.failed else ("degraded" if verdict.failing else "healthy"),
                               action=decision.action, detail=decision.reason, run_id=run_id, observed_at=now)
@@ -80,10 +87,10 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
             detail={"trigger_run_id": trigger_run_id if decision.action == "trigger" else None,"policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
                     "detected_at": detected_at.isoformat() if detected_at else None,
                     "failover_dagrun_running": failover_dagrun_running})
-    level = logging.WARNING if verdict.failed else logging.INFO
-    log.log(level, "%s: %s → %s (%s)", region, "healthy" if healthy else "UNHEALTHY", decision.action,
-            decision.reason)
-    return {"region": region, "healthy": healthy, "verdict": "failed" if verdict.failed else "ok",
+    level = logging.WARNING if verdict.failed or blind else logging.INFO
+    log.log(level, "%s: %s → %s (%s)", region, "UNKNOWN" if blind else "healthy" if healthy else "UNHEALTHY",
+            decision.action, decision.reason)
+    return {"region": region, "healthy": None if blind else healthy, "verdict": "failed" if verdict.failed else "ok",
             "action": decision.action, "reason": decision.reason,
             "detected_at": detected_at.isoformat() if detected_at else None,
             "failing": verdict.failing, "considered": verdict.considered,
