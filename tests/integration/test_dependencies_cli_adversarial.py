@@ -114,6 +114,13 @@ def test_out_naming_an_input_never_overwrites_it(world: dict[str, Path], capsys:
     assert world[which].read_bytes() == before
 
 
+def test_out_naming_a_file_inside_the_configs_folder_never_overwrites_it(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    compose = world["cfg"] / "docker-compose.yml"
+    refused(capsys, deps(world, out=compose), "docker-compose.yml", "--configs folder")
+    assert compose.read_text() == COMPOSE
+
+
 def test_a_write_that_fails_midway_leaves_the_previous_graph_whole(world: dict[str, Path]) -> None:
     """A real process whose file-size limit (as on a full disk) stops the write after 400 bytes: the old code
     truncated the previous graph and died with a traceback."""

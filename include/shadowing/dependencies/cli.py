@@ -88,6 +88,10 @@ def _checked_out(args: argparse.Namespace) -> Path:
               *(p for p in (args.inventory, args.previous) if p)]
     if out.exists() and any(Path(p).exists() and out.samefile(p) for p in inputs):
         raise InputError("is one of the inputs; the graph would overwrite it", source=str(out), field="--out")
+    inside = next((p for p in args.configs if Path(p).is_dir() and Path(p).resolve() in out.resolve().parents), None)
+    if out.exists() and inside is not None:
+        raise InputError(f"is a file of the --configs folder {inside}; the graph would overwrite it",
+                         source=str(out), field="--out")
     for parent in out.resolve().parents:
         if parent.exists():
             if not parent.is_dir():
