@@ -332,6 +332,24 @@ def test_impossible_flow_records_are_skipped_with_a_warning_and_change_nothing(
     assert f"warning: {world['flow']}: {copies} flow record(s)" in capsys.readouterr().err
 
 
+def test_the_dag_path_reports_impossible_records_too() -> None:
+    """`map_sources` (the DAG's tables from CloudWatch/S3) drops them like the CLI, and says so."""
+    from shadowing.dependencies.configs import ConfigFindings
+    from shadowing.dependencies.flowlogs import read_flow_log
+    from shadowing.dependencies.inventory import inventory_from_records
+    from shadowing.dependencies.mapper import map_sources
+
+    bogus = "2 123 eni-1 10.0.0.1 10.0.0.3 40000 99999 6 10 1000 1700000000 1700000030 ACCEPT OK"
+    table = read_flow_log(("\n".join([*flow_lines(), bogus]) + "\n").encode())
+    inventory = inventory_from_records([{"ip": f"10.0.0.{i}", "service": s}
+                                        for i, s in enumerate(("web", "api", "db"), start=1)])
+    graph = map_sources(ConfigFindings(), inventory, flow_tables=[table], now=1_700_001_000.0)
+    assert sorted((e["source"], e["target"]) for e in graph["edges"]) == GOOD_EDGES
+    assert graph["graph"]["weak_edges"] == []
+    assert "flow-log records: 1 with a port outside 0–65535 or negative bytes or start skipped" in \
+        graph["graph"]["warnings"]
+
+
 def test_a_flow_log_header_naming_a_field_twice_is_refused(world: dict[str, Path],
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """It used to end in pyarrow's KeyError ('Field "srcaddr" exists 2 times in schema')."""

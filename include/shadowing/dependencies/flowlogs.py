@@ -527,7 +527,11 @@ def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inv
     accumulator = _Accumulator(inventory)
     for batch in _batches(tables):
         accumulator.add(batch)
-    return accumulator.finish(options or FlowOptions())
+    result = accumulator.finish(options or FlowOptions())
+    if result.stats["impossible"]:
+        result.warnings.append(f"flow-log records: {result.stats['impossible']} with a port outside 0–65535 or "
+                               "negative bytes or start skipped")
+    return result
 
 
 def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options: FlowOptions | None = None,
