@@ -549,6 +549,14 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
     rep = reporting.reshape(n_pool, n_t)
     svc_of_pool = pool_ids // n_met
     distinct_of_svc = np.bincount(svc_of_inst[tidy.distinct(inst_of)], minlength=len(cols.services))
+    # Each service's newest sample (not its step's start: a fold at an hourly step would say 10:00 for 10:21).
+    series_last = np.full(n_series, -np.inf)
+    if runs is not None:  # series after series in time: a run's last row is its newest
+        series_last[runs.group_of_run] = cols.ts[runs.starts + runs.lengths - 1]
+    else:
+        np.maximum.at(series_last, series, cols.ts)
+    svc_last = np.full(len(cols.services), -np.inf)
+    np.maximum.at(svc_last, svc_of_series, series_last)
     for s in tidy.distinct(svc_of_pool).tolist():
         per_step = rep[svc_of_pool == s].max(axis=0)
         seen = per_step[per_step > 0].astype(np.float64)
@@ -556,7 +564,7 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         counts[cols.services[s]] = {"min": float(seen.min()), "max": float(seen.max()),
                                     "mean": float(seen.mean()), "last": float(per_step[last_step]),
                                     "steps": float(seen.size), "distinct": float(distinct_of_svc[s]),
-                                    "last_seen": float(grid[last_step])}
+                                    "last_seen": float(svc_last[s])}
     return WindowState(instance_keys, inst_batch, pool_keys, pooled, aggregate, counts), cols
 
 

@@ -95,3 +95,17 @@ def test_a_retired_service_that_comes_back_starts_afresh() -> None:
     end = parse_iso(fp["window"]["end"])
     back = _fold(fp, pd.concat([_frame("api", end, 1), _frame("old", end, 1)], ignore_index=True), end, end + HOUR)
     assert back["services"]["old"]["instances"]["by_id"]["old-0"]["cpu_utilization"]["count"] == 60
+
+
+def test_last_seen_is_the_newest_sample_not_the_start_of_its_step() -> None:
+    """The DAG folds minutes into a fingerprint whose step is its hourly bootstrap's: last_seen must still say
+    10:21 for a sample at 10:21, not the 10:00 its hour starts at."""
+    hourly = pd.DataFrame({"timestamp": pd.to_datetime(T0 + HOUR * np.arange(10), unit="s", utc=True),
+                           "service": "api", "instance_id": "api-0", "metric": "cpu_utilization", "value": 20.0})
+    fp = build(from_pandas(hourly), window=(T0, T0 + 10 * HOUR))
+    assert fp["params"]["step_seconds"] == 3600
+    start = T0 + 10 * HOUR
+    minutes = _frame("api", start, 22 / 60)  # 10:00 … 10:21
+    for rows in (minutes, minutes.sample(frac=1.0, random_state=1)):  # ordered runs, and unordered rows
+        folded = _fold(fp, rows, start, start + 22 * 60)
+        assert folded["services"]["api"]["instances"]["last_seen"] == "2025-03-03T10:21:00Z"
