@@ -18,20 +18,16 @@ from shadowing.warehouse.store import (
     recent_health_observations,
     release_failover_lock,
 )
+from tests.support.health_alarm import set_health_alarm
 
 ROOT = Path(__file__).resolve().parents[2]
+
 REGION = "us-east-1"
-ALARM = f"shadowing-region-health-{REGION}"
 POLICY = HealthPolicy(failures_required=3, window=5, cooldown=timedelta(minutes=30))
 
 
 def _alarm(cloudwatch, state: str) -> None:  # type: ignore[no-untyped-def]
-    if not cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"]:
-        cloudwatch.put_metric_alarm(AlarmName=ALARM, Namespace="Shadowing/Health", MetricName="RegionHealthy",
-                                    Dimensions=[{"Name": "Region", "Value": REGION}], Statistic="Minimum",
-                                    Period=60, EvaluationPeriods=3, Threshold=1.0,
-                                    ComparisonOperator="LessThanThreshold")
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue=state, StateReason="test")
+    set_health_alarm(cloudwatch, REGION, state)
 
 
 def test_n_of_m_with_cooldown_and_lock(aws: str, warehouse_url: str) -> None:

@@ -20,21 +20,17 @@ from shadowing.health.monitor import assess_region
 from shadowing.health.policy import HealthPolicy
 from shadowing.warehouse import open_warehouse
 from shadowing.warehouse.store import auto_failover_decisions, recent_health_observations
+from tests.support.health_alarm import set_health_alarm
 
 ROOT = Path(__file__).resolve().parents[2]
+
 REGION = "us-east-1"
-ALARM = f"shadowing-region-health-{REGION}"
 POLICY = HealthPolicy(failures_required=3, window=5, cooldown=timedelta(minutes=30))
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def _alarm(cloudwatch: Any, state: str) -> None:
-    if not cloudwatch.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"]:
-        cloudwatch.put_metric_alarm(AlarmName=ALARM, Namespace="Shadowing/Health", MetricName="RegionHealthy",
-                                    Dimensions=[{"Name": "Region", "Value": REGION}], Statistic="Minimum",
-                                    Period=60, EvaluationPeriods=3, Threshold=1.0,
-                                    ComparisonOperator="LessThanThreshold")
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue=state, StateReason="test")
+    set_health_alarm(cloudwatch, REGION, state)
 
 
 def _check(engine: Any, cloudwatch: Any, run: str, at: timedelta, **kw: Any) -> dict[str, Any]:
