@@ -41,7 +41,7 @@ from zlib import error as zlib_error
 import numpy as np
 
 from shadowing.capacity import batch as gb
-from shadowing.capacity.sizing import PEAK_AWARE, SizingRule, recommend
+from shadowing.capacity.sizing import CEIL_SLACK, PEAK_AWARE, SizingRule, recommend
 from shadowing.errors import InputError
 from shadowing.metrics import frame as tidy
 from shadowing.metrics.names import PERCENT_METRICS
@@ -606,7 +606,6 @@ def merge_states(old: WindowState, new: WindowState, *, params: ProfileParams) -
 
 # --- JSON ---------------------------------------------------------------------------------------------
 
-_ROUND_UP_SLACK = 4 * np.finfo(np.float64).eps
 
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
@@ -615,7 +614,7 @@ def _num(x: float) -> float | None:
 def _ceil_noise_forgiven(scaled: np.ndarray) -> np.ndarray:
     """ceil, but a value a few ulps above a whole number (the float error of x·10^d) stays that number: a value
     already stored rounded (re-read by every fold) is rounded to itself, never one more unit each fold."""
-    return np.ceil(scaled - np.abs(scaled) * _ROUND_UP_SLACK)
+    return np.ceil(scaled - np.abs(scaled) * CEIL_SLACK)
 
 
 def _round_sig(values: np.ndarray, digits: int = 4) -> list[list[float | None]]:

@@ -45,8 +45,8 @@ HOURS_PER_WEEK = 168
 _EPOCH_HOUR_OF_WEEK = 3 * 24
 # The instance count's rounding forgives this much relative excess over a whole count: the float error of
 # base × (1 + margin) × confidence / target (a few half-ulps), so 3.0000000000000004 instances is 3, while a
-# real excess (3 + 1e-12) still takes a 4th instance.
-_CEIL_SLACK = 4 * sys.float_info.epsilon
+# real excess (3 + 1e-12) still takes a 4th instance. The fingerprint rounds its stored peaks up with it too.
+CEIL_SLACK = 4 * sys.float_info.epsilon
 _RULE_SOURCE = "sizing rule"
 
 
@@ -255,7 +255,7 @@ def size(rule: SizingRule, summary: DemandSummary, *, observed_instances: float 
     if not math.isfinite(needed):
         return {"instances": None, "reason": f"{rule.metric} demand {base:g} × margin × confidence is beyond "
                 f"any instance count", "demand_quantile": _plain(summary.quantile), "rule": rule.as_dict()}
-    instances = max(rule.min_instances, math.ceil(needed * (1.0 - _CEIL_SLACK)))
+    instances = max(rule.min_instances, math.ceil(needed * (1.0 - CEIL_SLACK)))
     if capacity > 0.0:  # any demand takes an instance, even one whose share of an instance underflows to 0
         instances = max(instances, 1)
     out = {
