@@ -89,6 +89,12 @@ def keys(magnitudes: np.ndarray) -> np.ndarray:
     return t.astype(np.int32)
 
 
+# The ordinals any finite float64 can have: ± those of the smallest indexable magnitude and of the largest
+# float. A stored ordinal outside them, other than 0, is not one this module wrote.
+_ORD_LOW, _ORD_HIGH = (keys(np.array([np.nextafter(MIN_INDEXABLE, np.inf), np.finfo(np.float64).max]))
+                       + OFFSET).tolist()
+
+
 def ordinals(values: np.ndarray) -> np.ndarray:
     """Bucket ordinal of each (finite) value: monotone in value, 0 for zeros and magnitudes up to
     MIN_INDEXABLE, ±(key + OFFSET) otherwise (int32)."""
@@ -740,9 +746,23 @@ def _unpack(data: np.ndarray, offsets: np.ndarray, tail_per_bin: int, what: str
     # Each group's first delta is its first ordinal: restart the running sum there, i.e. take off the sum
     # reached at the end of the group before (its last ordinal).
     lead = (np.cumsum(n) - n)[n > 0]
+    # Encoders write each group's ordinals strictly increasing, each 0 or ±[_ORD_LOW, _ORD_HIGH]: a step of
+    # zero or less, or beyond the whole range, is not ours (and a huge one would wrap the running sum).
+    # (A group's first delta is its first ordinal, checked with the others below.)
+    bad = deltas <= 0
+    bad[lead] = False
+    bad |= deltas > 2 * _ORD_HIGH
+    if bad.any():
+        refuse(np.bincount(group[bad], minlength=n.size) > 0, "its bucket ordinals are not strictly increasing "
+               "steps within the float64 range")
     if lead.size > 1:
         deltas[lead[1:]] -= np.add.reduceat(deltas, lead)[:-1]
-    ords = np.cumsum(deltas, dtype=deltas.dtype).astype(np.int32, copy=False)
+    ords64 = np.cumsum(deltas, dtype=np.int64)
+    mag = np.abs(ords64)
+    bad = (mag > _ORD_HIGH) | ((mag < _ORD_LOW) & (ords64 != 0))
+    if bad.any():
+        refuse(np.bincount(group[bad], minlength=n.size) > 0, "a bucket ordinal beyond any float64's")
+    ords = ords64.astype(np.int32)
     tail = values[role == 2] if tail_per_bin else np.zeros(0, dtype=np.uint64)
     return group, ords, tail, n
 

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from shadowing.metrics.frame import read_metrics
 from shadowing.metrics.sketch import (
+    _ORD_HIGH,
+    _ORD_LOW,
     ALPHA,
     OFFSET,
     LogSketch,
@@ -184,9 +186,9 @@ def _ref_weights(ords: np.ndarray, weights: np.ndarray) -> str:
     return base64.b64encode(_ref_deflate(blob)).decode("ascii")
 
 
-# Ordinals span all three stores (negative, zero, positive) up to the largest keys; counts up to 2**60
-# (multi-byte and > 2**32 varints), zero counts (dropped) included.
-_ORD = st.integers(min_value=-(OFFSET + 36_000), max_value=OFFSET + 36_000)
+# Ordinals span all three stores (negative, zero, positive) from the smallest to the largest keys; counts up
+# to 2**60 (multi-byte and > 2**32 varints), zero counts (dropped) included.
+_ORD = st.one_of(st.just(0), st.integers(_ORD_LOW, _ORD_HIGH), st.integers(-_ORD_HIGH, -_ORD_LOW))
 _COUNT = st.one_of(st.integers(0, 3), st.integers(0, 300), st.integers(0, 2**60)).map(float)
 _GROUP = st.lists(st.tuples(_ORD, _COUNT), max_size=40, unique_by=lambda t: t[0]).map(sorted)
 _TABLE = st.lists(_GROUP, max_size=12)
@@ -244,7 +246,7 @@ def test_varints_round_trip_up_to_64_bits(values: list[int]) -> None:
 
 def test_decoders_read_other_valid_zlib_and_base64_forms() -> None:
     """Strings written another way (default zlib level, wrapped base64) still decode, through the slow path."""
-    ords, counts = np.array([-5, 0, 7, OFFSET + 3]), np.array([1.0, 2**40, 300.0, 1.0])
+    ords, counts = np.array([-OFFSET - 5, 0, OFFSET + 3, OFFSET + 7]), np.array([1.0, 2**40, 300.0, 1.0])
     payload = _ref_head(ords.tolist()) + b"".join(_ref_varint(int(c)) for c in counts.tolist())
     texts = [base64.b64encode(zlib.compress(payload)).decode(), base64.encodebytes(zlib.compress(payload, 0)).decode(),
              _ref_counts(ords, counts, compress=False), LogSketch().to_compact()]
@@ -276,30 +278,30 @@ def _stored(payload: bytes) -> str:
     (_stored(b"\x01\x01\x04\x05")[:-1], ValueError),  # base64 cut: bad padding
 ])
 def test_malformed_count_sketches_raise(text: str, error: type[Exception]) -> None:
-    good = _ref_counts(np.array([1, 2]), np.array([3.0, 4.0]), compress=False)
+    good = _ref_counts(np.array([OFFSET + 1, OFFSET + 2]), np.array([3.0, 4.0]), compress=False)
     for texts in ([text], [good, text, good]):
         with pytest.raises(error):
             decode_counts(texts)
 
 
 def test_malformed_weight_sketches_raise() -> None:
-    head = _ref_head([3, 4])
+    head = _ref_head([OFFSET + 3, OFFSET + 4])
 
     def blob(head_len: int, body: bytes) -> str:
         return base64.b64encode(_ref_deflate(head_len.to_bytes(4, "little") + body)).decode("ascii")
 
-    good = _ref_weights(np.array([3, 4]), np.array([1.0, 0.5]))
+    good = _ref_weights(np.array([OFFSET + 3, OFFSET + 4]), np.array([1.0, 0.5]))
     for text in (blob(len(head), head + struct.pack("<d", 1.0) + b"\x00\x3c"),  # one weight for two bins
                  blob(len(head) + 40, head),  # head length beyond the blob
                  blob(len(head), b"\x02" + head[1:] + struct.pack("<d", 1.0) + b"\x00\x3c" * 2)):  # version 2
         with pytest.raises(ValueError):
             decode_weights([good, text])
-    assert decode_weights([good])[1].tolist() == [3, 4]
+    assert decode_weights([good])[1].tolist() == [OFFSET + 3, OFFSET + 4]
 
 
 @pytest.mark.parametrize("bins", [3000, 12_000])  # payloads beyond the bulk single-block limit (and 64 KB)
 def test_large_stored_sketches_fall_back_to_zlib_with_the_same_bytes(bins: int) -> None:
-    ords = np.arange(bins, dtype=np.int32) * 3 - 1000
+    ords = np.arange(bins, dtype=np.int32) * 3 + OFFSET - 1000
     counts = np.full(bins, float(2**40))
     group = np.repeat(np.array([0, 2]), [bins - 5, 5])
     texts = encode_counts(group, ords, counts, 3, compress=False)
@@ -331,11 +333,24 @@ def _ref_accepts(payload: bytes) -> int | None:
             value, shift, size = 0, 0, 0
     if size or len(values) < 2 or values[0] != 1 or len(values) != 2 + 2 * values[1]:
         return None
+    # ordinals (zigzag deltas) strictly increasing, each 0 or within ± [_ORD_LOW, _ORD_HIGH]
+    ords, ordinal = [], 0
+    for k, v in enumerate(values[2:2 + values[1]]):
+        delta = v >> 1 if v % 2 == 0 else -(v >> 1) - 1
+        if k and delta <= 0:
+            return None
+        ordinal += delta
+        ords.append(ordinal)
+    if any(o != 0 and not _ORD_LOW <= abs(o) <= _ORD_HIGH for o in ords):
+        return None
     return values[1]
 
 
 _PAYLOAD = st.one_of(
     st.binary(max_size=24),  # mostly malformed
+    st.tuples(st.lists(_ORD, max_size=4, unique=True).map(sorted), st.lists(st.integers(0, 2**64 - 1), min_size=4,
+                                                                            max_size=4)).map(  # well formed
+        lambda t: _ref_head(t[0]) + b"".join(_ref_varint(c) for c in t[1][:len(t[0])])),
     st.integers(0, 4).flatmap(lambda n: st.tuples(  # [1, n, values…]: well formed when 2n values follow
         st.just(n), st.one_of(st.lists(st.integers(0, 2**70), min_size=2 * n, max_size=2 * n),
                               st.lists(st.integers(0, 2**70), max_size=9)))).map(

@@ -226,13 +226,17 @@ def test_weights_keep_the_documented_half_precision() -> None:
         assert np.all(np.abs(back[~big] - weights[~big]) <= 2.0**-25 * scale * (1 + 1e-12))
 
 
+# Ordinals encoders write: negative, zero and positive stores, up to the largest keys.
+_VALID_ORDINALS = np.r_[np.arange(-OFFSET - 35_000, -OFFSET - 30_000), 0, np.arange(OFFSET - 30_000, OFFSET + 35_000)]
+
+
 def test_ten_thousand_sketches_in_one_encode() -> None:
     rng = np.random.default_rng(2)
     n_groups = 10_000
     sizes = rng.integers(0, 30, n_groups)
     sizes[::9] = 0
     group = np.repeat(np.arange(n_groups), sizes)
-    ords = np.concatenate([np.sort(rng.choice(np.arange(-OFFSET - 35_000, OFFSET + 35_000), k, replace=False))
+    ords = np.concatenate([np.sort(rng.choice(_VALID_ORDINALS, k, replace=False))
                            for k in sizes]).astype(np.int32)
     counts = rng.integers(1, 2**45, ords.size).astype(np.float64)
     weights = counts * rng.random(ords.size)
@@ -339,16 +343,23 @@ def test_hostile_weight_text_raises_a_format_error_naming_the_sketch(name: str) 
         LogSketch.weights_from_compact(text)
 
 
-@pytest.mark.xfail(strict=True, reason="decoders accept any structurally whole payload (test_sketch.py's "
-                   "test_any_stored_payload_decodes_exactly_when_well_formed asks it): ordinals out of order or "
-                   "beyond any float64 bucket decode silently (int32 wrap-around included). Refusing them needs "
-                   "that test's notion of 'well formed' changed too.")
 def test_ordinals_no_encoder_writes_are_refused() -> None:
-    unsorted = _stored(_varints(1, 2, 2 * (OFFSET + 10), 2 * 5 + 1, 1, 1))  # second ordinal below the first
-    wraps = _stored(_varints(1, 3, 2 * 2**30, 2 * 2**30, 2 * 2**30, 1, 1, 1))  # 2**31 wraps to negative
-    for text in (unsorted, wraps):
-        with pytest.raises(SketchFormatError):
-            decode_counts([text])
+    """A corrupt stored sketch would otherwise give quantiles of values nobody measured (an int32 wrap-around
+    turns a bucket of 1e300 into a negative one): refused, naming the sketch."""
+    good = LogSketch.from_values(np.array([0.0, 1.0, 2.0, 1e300])).to_compact()
+    cases = {
+        "unsorted": _varints(1, 2, 2 * (OFFSET + 10), 2 * 5 + 1, 1, 1),  # second ordinal below the first
+        "repeated": _varints(1, 2, 2 * (OFFSET + 10), 0, 1, 1),  # the same bucket twice
+        "wraps": _varints(1, 3, 2 * 2**30, 2 * 2**30, 2 * 2**30, 1, 1, 1),  # 2**31 wraps to negative
+        "between zero and the smallest key": _varints(1, 1, 2 * 7, 1),
+        "beyond the largest float": _varints(1, 1, 2 * (OFFSET + 40_000), 1),
+        "huge step": _varints(1, 2, 2 * (OFFSET + 10), 2**63, 1, 1),
+    }
+    for name, payload in cases.items():
+        with pytest.raises(SketchFormatError, match="bucket ordinal") as info:
+            decode_counts([good, _stored(payload)])
+        assert info.value.index == 1 and "sketch 2 of 2" in str(info.value), name
+    assert LogSketch.from_compact(good).count == 4
 
 
 # --- quantiles ---------------------------------------------------------------------------------------------
