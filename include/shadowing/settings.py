@@ -8,6 +8,7 @@ SHADOWING_STATE_DIR      where the embedded deployment keeps its files (default 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from shadowing import PRIMARY_REGION, SHADOW_REGION
@@ -15,6 +16,16 @@ from shadowing import PRIMARY_REGION, SHADOW_REGION
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = PROJECT_ROOT / "include"
 DEMO_APP_DIR = INCLUDE_DIR / "apps" / "shopfront"
+
+
+# AWS region names: partition prefix, optional sovereign/isolated qualifier, direction, number
+# (us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1, eu-isoe-west-1, ap-southeast-5).
+REGION_NAME = re.compile(r"[a-z]{2}(-(gov|iso[a-z]?))?-[a-z]+-\d{1,2}")
+
+
+def is_region_name(name: str) -> bool:
+    """Whether ``name`` reads as an AWS region name (the one check every DAG, CLI and blueprint uses)."""
+    return REGION_NAME.fullmatch(name) is not None
 
 
 def region_pairs() -> dict[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shadowing.errors import InputError
+from shadowing.settings import is_region_name
 
 SCHEMA_VERSION = 1
 
@@ -35,7 +36,6 @@ TRAFFIC_STRATEGIES = ("failover", "weighted")
 REPLICATION_KINDS = ("rds", "aurora", "s3")
 REPLICATION_ACTIONS = ("create_replica_then_promote", "promote_replica", "restore_snapshot", "s3_replication")
 PROTOCOLS = ("tcp", "udp", "icmp", "-1")
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _CIDR = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
 
 
@@ -126,7 +126,7 @@ def _choice(data: Mapping[str, Any], key: str, path: str, choices: tuple[str, ..
 def _region(data: Mapping[str, Any], key: str, path: str) -> str:
     value = _str(data, key, path)
     assert value is not None
-    if not _REGION.match(value):
+    if not is_region_name(value):
         raise _fail(f"{path}.{key}" if path else key, f"not an AWS region name: {value!r}")
     return value
 
