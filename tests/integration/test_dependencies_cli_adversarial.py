@@ -11,6 +11,7 @@ import os
 import resource
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -297,14 +298,58 @@ def test_a_gzip_flow_log_maps_as_its_text(world: dict[str, Path]) -> None:
     assert observed(world["out"]) == plain
 
 
-def test_a_truncated_gzip_flow_log_is_refused_and_the_last_graph_kept(world: dict[str, Path],
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def decoded_before_cut(packed: bytes) -> bytes:
+    """Everything zlib inflates of a cut-off gzip stream, fed one byte at a time (the reference)."""
+    inflater = zlib.decompressobj(wbits=31)
+    decoded = b"".join(inflater.decompress(packed[i:i + 1]) for i in range(len(packed)))
+    assert not inflater.eof  # really cut off
+    return decoded
+
+
+@pytest.mark.parametrize("cut", [30, 200, 700])  # compressed bytes cut off the end (trailer, data blocks)
+def test_a_truncated_gzip_flow_log_keeps_every_complete_line_and_warns_where_it_was_cut(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], cut: int) -> None:
+    """A cut-off delivery used to be refused as a whole: every complete record before the cut was lost."""
+    lines = [flow_lines()[0]] + [line.replace("eni-1", f"eni-{n}") for n in range(120) for line in flow_lines()[1:]]
+    packed = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)[:-cut]
+    decoded = decoded_before_cut(packed)
+    complete = decoded[:decoded.rfind(b"\n") + 1]
+    kept = complete.count(b"\n")
+    assert 1 < kept < len(lines) and len(decoded) > len(complete)  # the cut falls inside a record
+    assert complete.decode().splitlines() == lines[:kept]
+    world["flow"].write_bytes(complete)  # the reference: exactly the complete lines, as a plain file
+    assert main(deps(world)) == 0
+    expected = json.loads(world["out"].read_text())
+    capsys.readouterr()
+    (world["tmp"] / "flow.log.gz").write_bytes(packed)
+    assert main(deps(world, flow=world["tmp"] / "flow.log.gz")) == 0
+    graph = json.loads(world["out"].read_text())
+    assert edges_of(world["out"]) == GOOD_EDGES
+    assert graph["graph"]["stats"]["flow_records"] == expected["graph"]["stats"]["flow_records"] == kept - 1
+    assert [[x for x in e["evidence"] if x["kind"] != "config"] for e in graph["edges"]] == \
+        [[x for x in e["evidence"] if x["kind"] != "config"] for e in expected["edges"]]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    warning = next(line for line in err.splitlines() if "flow.log.gz" in line)
+    assert warning.startswith("warning: ") and f"compressed byte {len(packed)}" in warning, warning
+    assert f"kept lines 1–{kept} " in warning and f"dropped the partial line {kept + 1} " in warning, warning
+    assert any("flow.log.gz" in w and "cut off" in w for w in graph["graph"]["warnings"])
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(lambda text: gzip.compress(text)[:12] + bytes(range(256)) * 4, id="corrupt-blocks"),
+    pytest.param(lambda text: gzip.compress(text)[:-8] + b"\0\0\0\0" + gzip.compress(text)[-4:], id="bad-crc"),
+    pytest.param(lambda text: gzip.compress(text) + b"trailing words", id="trailing-garbage"),
+    pytest.param(lambda text: b"\x1f\x8b\x63" + text, id="unknown-method"),
+])
+def test_a_corrupt_gzip_flow_log_is_refused_naming_it_and_the_last_graph_kept(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str], body: object) -> None:
     assert main(deps(world)) == 0
     last = world["out"].read_bytes()
     capsys.readouterr()
     packed = world["tmp"] / "flow.log.gz"
-    packed.write_bytes(gzip.compress(("\n".join(flow_lines() * 50) + "\n").encode())[:-30])
-    refused(capsys, deps(world, flow=packed), "flow.log.gz", "truncated")
+    packed.write_bytes(body(("\n".join(flow_lines() * 50) + "\n").encode()))  # type: ignore[operator]
+    refused(capsys, deps(world, flow=packed), "flow.log.gz", "not a readable gzip file")
     assert world["out"].read_bytes() == last
 
 
@@ -409,9 +454,10 @@ def test_a_misshapen_cloud_map_event_is_skipped_naming_its_line(world: dict[str,
                for line in capsys.readouterr().err.splitlines())
 
 
-def test_a_gzip_discovery_log_reads_as_its_text_and_a_truncated_one_is_refused(
+def test_a_gzip_discovery_log_reads_as_its_text_and_a_truncated_one_keeps_its_complete_lines(
         world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    """A gzip log used to be read as replacement characters: no event, no word."""
+    """A gzip log used to be read as replacement characters: no event, no word. A cut-off one used to be refused
+    as a whole."""
     lookup = "2024-01-01T00:00:00 GET /v1/health/service/db?passing from=10.0.0.1:5555\n"
     world["disc"].write_text(CONSUL + lookup)
     assert main(deps(world)) == 0
@@ -422,11 +468,21 @@ def test_a_gzip_discovery_log_reads_as_its_text_and_a_truncated_one_is_refused(
     assert main(deps(world, disc=packed)) == 0
     assert json.loads(world["out"].read_text())["graph"]["stats"] == plain
     assert edges_of(world["out"]) == [("api", "db"), ("web", "api"), ("web", "db")]
-    last = world["out"].read_bytes()
     capsys.readouterr()
-    packed.write_bytes(gzip.compress(((CONSUL + lookup) * 500).encode())[:-40])
-    refused(capsys, deps(world, disc=packed), "disc.log.gz", "truncated")
-    assert world["out"].read_bytes() == last
+    cut = gzip.compress(((CONSUL + lookup) * 500).encode(), mtime=0)[:-40]
+    packed.write_bytes(cut)
+    complete = decoded_before_cut(cut)
+    complete = complete[:complete.rfind(b"\n") + 1].decode()
+    assert 2 < complete.count("\n") < 1000
+    assert main(deps(world, disc=packed)) == 0
+    stats = json.loads(world["out"].read_text())["graph"]["stats"]
+    assert (stats["registrations"], stats["lookups"]) == (complete.count("Synced"), complete.count("GET "))
+    assert edges_of(world["out"]) == [("api", "db"), ("web", "api"), ("web", "db")]
+    err = capsys.readouterr().err
+    assert f"warning: {packed}: gzip stream cut off at compressed byte {len(cut)}" in err, err
+    assert f"dropped the partial line {complete.count(chr(10)) + 1} " in err, err
+    packed.write_bytes(gzip.compress(b"x" * 4000)[:10] + b"\xff" * 64)
+    refused(capsys, deps(world, disc=packed), "disc.log.gz", "not a readable gzip file")
 
 
 def test_a_discovery_log_with_no_event_read_is_reported(world: dict[str, Path],

@@ -4,16 +4,16 @@ RegisterInstance → nodes, DiscoverInstances by a known address → edges)."""
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import re
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shadowing.dependencies.gzipped import is_gzip, read_gzip
 from shadowing.dependencies.inventory import Inventory
 from shadowing.dependencies.model import Reference
 from shadowing.errors import InputError
@@ -173,16 +173,19 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
 
 
 def parse_discovery_file(path: str | Path, inventory: Inventory | None) -> DiscoveryResult:
+    """A discovery log, plain or gzip (logs shipped to S3); a cut-off gzip file gives its complete lines and a
+    warning saying where it was cut."""
     try:
-        with open(path, "rb") as probe:
-            packed = probe.read(2) == b"\x1f\x8b"
-        opener = gzip.open if packed else open  # logs shipped to S3 are gzip
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        if is_gzip(path):
+            unpacked = read_gzip(path, "discovery log")
+            result = parse_discovery_lines(io.TextIOWrapper(io.BytesIO(unpacked.data), encoding="utf-8",
+                                                            errors="replace"), inventory, str(path))
+            if unpacked.warning:
+                result.warnings.insert(0, unpacked.warning)
+            return result
+        with open(path, encoding="utf-8", errors="replace") as handle:
             return parse_discovery_lines(handle, inventory, str(path))
-    except EOFError as exc:
-        raise InputError("gzip stream ends before its end marker (truncated file)", source=str(path)) from exc
     except FileNotFoundError as exc:
         raise InputError("discovery log does not exist", source=str(path)) from exc
-    except (OSError, zlib.error) as exc:  # a folder, no permission, a corrupt gzip block…
-        raise InputError(f"discovery log not readable: {exc.strerror or exc}" if isinstance(exc, OSError) and
-                         exc.strerror else f"discovery log not readable: {exc}", source=str(path)) from exc
+    except OSError as exc:  # a folder, no permission…
+        raise InputError(f"discovery log not readable: {exc.strerror or exc}", source=str(path)) from exc

@@ -23,7 +23,6 @@ the time-ranged inventory are excluded (counted in the stats).
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 import os
 import re
@@ -38,14 +37,21 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from shadowing.dependencies.flowscan import (
+    FNV_OFFSET,
+    IDENTITY_INTS,
+    IDENTITY_TEXT,
     NeedsExactReader,
     Partial,
     aggregate_edges,
     distinct_windows,
+    fold_text_column,
+    identity_fields_missing,
+    mix_identity,
     narrow,
     orient_records,
     scan_file,
 )
+from shadowing.dependencies.gzipped import MAGIC, read_gzip
 from shadowing.dependencies.inventory import Inventory
 from shadowing.dependencies.model import Reference
 from shadowing.errors import InputError
@@ -152,13 +158,18 @@ def _filter_lines(raw: bytes, fields: list[str] | None, label: str) -> tuple[byt
     return (b"\n".join(kept) + b"\n" if kept else b""), line_numbers, fields
 
 
-def _schema(fields: list[str]) -> pa.Schema:
-    return pa.schema([(f, INT_FIELDS.get(f, pa.string())) for f in fields if f in NEEDED])
+def _schema(fields: list[str], identity: bool = False) -> pa.Schema:
+    """The needed columns with their types; with `identity`, also the identity text fields, as written."""
+    text = set(IDENTITY_TEXT) if identity and not identity_fields_missing(fields) else set()
+    return pa.schema([(f, pa.string() if f in text else INT_FIELDS.get(f, pa.string())) for f in fields
+                      if f in NEEDED or f in text])
 
 
 def iter_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = None, name: str | None = None,
-                  block_size: int = BLOCK_SIZE) -> Iterator[pa.RecordBatch]:
+                  block_size: int = BLOCK_SIZE, identity: bool = False) -> Iterator[pa.RecordBatch]:
     """Record batches of the needed columns of a flow-log file (or bytes of lines); InputError on bad input.
+    With `identity`, also the text fields of a record's identity (`flowscan.IDENTITY_TEXT`) when the format has
+    them all.
 
     Bad input is reported as soon as the batch holding it is read (with the file line where it can be found).
     """
@@ -192,13 +203,13 @@ def iter_flow_log(source: str | Path | bytes, fields: Sequence[str] | None = Non
         return
     yielded = 0
     try:
-        for batch in _stream(data, fields, skip, label, line_numbers, block_size):
+        for batch in _stream(data, fields, skip, label, line_numbers, block_size, identity):
             yielded += batch.num_rows
             yield batch
     except _RetryFiltered:
         # A comment line deep in the file: filter lines and carry on after the rows already delivered.
         filtered, line_numbers, fields = _filter_lines(Path(data).read_bytes(), fields, label)
-        for batch in _stream(filtered, fields, 0, label, line_numbers, block_size):
+        for batch in _stream(filtered, fields, 0, label, line_numbers, block_size, identity):
             if yielded >= batch.num_rows:
                 yielded -= batch.num_rows
                 continue
@@ -211,8 +222,8 @@ class _RetryFiltered(Exception):
 
 
 def _stream(data: Path | bytes, fields: list[str], skip: int, label: str, line_numbers: list[int],
-            block_size: int) -> Iterator[pa.RecordBatch]:
-    schema = _schema(fields)
+            block_size: int, identity: bool = False) -> Iterator[pa.RecordBatch]:
+    schema = _schema(fields, identity)
     bad_rows: list[str] = []
 
     def invalid(row: Any) -> str:
@@ -407,6 +418,14 @@ class _Kept:
     flags: list[np.ndarray] = field(default_factory=list)
     nbytes: list[np.ndarray] = field(default_factory=list)
     start: list[np.ndarray] = field(default_factory=list)
+    ident: list[np.ndarray] = field(default_factory=list)  # record identities, when inputs are matched
+
+    def keep_only(self, keep: np.ndarray) -> None:
+        """Drop the records where `keep` is False (in the order the columns hold them)."""
+        for name in vars(self):
+            parts = getattr(self, name)
+            if parts:
+                parts[:] = [np.concatenate(parts)[keep]]
 
     def add(self, idx: np.ndarray, **columns: np.ndarray) -> None:
         for name, values in columns.items():
@@ -431,20 +450,52 @@ def _batches(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordB
 class _Accumulator:
     """Per-batch filtering and service mapping; keeps the narrow columns of the records that count."""
 
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Inventory, identity: bool = False) -> None:
         self.names = inventory.service_names()
         self.n_services = max(1, len(self.names))
         self.services = _Services(inventory)
         self.stats = {"records": 0, "rejected": 0, "nodata": 0, "impossible": 0, "not_tcp_udp": 0,
-                      "outside_inventory": 0, "same_service": 0, "used": 0}
+                      "outside_inventory": 0, "same_service": 0, "duplicates": 0, "used": 0}
         self.kept = _Kept()
         self.blocked: list[np.ndarray] = []
+        self.warnings: list[str] = []  # about the input itself (a cut-off gzip file)
+        self.identity = identity  # keep each record's identity, to match it with other inputs'
+        self.seen: list[np.ndarray] = []  # identities of every record read (kept or not)
+        self.identity_missing: list[str] = []  # identity fields the input's format lacks
+        self.richness = 0  # 2 with tcp-flags, +1 with pkt-* addresses: which copy of a shared record to use
+
+    def note_format(self, fields: Sequence[str]) -> None:
+        self.richness = max(self.richness, 2 * ("tcp-flags" in fields)
+                            + ("pkt-srcaddr" in fields or "pkt-dstaddr" in fields))
+        if self.identity:
+            self.identity_missing = identity_fields_missing(fields)
+
+    def _identity(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        """Per record, its identity (as the fast reader computes it), or None when the format lacks a field."""
+        names = batch.schema.names
+        if self.identity_missing or not all(name in names for name in IDENTITY_TEXT):
+            return None
+        hashes = np.full(batch.num_rows, FNV_OFFSET, np.uint64)
+        for name in IDENTITY_TEXT:
+            column = batch.column(name)
+            if column.type != pa.string():
+                column = column.cast(pa.string())
+            _, offsets, data = column.buffers()
+            offsets_array = np.frombuffer(offsets, np.int32)[column.offset:column.offset + len(column) + 1]
+            data_array = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+            fold_text_column(hashes, data_array, offsets_array, _true(pc.is_valid(column)))
+        defaults = {"srcport": -1, "dstport": -1, "protocol": -1, "bytes": 0, "start": 0}  # as `add` fills them
+        return mix_identity(hashes, [_ints(batch, name, defaults[name]) for name in IDENTITY_INTS])  # type: ignore
 
     def add(self, batch: pa.RecordBatch) -> None:
         stats, n = self.stats, batch.num_rows
         stats["records"] += n
         if n == 0:
             return
+        self.note_format(batch.schema.names)
+        identity = self._identity(batch) if self.identity else None
+        if identity is not None:
+            self.seen.append(identity)
         starts = _ints(batch, "start", 0)
         starts = np.zeros(n, dtype=np.int64) if starts is None else starts.astype(np.int64, copy=False)
         keep = np.ones(n, dtype=bool)
@@ -481,9 +532,10 @@ class _Accumulator:
         idx = np.flatnonzero(keep)
         flags = _ints(batch, "tcp-flags", 0)
         nbytes = _ints(batch, "bytes", 0)
+        extra = {"ident": identity} if identity is not None else {}
         self.kept.add(idx, src=src, dst=dst, srcport=_ints(batch, "srcport", -1), dstport=dstport,  # type: ignore
                       flags=flags if flags is not None else np.zeros(n, np.int16),
-                      nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts)
+                      nbytes=nbytes if nbytes is not None else np.zeros(n, np.int64), start=starts, **extra)
 
     def absorb_partial(self, partial: Partial) -> None:
         for key, value in partial.stats.items():
@@ -491,6 +543,7 @@ class _Accumulator:
         for name, parts in partial.columns.items():
             getattr(self.kept, name).extend(parts)
         self.blocked += partial.blocked
+        self.seen += partial.seen
 
     def absorb(self, other: _Accumulator) -> None:
         for key, value in other.stats.items():
@@ -537,23 +590,71 @@ def infer_flow_edges(tables: Iterable[pa.Table | pa.RecordBatch], inventory: Inv
 def infer_flow_files(paths: Sequence[str | Path], inventory: Inventory, options: FlowOptions | None = None,
                      workers: int | None = None) -> FlowResult:
     """`infer_flow_edges` over flow-log files, read by the fast reader (`flowscan`; a large file in parallel
-    byte ranges, `workers` threads) or, for what it cannot vouch for, the exact reader."""
+    byte ranges, `workers` threads) or, for what it cannot vouch for, the exact reader.
+
+    A record found in more than one file (the same flow logged by a v5 and a v2 flow log, a file given twice)
+    counts once, from the file whose format says most about it (tcp-flags, pkt-* addresses): counted twice, its
+    default-format copy, oriented by weaker rules, made phantom reversed edges."""
     workers = workers or min(4, len(os.sched_getaffinity(0)))
+    identity = len(paths) > 1
     accumulator = _Accumulator(inventory)
-    warnings = []
+    warnings: list[str] = []
+    parts = []
     for path in paths:
-        part = _scan_file(Path(path), inventory, workers)
+        part = _scan_file(Path(path), inventory, workers, identity)
+        warnings += part.warnings
         if part.stats["impossible"]:
             warnings.append(f"{path}: {part.stats['impossible']} flow record(s) with a port outside 0–65535 or "
                             "negative bytes or start skipped")
+        parts.append(part)
+    if identity:
+        warnings += _count_shared_records_once(parts, [str(p) for p in paths])
+    for part in parts:
         accumulator.absorb(part)
     result = accumulator.finish(options or FlowOptions())
     result.warnings += warnings
     return result
 
 
-def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
-    accumulator = _Accumulator(inventory)
+def _count_shared_records_once(parts: list[_Accumulator], labels: list[str]) -> list[str]:
+    """Drop from each input the records an input read before it also holds (richest format first, then in the
+    given order); the warnings say how many and where they were counted instead."""
+    warnings = []
+    order = sorted(range(len(parts)), key=lambda i: (-parts[i].richness, i))
+    before: list[tuple[int, np.ndarray]] = []  # (input, sorted identities of all its records)
+    union = np.zeros(0, np.uint64)
+    for i in order:
+        part = parts[i]
+        if part.identity_missing:
+            warnings.append(f"{labels[i]}: its flow-log format lacks {', '.join(part.identity_missing)}: its "
+                            "records cannot be matched with the other flow-log inputs' (a flow logged in two "
+                            "of them counts twice)")
+            continue
+        ident = np.concatenate(part.kept.ident) if part.kept.ident else np.zeros(0, np.uint64)
+        if len(union) and len(ident):
+            shared = _members(ident, union)
+            if shared.any():
+                part.kept.keep_only(~shared)
+                part.stats["duplicates"] += int(shared.sum())
+                sources = [labels[j] for j, seen in before if _members(ident[shared], seen).any()]
+                warnings.append(f"{labels[i]}: {int(shared.sum())} flow record(s) also read from "
+                                f"{', '.join(sources)} counted once, from there (the same flow in two logs)")
+        part.kept.ident.clear()
+        seen = np.unique(np.concatenate(part.seen)) if part.seen else np.zeros(0, np.uint64)
+        part.seen.clear()
+        before.append((i, seen))
+        union = np.union1d(union, seen)
+    return warnings
+
+
+def _members(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """values ∈ sorted_unique, elementwise (a binary search: the sets are large)."""
+    at = np.searchsorted(sorted_unique, values)
+    return sorted_unique[np.minimum(at, len(sorted_unique) - 1)] == values
+
+
+def _scan_file(path: Path, inventory: Inventory, workers: int, identity: bool = False) -> _Accumulator:
+    accumulator = _Accumulator(inventory, identity)
     if path.is_dir():
         raise InputError("is a folder, not a flow-log file", source=str(path))
     try:
@@ -563,8 +664,11 @@ def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
         magic = b""  # the exact reader says it does not exist
     except OSError as exc:
         raise InputError(f"flow-log file not readable: {exc.strerror or exc}", source=str(path)) from exc
-    if magic == b"\x1f\x8b":  # gzip, as flow logs are delivered to S3
-        for batch in iter_flow_log(_gunzip(path), name=str(path)):
+    if magic == MAGIC:  # gzip, as flow logs are delivered to S3
+        unpacked = read_gzip(path, "flow-log file")
+        if unpacked.warning:
+            accumulator.warnings.append(unpacked.warning)
+        for batch in iter_flow_log(unpacked.data, name=str(path), identity=identity):
             accumulator.add(batch)
         return accumulator
     if path.is_file():
@@ -572,25 +676,15 @@ def _scan_file(path: Path, inventory: Inventory, workers: int) -> _Accumulator:
         fields = header or _fast_default(path)
         if not messy and fields and all(f in fields for f in ("srcaddr", "dstaddr", "srcport", "dstport")):
             try:
-                for partial in scan_file(path, fields, _line_offset(path, skip), inventory, workers):
+                accumulator.note_format(fields)
+                for partial in scan_file(path, fields, _line_offset(path, skip), inventory, workers, identity):
                     accumulator.absorb_partial(partial)
                 return accumulator
             except NeedsExactReader:  # comments, bad lines…: the exact reader copes, or says which line
-                accumulator = _Accumulator(inventory)
-    for batch in iter_flow_log(path):
+                accumulator = _Accumulator(inventory, identity)
+    for batch in iter_flow_log(path, identity=identity):
         accumulator.add(batch)
     return accumulator
-
-
-def _gunzip(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except EOFError as exc:
-        raise InputError("gzip stream ends before its end marker (truncated file); nothing of it was used",
-                         source=str(path)) from exc
-    except (OSError, ValueError) as exc:  # gzip.BadGzipFile, zlib.error (a corrupt block)
-        raise InputError(f"not a readable gzip file: {exc}", source=str(path)) from exc
 
 
 def _fast_default(path: Path) -> list[str] | None:

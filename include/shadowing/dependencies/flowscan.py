@@ -44,6 +44,12 @@ ADDRESSES = ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr")
 ROLE_ACTION, ROLE_STATUS = 1 + len(INTS) + len(ADDRESSES), 2 + len(INTS) + len(ADDRESSES)
 ACCEPT, REJECT, OK, NULL, OTHER = 1, 2, 1, 0, 3  # decoded action / log-status values
 EMPTY = np.uint64(2**64 - 1)
+# A record's identity, to count once the same record read from two inputs (the same flow logged in v5 and in
+# v2 format, a file given twice): every default-format field but version, account and action/status. The text
+# fields are hashed as written, the integers as decoded (both readers agree on both).
+IDENTITY_TEXT = ("interface-id", "srcaddr", "dstaddr", "packets", "end")
+IDENTITY_INTS = ("srcport", "dstport", "protocol", "bytes", "start")
+FNV_OFFSET, FNV_PRIME = np.uint64(14695981039346656037), np.uint64(1099511628211)
 _KEEP_LOW = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)  # the low k bytes of a word
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing of edge keys
 
@@ -52,13 +58,49 @@ class NeedsExactReader(Exception):  # noqa: N818 - a signal to the caller, not a
     """The fast reader cannot vouch for this input; the exact reader decides (and names the line)."""
 
 
+def identity_fields_missing(fields: Sequence[str]) -> list[str]:
+    """The identity fields a format lacks (its records cannot be matched with another input's)."""
+    return [name for name in (*IDENTITY_TEXT, *IDENTITY_INTS) if name not in fields]
+
+
+def mix_identity(text_hash: np.ndarray, ints: Sequence[np.ndarray]) -> np.ndarray:
+    """Per record, the text fields' hash folded with the integer fields (as decoded, nulls as their default)."""
+    mixed = text_hash.astype(np.uint64, copy=True)
+    for values in ints:
+        mixed ^= values.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        mixed *= FNV_PRIME
+        mixed ^= mixed >> np.uint64(31)
+    return mixed
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold(h: np.uint64, data: np.ndarray, begin: int, end: int) -> np.uint64:
+    """FNV-1a of data[begin:end] then a space, continuing from h."""
+    for j in range(begin, end):
+        h = (h ^ np.uint64(data[j])) * FNV_PRIME
+    return (h ^ np.uint64(32)) * FNV_PRIME
+
+
+@numba.njit(cache=True, nogil=True)
+def fold_text_column(hashes: np.ndarray, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> None:
+    """Fold one text column (Arrow offsets and bytes; a null is the log's "-") into the per-record hashes."""
+    dash = np.array([45], np.uint8)
+    for i in range(len(hashes)):
+        if valid[i]:
+            hashes[i] = _fold(hashes[i], data, offsets[i], offsets[i + 1])
+        else:
+            hashes[i] = _fold(hashes[i], dash, 0, 1)
+
+
 @dataclass
 class Partial:
-    """What a byte range contributes: counters, the narrow columns of the records that count, blocked keys."""
+    """What a byte range contributes: counters, the narrow columns of the records that count, blocked keys, and
+    (when inputs are matched) the identity of every record read."""
 
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
     columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
     blocked: list[np.ndarray] = field(default_factory=list)
+    seen: list[np.ndarray] = field(default_factory=list)
     filled: int = 0  # records in the last chunk of every column
 
     def add_columns(self, **columns: np.ndarray) -> None:
@@ -118,7 +160,7 @@ class AddressTable:
 class Layout:
     """The role of every field of a line (0 = not needed) for the kernel, and which columns the format has."""
 
-    def __init__(self, fields: Sequence[str]) -> None:
+    def __init__(self, fields: Sequence[str], identity: bool = False) -> None:
         self.fields = list(fields)
         if len(set(self.fields)) != len(self.fields):
             raise NeedsExactReader("repeated field names")
@@ -131,6 +173,9 @@ class Layout:
         self.int_defaults = np.array([default for _, default, _ in INTS], np.int64)
         self.int_digits = np.array([digits for _, _, digits in INTS], np.int64)
         self.int_at = {name: i for i, (name, _, _) in enumerate(INTS)}
+        self.identity = identity and not identity_fields_missing(self.fields)
+        self.ident_fields = np.array([self.fields.index(name) for name in IDENTITY_TEXT] if self.identity else [],
+                                     np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -219,9 +264,10 @@ def _separators(data: np.ndarray, size: int, positions: np.ndarray) -> tuple[int
 def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, roles: np.ndarray,
             int_defaults: np.ndarray, int_digits: np.ndarray, ip_bytes: np.ndarray, ip_lengths: np.ndarray,
             table: np.ndarray, short: np.ndarray, words8: np.ndarray, positions: np.ndarray, ints: np.ndarray,
-            ends: np.ndarray, words: np.ndarray) -> int:
+            ends: np.ndarray, words: np.ndarray, ident_fields: np.ndarray, ident: np.ndarray) -> int:
     """Decode the lines of data[:size] (each ends with a newline) into ints / ends (address index of source and
-    destination) / words (action, log-status). Returns the line count, or −1 when a line is not plain.
+    destination) / words (action, log-status) / ident (hash of the identity text fields, when `ident_fields`
+    names them). Returns the line count, or −1 when a line is not plain.
     """
     count, newlines, carriage = _separators(data, size, positions)
     n = count // n_fields
@@ -304,6 +350,11 @@ def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, role
                 ends[line, side] = _find_short(words8, spans[use, 0], spans[use, 1] - spans[use, 0], short)
             else:
                 ends[line, side] = _find_address(data, spans[use, 0], spans[use, 1], ip_bytes, ip_lengths, table)
+        if len(ident_fields):
+            h = FNV_OFFSET
+            for k in ident_fields:
+                h = _fold(h, data, positions[base + k - 1] + 1 if k else line_start, positions[base + k])
+            ident[line] = h
     return n
 
 
@@ -459,6 +510,7 @@ class RangeScanner:
         ints = np.empty((rows, len(INTS)), np.int64)
         ends = np.empty((rows, 2), np.int64)
         words = np.empty((rows, 2), np.int8)
+        ident = np.empty(rows if self.layout.identity else 0, np.uint64)
         positions = np.empty(block_bytes + 1, np.int32)
         carry = 0  # bytes of an unfinished line kept at the front of the block
         with open(path, "rb") as handle:
@@ -483,19 +535,23 @@ class RangeScanner:
                 lines = _decode(buffer, cut, len(self.layout.fields), self.layout.needed, self.layout.roles,
                                 self.layout.int_defaults, self.layout.int_digits, self.addresses.bytes,
                                 self.addresses.lengths, self.addresses.table, self.addresses.short, words8,
-                                positions, ints, ends, words)
+                                positions, ints, ends, words, self.layout.ident_fields, ident)
                 if lines < 0:
                     raise NeedsExactReader("a line that is not plain (fields, comment, carriage return, value)")
-                self.add(ints[:lines], ends[:lines], words[:lines])
+                self.add(ints[:lines], ends[:lines], words[:lines], ident[:lines] if len(ident) else None)
                 carry = filled - cut
                 buffer[:carry] = buffer[cut:filled]
         return self.partial.finished()
 
-    def add(self, ints: np.ndarray, ends: np.ndarray, words: np.ndarray) -> None:
+    def add(self, ints: np.ndarray, ends: np.ndarray, words: np.ndarray, ident: np.ndarray | None = None) -> None:
         """The exact reader's per-batch rules (`flowlogs._Accumulator.add`) on a decoded block."""
         n, stats, present, at = len(ints), self.partial.stats, self.layout.present, self.layout.int_at
         if not n:
             return
+        identity = None
+        if ident is not None:
+            identity = mix_identity(ident, [ints[:, at[name]] for name in IDENTITY_INTS])
+            self.partial.seen.append(identity)
         stats["records"] += n
         starts = ints[:, at["start"]]
         keep = np.ones(n, bool)
@@ -523,11 +579,12 @@ class RangeScanner:
             keep &= words[:, 0] == ACCEPT
         idx = np.flatnonzero(keep)
         rows = ints[idx]
+        extra = {"ident": identity[idx]} if identity is not None else {}
         self.partial.add_columns(
             src=src[idx].astype(np.int32), dst=dst[idx].astype(np.int32),
             srcport=rows[:, at["srcport"]].astype(np.int32), dstport=rows[:, at["dstport"]].astype(np.int32),
             flags=rows[:, at["tcp-flags"]].astype(np.int16), nbytes=rows[:, at["bytes"]],
-            start=rows[:, at["start"]])
+            start=rows[:, at["start"]], **extra)
 
 
 def split_ranges(path: Path, begin: int, parts: int) -> list[tuple[int, int]]:
@@ -546,13 +603,15 @@ def split_ranges(path: Path, begin: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def scan_file(path: Path, fields: list[str], begin: int, inventory: Inventory, workers: int = 1) -> list[Partial]:
-    """Partials of the records from byte `begin` (after any header) on; NeedsExactReader when unsure.
+def scan_file(path: Path, fields: list[str], begin: int, inventory: Inventory, workers: int = 1,
+              identity: bool = False) -> list[Partial]:
+    """Partials of the records from byte `begin` (after any header) on; NeedsExactReader when unsure. With
+    `identity` (and a format holding the identity fields), each record's identity too (`mix_identity`).
 
     With ``workers > 1`` and a large file, newline-aligned byte ranges are read by that many threads (the
     compiled kernels run without the GIL; numpy releases it for the block-wide steps).
     """
-    layout = Layout(fields)
+    layout = Layout(fields, identity)
     size = path.stat().st_size
     parts = workers if workers > 1 and size - begin >= PARALLEL_MIN_BYTES else 1
     ranges = split_ranges(path, begin, parts)

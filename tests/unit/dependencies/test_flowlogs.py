@@ -144,3 +144,94 @@ def test_load_balancer_rows_of_the_inventory_are_excluded() -> None:
                                         {"ip": "10.0.0.100", "service": "alb", "kind": "load_balancer"}])
     result = infer_flow_edges([read_flow_log((header + "\n".join(rows) + "\n").encode())], inventory, ONE_WINDOW)
     assert result.references == [] and result.stats["outside_inventory"] == 5
+
+
+V5_HEADER = ("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action "
+             "log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr")
+SHARED_INVENTORY = [{"ip": "10.0.16.6", "service": "api-gateway"}, {"ip": "10.0.32.8", "service": "search"},
+                    {"ip": "10.0.0.5", "service": "web"}, {"ip": "10.0.9.9", "service": "nat"}]
+
+
+def shared_traffic() -> list[tuple[str, str, str]]:
+    """(v2 fields, v5 extra fields) of one window's records, as AWS logs them on every ENI a flow crosses.
+
+    api-gateway calls search, which listens on 33000, above the ephemeral floor, from its ephemeral port 32996:
+    the request on both ENIs (SYN), the response on both (SYN-ACK). And web reaches search through a NAT ENI:
+    v2 sees only the NAT's address, v5's pkt-srcaddr the real caller.
+    """
+    t = 1_736_164_623
+    gateway, search, web, nat = "10.0.16.6", "10.0.32.8", "10.0.0.5", "10.0.9.9"
+    rows = []
+    for eni in ("eni-gw", "eni-search"):
+        rows.append((f"123 {eni} {gateway} {search} 32996 33000 6 3 1321 {t} {t + 57} ACCEPT OK", "2",
+                     f"{gateway} {search}"))
+    for eni in ("eni-search", "eni-gw"):
+        rows.append((f"123 {eni} {search} {gateway} 33000 32996 6 17 21146 {t} {t + 57} ACCEPT OK", "18",
+                     f"{search} {gateway}"))
+    rows.append((f"123 eni-search {nat} {search} 40000 33000 6 4 900 {t} {t + 57} ACCEPT OK", "2", f"{web} {search}"))
+    rows.append((f"123 eni-search {search} {nat} 33000 40000 6 4 9000 {t} {t + 57} ACCEPT OK", "18",
+                 f"{search} {web}"))
+    return rows
+
+
+def write_shared_traffic(folder: Path, packed_v2: bool) -> tuple[Path, Path]:
+    import gzip
+
+    v5 = folder / "flow-v5.log"
+    v5.write_text("\n".join([V5_HEADER] + [f"5 {common} vpc-1 subnet-1 i-1 {flags} IPv4 {packets}"
+                                           for common, flags, packets in shared_traffic()]) + "\n")
+    v2_text = "".join(f"2 {common}\n" for common, _, _ in shared_traffic())
+    v2 = folder / ("flow-v2.log.gz" if packed_v2 else "flow-v2.log")
+    v2.write_bytes(gzip.compress(v2_text.encode()) if packed_v2 else v2_text.encode())
+    return v5, v2
+
+
+@pytest.mark.parametrize("packed_v2", [False, True], ids=["plain", "gzip"])  # fast and exact reader agree
+@pytest.mark.parametrize("v2_first", [False, True])
+def test_the_same_flow_in_v5_and_v2_counts_once_from_its_v5_record(tmp_path: Path, packed_v2: bool,
+                                                                   v2_first: bool) -> None:
+    """Counted twice, the v2 copies (no tcp-flags) made the caller's ephemeral endpoint (api-gateway, 32996) as
+    busy as a listening one, and the lower-port rule then oriented them as a phantom search -> api-gateway:32996;
+    the NAT-side v2 copies named the NAT, not web, as the caller."""
+    from shadowing.dependencies.flowlogs import infer_flow_files
+
+    inventory = inventory_from_records(SHARED_INVENTORY)
+    v5, v2 = write_shared_traffic(tmp_path, packed_v2)
+    alone = infer_flow_files([v5], inventory, ONE_WINDOW)
+    both = infer_flow_files([v2, v5] if v2_first else [v5, v2], inventory, ONE_WINDOW)
+    expected = {("api-gateway", "search", 33000): 4, ("web", "search", 33000): 2}
+    assert {key: ref.count for key, ref in edges(alone).items()} == expected
+    assert {key: ref.count for key, ref in edges(both).items()} == expected
+    assert [ref.extra for ref in both.references] == [ref.extra for ref in alone.references]
+    assert both.stats["duplicates"] == 6 and both.stats["used"] == alone.stats["used"] == 6
+    assert [w for w in both.warnings if "counted once" in w] == [
+        f"{v2}: 6 flow record(s) also read from {v5} counted once, from there (the same flow in two logs)"]
+
+
+def test_a_flow_log_given_twice_counts_once_and_distinct_files_add_up(tmp_path: Path) -> None:
+    from shadowing.dependencies.flowlogs import infer_flow_files
+
+    inventory = inventory_from_records(SHARED_INVENTORY)
+    v5, _ = write_shared_traffic(tmp_path, False)
+    alone = infer_flow_files([v5], inventory, ONE_WINDOW)
+    twice = infer_flow_files([v5, v5], inventory, ONE_WINDOW)
+    assert [(r.caller, r.target, r.port, r.count, r.extra) for r in twice.references] == \
+        [(r.caller, r.target, r.port, r.count, r.extra) for r in alone.references]
+    later = tmp_path / "flow-v5-later.log"  # the next hour: other records, nothing in common
+    later.write_text(v5.read_text().replace("1736164", "1736168"))
+    both = infer_flow_files([v5, later], inventory, ONE_WINDOW)
+    assert both.stats["duplicates"] == 0 and both.stats["used"] == 2 * alone.stats["used"]
+    assert {(r.caller, r.target): r.count for r in both.references} == {("api-gateway", "search"): 8,
+                                                                        ("web", "search"): 4}
+
+
+def test_a_format_without_the_identity_fields_is_said_to_be_unmatched(tmp_path: Path) -> None:
+    from shadowing.dependencies.flowlogs import infer_flow_files
+
+    inventory = inventory_from_records(SHARED_INVENTORY)
+    v5, v2 = write_shared_traffic(tmp_path, False)
+    bare = tmp_path / "bare.log"  # no interface-id, packets or end: records cannot be told apart from others'
+    bare.write_text("srcaddr dstaddr srcport dstport protocol bytes start\n10.0.16.6 10.0.32.8 41000 33000 6 10 5\n")
+    result = infer_flow_files([v5, bare], inventory, ONE_WINDOW)
+    assert any(w.startswith(f"{bare}: its flow-log format lacks interface-id, packets, end") for w in result.warnings)
+    assert result.stats["duplicates"] == 0
