@@ -11,8 +11,8 @@ ranges, keep narrow integer columns. The format comes from a header line of fiel
 default v2 order.
 
 Caller direction, strongest signal first: tcp-flags (SYN without ACK = caller; SYN-ACK = callee), then
-listening-port detection (ports the configuration says a service listens on, or (service, port) endpoints seen
-in many records), then the ephemeral range (32768–60999 Linux, 49152+ Windows) / lower-port-is-server.
+listening-port detection (ports the configuration says a service listens on or a SYN proved, before (service,
+port) endpoints merely seen in many records), then the ephemeral range (32768–60999 Linux, 49152+ Windows) / lower-port-is-server.
 Listening endpoints are a property of the whole window, so orientation runs once over the kept columns
 (compiled, over dense (service, port) tables); the grouping into edges is a compiled hash aggregation. The two
 ENI-side copies of a record and the response direction fold into the same oriented edge; an edge's support is
@@ -758,8 +758,8 @@ def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.nda
               n_services: int, configured: np.ndarray, dense: bool | None = None) -> np.ndarray:
     """Per record, its oriented edge key (caller·n + callee)·65536 + port.
 
-    Caller direction, strongest signal first: tcp-flags, then listening endpoints (configured, SYN-proven, busy),
-    then the ephemeral range, then the lower port as the server's. Compiled over dense (service, port) tables
+    Caller direction, strongest signal first: tcp-flags, then listening endpoints (configured or SYN-proven, then
+    busy), then the ephemeral range, then the lower port as the server's. Compiled over dense (service, port) tables
     when they are small (up to 256 services); numpy over sorted endpoint keys beyond (`dense` forces either).
     """
     if dense if dense is not None else n_services * 65536 <= DENSE_LIMIT:
@@ -776,20 +776,24 @@ def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.nda
     src_key = src * 65536 + np.clip(sport, 0, 65535)
     dst_key = dst * 65536 + np.clip(dport, 0, 65535)
     listening = _EndpointSet(n_services * 65536)
+    known = _EndpointSet(n_services * 65536)  # configured or SYN-proven: before merely busy endpoints
     keys, counts = np.unique(np.concatenate([src_key, dst_key]), return_counts=True)
     listening.add(keys[counts >= LISTEN_MIN_RECORDS])
     del keys, counts
-    if len(configured):
-        listening.add(configured)
-    listening.add(dst_key[caller_is_src == 1])
-    listening.add(src_key[caller_is_src == 0])
+    for proven in (configured, dst_key[caller_is_src == 1], src_key[caller_is_src == 0]):
+        if len(proven):
+            listening.add(proven)
+            known.add(proven)
     unknown = caller_is_src < 0
     if unknown.any():
         rows = np.flatnonzero(unknown)
+        src_known, dst_known = known.contains(src_key[rows]), known.contains(dst_key[rows])
         src_listen = listening.contains(src_key[rows])
         dst_listen = listening.contains(dst_key[rows])
         decided = np.full(len(rows), -1, np.int8)
-        by_listen = src_listen != dst_listen
+        by_known = src_known != dst_known
+        decided[by_known] = dst_known[by_known]
+        by_listen = (decided < 0) & (src_listen != dst_listen)
         decided[by_listen] = dst_listen[by_listen]
         sp, dp = sport[rows], dport[rows]
         src_eph, dst_eph = sp >= EPHEMERAL_LOW, dp >= EPHEMERAL_LOW

@@ -362,12 +362,14 @@ def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, role
 def orient_records(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, flags: np.ndarray,
                    n_services: int, configured: np.ndarray, listen_min: int, ephemeral_low: int) -> np.ndarray:
     """Per record, its oriented edge key (caller·n + callee)·65536 + port, by `flowlogs`' direction rules:
-    tcp-flags (SYN = caller, SYN-ACK = callee), then listening endpoints (configured, SYN-proven, or in at least
-    `listen_min` records), then the ephemeral range, then the lower port as the server's.
+    tcp-flags (SYN = caller, SYN-ACK = callee), then listening endpoints — known ones (configured or SYN-proven)
+    before merely busy ones (in at least `listen_min` records: a client's long-lived ephemeral port is busy too)
+    — then the ephemeral range, then the lower port as the server's.
     Endpoint tables are dense over (service, port): the caller keeps n_services·65536 small."""
     size = n_services * 65536
     counts = np.zeros(size, np.int32)
     listening = np.zeros(size, np.bool_)
+    known = np.zeros(size, np.bool_)  # configured or SYN-proven
     n = len(src)
     caller_is_src = np.empty(n, np.int8)
     for i in range(n):
@@ -378,25 +380,28 @@ def orient_records(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: n
         if flags[i] & 2:
             if flags[i] & 16:  # SYN-ACK: the source is the callee, listening on its port
                 caller_is_src[i] = 0
-                listening[src_key] = True
+                known[src_key] = True
             else:
                 caller_is_src[i] = 1
-                listening[dst_key] = True
+                known[dst_key] = True
         else:
             caller_is_src[i] = -1
-    for k in range(size):
-        if counts[k] >= listen_min:
-            listening[k] = True
     for k in configured:
-        listening[k] = True
+        known[k] = True
+    for k in range(size):
+        if counts[k] >= listen_min or known[k]:
+            listening[k] = True
     keys = np.empty(n, np.int64)
     for i in range(n):
         sp, dp = sport[i], dport[i]
         from_src = caller_is_src[i]
         if from_src < 0:
-            src_listens = listening[src[i] * 65536 + min(max(sp, 0), 65535)]
-            dst_listens = listening[dst[i] * 65536 + min(max(dp, 0), 65535)]
-            if src_listens != dst_listens:
+            src_key = src[i] * 65536 + min(max(sp, 0), 65535)
+            dst_key = dst[i] * 65536 + min(max(dp, 0), 65535)
+            src_listens, dst_listens = listening[src_key], listening[dst_key]
+            if known[src_key] != known[dst_key]:
+                from_src = 1 if known[dst_key] else 0
+            elif src_listens != dst_listens:
                 from_src = 1 if dst_listens else 0
             elif (sp >= ephemeral_low) != (dp >= ephemeral_low):
                 from_src = 1 if sp >= ephemeral_low else 0

@@ -235,3 +235,31 @@ def test_a_format_without_the_identity_fields_is_said_to_be_unmatched(tmp_path: 
     result = infer_flow_files([v5, bare], inventory, ONE_WINDOW)
     assert any(w.startswith(f"{bare}: its flow-log format lacks interface-id, packets, end") for w in result.warnings)
     assert result.stats["duplicates"] == 0
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["compiled", "sorted"])  # both orientation paths
+@pytest.mark.parametrize("known", ["configured", "syn-proven"])
+def test_a_known_listener_outranks_a_busy_client_port(known: str, dense: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived connection from api-gateway's ephemeral port 32996 to search's 33000 (above the ephemeral
+    floor) makes both endpoints busy; the lower-port rule then took 32996 for the server. A port the
+    configuration names, or one a SYN proved listening, is the server's first."""
+    header = "version interface-id srcaddr dstaddr srcport dstport protocol bytes start end action log-status" + \
+        (" tcp-flags" if known == "syn-proven" else "") + "\n"
+    rows = []
+    for window in range(3):  # no SYN after the connection's first window
+        t = 1_000 + 60 * window
+        flags = (" 2", " 18") if known == "syn-proven" and window == 0 else (" 0", " 0") if known == "syn-proven" \
+            else ("", "")
+        for eni in ("eni-gw", "eni-search"):
+            rows.append(f"2 {eni} 10.0.16.6 10.0.32.8 32996 33000 6 900 {t} {t + 59} ACCEPT OK{flags[0]}")
+            rows.append(f"2 {eni} 10.0.32.8 10.0.16.6 33000 32996 6 9000 {t} {t + 59} ACCEPT OK{flags[1]}")
+    inventory = inventory_from_records(SHARED_INVENTORY)
+    listen = {"search": {33000}} if known == "configured" else {}
+    options = FlowOptions(min_windows=1, listen_ports=listen)
+    if not dense:
+        from shadowing.dependencies import flowlogs
+
+        monkeypatch.setattr(flowlogs, "DENSE_LIMIT", 0)
+    result = infer_flow_edges([read_flow_log((header + "\n".join(rows) + "\n").encode())], inventory, options)
+    assert {key: ref.count for key, ref in edges(result).items()} == {("api-gateway", "search", 33000): 12}
