@@ -7,6 +7,8 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shadowing.dependencies.accesslogs import parse_access_file
 from shadowing.dependencies.discovery import parse_discovery_file
@@ -105,3 +107,25 @@ def test_gzip_access_logs_read_as_their_text_and_a_cut_off_one_keeps_its_complet
     result = parse_access_file(packed, inventory)
     assert result.references == expected.references and result.stats == expected.stats
     assert len(result.warnings) == 1 and str(packed) in result.warnings[0] and "partial line" in result.warnings[0]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40),
+                      min_size=1, max_size=200),
+       members=st.integers(1, 3), cut=st.floats(0.0, 1.0))
+def test_any_prefix_of_a_gzip_file_reads_as_whole_lines_of_its_text(tmp_path: Path, lines: list[str], members: int,
+                                                                   cut: float) -> None:
+    text = "".join(f"{line}\n" for line in lines).encode()
+    step = -(-len(lines) // members)  # members of whole lines, as concatenated deliveries are
+    parts = [gzip.compress("".join(f"{line}\n" for line in lines[i:i + step]).encode())
+             for i in range(0, len(lines), step)]
+    packed = b"".join(parts)
+    boundaries = {sum(len(part) for part in parts[:k]) for k in range(1, len(parts) + 1)}  # whole members end
+    path = tmp_path / "prefix.gz"
+    size = int(len(packed) * cut)
+    path.write_bytes(packed[:size])
+    result = read_gzip(path)
+    assert text.startswith(result.data) and (not result.data or result.data.endswith(b"\n"))
+    assert (result.warning is None) == (size in boundaries)  # a cut between members leaves a valid gzip file
+    if size == len(packed):
+        assert result.data == text
