@@ -15,12 +15,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--configs", action="append", default=[], metavar="DIR",
                         help="folder (or file) of application configuration; repeatable")
     parser.add_argument("--flow-logs", action="append", default=[], metavar="FILE",
-                        help="AWS VPC flow-log text (header line of field names, or default v2); repeatable")
+                        help="AWS VPC flow-log text (header line of field names, or default v2), plain or gzip; "
+                             "repeatable (a record found in two files counts once)")
     parser.add_argument("--inventory", metavar="FILE", help="CSV ip,service[,valid_from,valid_to]")
     parser.add_argument("--discovery-logs", action="append", default=[], metavar="FILE",
-                        help="Consul / Eureka / Cloud Map logs; repeatable")
+                        help="Consul / Eureka / Cloud Map logs, plain or gzip; repeatable")
     parser.add_argument("--access-logs", action="append", default=[], metavar="FILE",
-                        help="Envoy/Istio access logs; repeatable")
+                        help="Envoy/Istio access logs, plain or gzip; repeatable")
     parser.add_argument("--previous", metavar="GRAPH.json", help="previous graph whose evidence decays into this one")
     parser.add_argument("--min-windows", type=int, default=2, help="flow edge needs this many windows (default 2)")
     parser.add_argument("--min-bytes", type=int, default=0, help="flow edge needs this many bytes (default 0)")
