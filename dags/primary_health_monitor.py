@@ -10,9 +10,14 @@ else 3 of 5), with a **cooldown** (`cooldown_minutes`, default 30) so nothing fl
 When a region is judged failed and auto-failover is on for it (Variable `shadowing_auto_failover`,
 `{"us-east-1": true}`; off by default), `regional_failover` is triggered with conf
 `{primary_region, mode: "live", trigger: "sensor", detected_at}` — never while a failover of that region is
-running (failover lock table or a queued/running run the monitor triggered) and never within the cooldown.
+running (failover lock table or any queued/running `regional_failover` run), never while the region is already
+failed over (a live failover moved its traffic to the shadow and no failback of it succeeded: decision
+`suppressed_failed_over`, naming that failover, however long ago it was) and never within the cooldown. The
+cooldown starts from a trigger that created its `regional_failover` run (or from any live failover): a trigger
+task that failed (API down, the failover DAG broken) leaves no cooldown behind, the next failing check triggers
+again and its decision names the trigger that created no run.
 With auto-failover off the decision is recorded and the `alert` task fails (its `on_failure_callback` is
-where paging goes). Every decision is audited in `auto_failover_audit`, and so is every flip of the switch
+where paging goes), unless the region is already failed over (the outage is handled). Every decision is audited in `auto_failover_audit`, and so is every flip of the switch
 (`switch_enabled` / `switch_disabled`, seen by the first run after it) with who made it: the user Airflow's
 event log names for the Variable's edit (read through the `airflow_api` connection, a viewer suffices), else
 `unknown (observed by primary_health_monitor run …)`. A failover it triggers names this run as its trigger.
@@ -21,9 +26,12 @@ event log names for the Variable's edit (read through the `airflow_api` connecti
 missing alarm, INSUFFICIENT_DATA, a throttled or refused (4xx: access denied, expired credentials) API call is
 *unknown*: never a failure on its own (the check counts as not failing, its state is stored). A retried or
 re-run `assess` replays its first attempt (one check never counts twice; a recorded trigger is re-issued under
-the same run id). Stored checks older than 2 × window minutes, or newer than now (a clock stepped back), are
-not counted. Never two failovers for one outage: any queued or running `regional_failover` run suppresses a
-trigger, and a live failover started by anyone (a person, the CLI) starts the cooldown like a trigger does.
+the same run id). Checks are samples in wall-clock time: of runs closer than half a minute (manual runs
+bunched together) only the newest counts, so three runs in 20 s are one check, not 3 of 5. Stored checks older
+than 2 × window minutes, or newer than now (a clock stepped back), are not counted. Never two failovers for one
+outage: any queued or running `regional_failover` run suppresses a trigger, a region whose shadow already
+serves is never failed over again, and a live failover started by anyone (a person, the CLI) starts the
+cooldown like a trigger does.
 
 **Malformed Variables** fail `assess` naming the Variable and the field (`shadowing_health_policy`: unknown
 keys, N > M, non-integers, NaN; `shadowing_health_probes`: not `{region: [http(s) URLs]}`); the policy never

@@ -18,7 +18,7 @@ from shadowing.warehouse.store import (
     recent_health_observations,
     release_failover_lock,
 )
-from tests.support.health_alarm import set_health_alarm
+from tests.support.health_alarm import MonitorClock, set_health_alarm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,9 +105,11 @@ def test_monitor_dag_triggers_failover_within_three_runs_after_chaos(
     dag = bag.get_dag("primary_health_monitor")
     engine = open_warehouse(warehouse_conn_env)
     start = datetime.now(UTC).replace(microsecond=0)
+    clock = MonitorClock(monkeypatch, start)
 
     def run(i: int):  # type: ignore[no-untyped-def]
-        return dag.test(logical_date=start + timedelta(minutes=i))
+        # the scheduler's cadence: one check a minute, in logical date and in the monitor's wall clock
+        return dag.test(logical_date=clock.at(start + timedelta(minutes=i)))
 
     assert run(0).state == "success"  # healthy world
     chaos(world, fail=True)

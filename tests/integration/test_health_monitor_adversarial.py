@@ -19,8 +19,9 @@ from shadowing.health import monitor
 from shadowing.health.monitor import assess_region
 from shadowing.health.policy import HealthPolicy
 from shadowing.warehouse import open_warehouse
+from shadowing.warehouse.operations import finish_failover_event, record_failover_event, record_failover_step
 from shadowing.warehouse.store import auto_failover_decisions, recent_health_observations
-from tests.support.health_alarm import set_health_alarm
+from tests.support.health_alarm import MonitorClock, set_health_alarm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,23 +226,150 @@ def test_the_auto_failover_switch_is_on_only_when_plainly_on(
 
 # ─────────────────────────────── never two failovers for one outage ───────────────────────────────
 
-@pytest.mark.parametrize(("mode", "expected"), [("live", "suppressed_cooldown"), ("drill", "trigger"),
-                                                ("dry_run", "trigger")])
-def test_a_manual_live_failover_starts_the_cooldown(aws: str, warehouse_url: str, mode: str,
-                                                    expected: str) -> None:
-    from shadowing.warehouse.operations import finish_failover_event, record_failover_event
-
+@pytest.mark.parametrize(("mode", "outcome", "expected", "after_cooldown"), [
+    ("live", "failed", "suppressed_cooldown", "trigger"),  # failed before moving traffic: the primary serves
+    ("live", "succeeded", "suppressed_failed_over", "suppressed_failed_over"),  # the shadow serves
+    ("drill", "succeeded", "trigger", None), ("dry_run", "succeeded", "trigger", None)])
+def test_a_manual_live_failover_starts_the_cooldown(aws: str, warehouse_url: str, mode: str, outcome: str,
+                                                    expected: str, after_cooldown: str | None) -> None:
     engine = open_warehouse(warehouse_url)
     cw = client("cloudwatch", REGION, aws)
     # a person failed the region over by hand (finished, lock released) before the monitor made up its mind
     record_failover_event(engine, failover_id="f-manual", primary_region=REGION, shadow_region="us-west-2",
                           mode=mode, trigger="manual", triggered_by="alice", started_at=T0)
-    finish_failover_event(engine, "f-manual", outcome="succeeded", finished_at=T0 + timedelta(minutes=1))
+    if outcome == "failed":
+        record_failover_step(engine, "f-manual", "launch", started_at=T0, finished_at=T0 + timedelta(seconds=30),
+                             outcome="failed", detail={"error": "InsufficientInstanceCapacity"})
+    finish_failover_event(engine, "f-manual", outcome=outcome, finished_at=T0 + timedelta(minutes=1))
     _alarm(cw, "ALARM")  # the primary stays down after the failover: the monitor still judges it failed
     actions = [_check(engine, cw, f"m{m}", timedelta(minutes=m))["action"] for m in (1, 2, 3)]
     assert actions == ["none", "none", expected]
-    if mode == "live":  # once the cooldown of the manual failover is over, the monitor may act again
-        assert _check(engine, cw, "m31", timedelta(minutes=30))["action"] == "trigger"
+    if after_cooldown:  # once the cooldown of the manual failover is over, the monitor acts only if it failed
+        assert _check(engine, cw, "m31", timedelta(minutes=30))["action"] == after_cooldown
+
+
+def _failover_as_recorded(engine: Any, failover_id: str, *, dag_run_id: str, started: datetime,
+                          traffic_moved: bool, outcome: str) -> None:
+    """The event rows regional_failover writes for a live run: prepare opens it, each step records itself,
+    finalize closes it (verify failing after traffic moved: outcome failed, yet the shadow serves)."""
+    record_failover_event(engine, failover_id=failover_id, primary_region=REGION, shadow_region="us-west-2",
+                          mode="live", trigger="sensor", triggered_by="primary_health_monitor run m3",
+                          started_at=started, detected_at=T0 + timedelta(minutes=1), dag_run_id=dag_run_id)
+    at = started
+    for step in ("preflight", "launch", "network", "traffic", "replication", "verify"):
+        failed = step == ("traffic" if not traffic_moved else "verify") and outcome == "failed"
+        record_failover_step(engine, failover_id, step, started_at=at, finished_at=at + timedelta(seconds=5),
+                             outcome="failed" if failed else "succeeded")
+        at += timedelta(seconds=5)
+        if failed:
+            break
+    finish_failover_event(engine, failover_id, outcome=outcome, finished_at=at)
+
+
+@pytest.mark.parametrize(("traffic_moved", "outcome"), [(True, "succeeded"), (True, "failed")])
+def test_a_region_already_failed_over_is_never_failed_over_again_after_the_cooldown(
+        aws: str, warehouse_url: str, traffic_moved: bool, outcome: str) -> None:
+    engine = open_warehouse(warehouse_url)
+    cw = client("cloudwatch", REGION, aws)
+    _alarm(cw, "ALARM")
+    actions = [_check(engine, cw, f"m{m}", timedelta(minutes=m)) for m in (1, 2, 3)]
+    assert [a["action"] for a in actions] == ["none", "none", "trigger"]
+    # the triggered failover ran and moved traffic to the shadow (verify may have failed after it); the
+    # primary stays in ALARM: the outage is handled, now and long after the cooldown
+    _failover_as_recorded(engine, "f-auto", dag_run_id=actions[-1]["trigger_run_id"],
+                          started=T0 + timedelta(minutes=3, seconds=20), traffic_moved=traffic_moved,
+                          outcome=outcome)
+    later = [_check(engine, cw, f"m{m}", timedelta(minutes=m)) for m in (10, 40, 120)]
+    assert [r["action"] for r in later] == ["suppressed_failed_over"] * 3
+    assert "already failed over: failover f-auto" in later[-1]["reason"]
+    assert "moved traffic to us-west-2 and was not failed back" in later[-1]["reason"]
+    [trigger] = auto_failover_decisions(engine, REGION, decision="trigger")  # one failover for one outage
+    assert trigger.run_id == "m3"
+    suppressed = auto_failover_decisions(engine, REGION, decision="suppressed_failed_over")
+    assert [(d.run_id, d.failover_id, d.detail["failed_over_by"]) for d in suppressed][0] == \
+        ("m120", "f-auto", "f-auto")
+    # a person fails back while the primary still alarms (a bad judgement, but theirs); once the failback
+    # succeeded the shadow no longer serves: the monitor may fail over again after the failback's cooldown
+    back_at = T0 + timedelta(minutes=130)
+    record_failover_event(engine, failover_id="fb-1", primary_region=REGION, shadow_region="us-west-2", mode="live",
+                          trigger="manual", triggered_by="alice", started_at=back_at,
+                          plan={"kind": "failback", "failback_of": "f-auto"})
+    record_failover_step(engine, "f-auto", "failback", started_at=back_at, detail={"failback_id": "fb-1"})
+    assert _check(engine, cw, "m131", timedelta(minutes=131))["action"] == "suppressed_failed_over"  # under way
+    finish_failover_event(engine, "fb-1", outcome="succeeded", finished_at=back_at + timedelta(minutes=2))
+    record_failover_step(engine, "f-auto", "failback", finished_at=back_at + timedelta(minutes=2),
+                         outcome="succeeded")
+    assert _check(engine, cw, "m140", timedelta(minutes=140))["action"] == "suppressed_cooldown"
+    assert _check(engine, cw, "m161", timedelta(minutes=161))["action"] == "trigger"
+
+
+def test_a_live_failover_that_failed_before_moving_traffic_does_not_hold_the_region(
+        aws: str, sqlite_url: str) -> None:
+    engine = open_warehouse(sqlite_url)
+    cw = client("cloudwatch", REGION, aws)
+    _alarm(cw, "ALARM")
+    actions = [_check(engine, cw, f"m{m}", timedelta(minutes=m)) for m in (1, 2, 3)]
+    _failover_as_recorded(engine, "f-auto", dag_run_id=actions[-1]["trigger_run_id"],
+                          started=T0 + timedelta(minutes=3, seconds=20), traffic_moved=False, outcome="failed")
+    assert _check(engine, cw, "m10", timedelta(minutes=10))["action"] == "suppressed_cooldown"
+    retry = _check(engine, cw, "m34", timedelta(minutes=34))  # the primary still serves and is still down
+    assert retry["action"] == "trigger"
+
+
+class _DagRuns:
+    """DAG runs as the monitor's task instance counts them (``ti.get_dr_count``): (dag_id, run_id) → state."""
+
+    def __init__(self) -> None:
+        self.state: dict[tuple[str, str], str] = {}
+
+    def get_dr_count(self, dag_id: str, logical_dates: Any = None, run_ids: list[str] | None = None,
+                     states: list[str] | None = None) -> int:
+        return sum(1 for (dag, run), state in self.state.items() if dag == dag_id
+                   and (run_ids is None or run in run_ids) and (states is None or state in states))
+
+
+def test_a_failed_trigger_starts_no_cooldown_but_a_queued_failover_still_suppresses(
+        monitor_env: str, aws_conn_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadowing.orchestration.health import assess
+
+    FAILOVER_DAG_ID, MONITOR_DAG_ID = "regional_failover", "primary_health_monitor"  # noqa: N806
+    monkeypatch.setenv("AIRFLOW_VAR_SHADOWING_AUTO_FAILOVER", json.dumps({REGION: True}))
+    _alarm(client("cloudwatch", REGION, aws_conn_env), "ALARM")
+    engine = open_warehouse(monitor_env)
+    runs = _DagRuns()
+    clock = MonitorClock(monkeypatch, T0)
+
+    def check(run_id: str, after: timedelta = timedelta(minutes=1)) -> dict[str, Any]:
+        """One monitor run ``after`` the previous one: assess (its run is running meanwhile)."""
+        clock.step(after)
+        runs.state[(MONITOR_DAG_ID, run_id)] = "running"
+        return assess(REGION, {"params": {}, "run_id": run_id, "ti": runs})
+
+    assert [check(f"m{m}")["action"] for m in (1, 2)] == ["none", "none"]
+    runs.state.update({(MONITOR_DAG_ID, "m1"): "success", (MONITOR_DAG_ID, "m2"): "success"})
+    first = check("m3")
+    assert first["action"] == "trigger"
+    # the trigger task is still retrying (its monitor run has not finished): the trigger may yet take
+    # effect, so a check meanwhile (a manual run, 40 s later) is in its cooldown — never a second trigger
+    assert check("manual-1", timedelta(seconds=40))["action"] == "suppressed_cooldown"
+    runs.state[(MONITOR_DAG_ID, "manual-1")] = "success"
+    # the trigger task failed for good (the API refused it): no regional_failover run, monitor run failed
+    runs.state[(MONITOR_DAG_ID, "m3")] = "failed"
+    second = check("m4")
+    assert second["action"] == "trigger", second["reason"]  # before: suppressed_cooldown for 30 minutes
+    assert second["trigger_run_id"] != first["trigger_run_id"]
+    assert first["trigger_run_id"] in second["reason"] and "created no failover run" in second["reason"]
+    [decision, _] = auto_failover_decisions(engine, REGION, decision="trigger")
+    assert decision.detail["triggers_without_run"] == [first["trigger_run_id"]]
+    # this trigger created its run, queued behind nothing yet: the next check must not double it
+    runs.state.update({(MONITOR_DAG_ID, "m4"): "success", (FAILOVER_DAG_ID, second["trigger_run_id"]): "queued"})
+    assert check("m5")["action"] == "suppressed_running"
+    runs.state[(MONITOR_DAG_ID, "m5")] = "success"
+    # the failover run ended (failed in preflight, no traffic moved): its trigger took effect, so the cooldown
+    # counts from it
+    runs.state[(FAILOVER_DAG_ID, second["trigger_run_id"])] = "failed"
+    third = check("m6")
+    assert third["action"] == "suppressed_cooldown", third["reason"]
 
 
 def _sync_dags() -> Any:
@@ -258,30 +386,37 @@ def _sync_dags() -> Any:
     return bag
 
 
+def _failover_runs(*states: str) -> list[Any]:
+    """regional_failover's DAG runs in the (session-shared) metadata DB, optionally only in ``states``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = session.query(DagRun).filter(DagRun.dag_id == "regional_failover")
+        return query.filter(DagRun.state.in_(states)).all() if states else query.all()
+
+
+def _fail_runs(run_ids: list[str]) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        session.query(DagRun).filter(DagRun.dag_id == "regional_failover", DagRun.run_id.in_(run_ids)) \
+            .update({DagRun.state: DagRunState.FAILED}, synchronize_session=False)
+
+
 @pytest.mark.slow
 def test_a_queued_manual_failover_is_never_doubled_by_the_monitor(
         monitor_env: str, aws_conn_env: str, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType
-
-    def failover_runs(*states: str) -> list[DagRun]:
-        with create_session() as session:
-            query = session.query(DagRun).filter(DagRun.dag_id == "regional_failover")
-            return query.filter(DagRun.state.in_(states)).all() if states else query.all()
-
-    def fail_runs(run_ids: list[str]) -> None:
-        with create_session() as session:
-            session.query(DagRun).filter(DagRun.dag_id == "regional_failover", DagRun.run_id.in_(run_ids)) \
-                .update({DagRun.state: DagRunState.FAILED}, synchronize_session=False)
 
     monkeypatch.setenv("AIRFLOW_VAR_SHADOWING_AUTO_FAILOVER", json.dumps({REGION: True}))
     bag = _sync_dags()
     # the metadata DB is shared by the session's tests; dag.test() never runs what they queued: end it
-    fail_runs([r.run_id for r in failover_runs("queued", "running")])
-    known = {r.run_id for r in failover_runs()}
+    _fail_runs([r.run_id for r in _failover_runs("queued", "running")])
+    known = {r.run_id for r in _failover_runs()}
     manual_id = f"manual__adversarial__{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     # a person's live failover is queued (regional_failover runs one at a time): it holds no lock yet
     trigger_dag("regional_failover", triggered_by=DagRunTriggeredByType.TEST, run_id=manual_id,
@@ -290,27 +425,72 @@ def test_a_queued_manual_failover_is_never_doubled_by_the_monitor(
         _alarm(client("cloudwatch", REGION, aws_conn_env), "ALARM")
         dag = bag.get_dag("primary_health_monitor")
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-        runs = [dag.test(logical_date=start + timedelta(minutes=i)) for i in range(3)]
+        clock = MonitorClock(monkeypatch, datetime.now(UTC))
+        runs = []
+        for i in range(3):  # a minute apart, as the scheduler runs them
+            clock.step()
+            runs.append(dag.test(logical_date=start + timedelta(minutes=i)))
         assert [r.state for r in runs] == ["success"] * 3
         engine = open_warehouse(monitor_env)
         actions = [o.action for o in reversed(recent_health_observations(engine, REGION, 3))]
         assert actions == ["none", "none", "suppressed_running"]
-        assert {r.run_id for r in failover_runs()} - known == {manual_id}  # nothing queued behind it
+        assert {r.run_id for r in _failover_runs()} - known == {manual_id}  # nothing queued behind it
         # the manual run ends without failing the region over (it failed): now the monitor does
-        fail_runs([manual_id])
+        _fail_runs([manual_id])
+        clock.step()
         assert dag.test(logical_date=start + timedelta(minutes=3)).state == "success"
         [trigger] = auto_failover_decisions(engine, REGION, decision="trigger")
-        assert {r.run_id for r in failover_runs()} - known == {manual_id, trigger.detail["trigger_run_id"]}
+        assert {r.run_id for r in _failover_runs()} - known == {manual_id, trigger.detail["trigger_run_id"]}
     finally:
-        fail_runs([r.run_id for r in failover_runs("queued", "running") if r.run_id not in known])
+        _fail_runs([r.run_id for r in _failover_runs("queued", "running") if r.run_id not in known])
+
+
+@pytest.mark.slow
+def test_a_failed_trigger_task_does_not_hold_back_the_failover(
+        monitor_env: str, aws_conn_env: str, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.api_fastapi.execution_api.routes import dag_runs as execution_api
+    from fastapi import HTTPException
+
+    def refused(**kwargs: Any) -> None:  # what the API answers while regional_failover fails to import
+        raise HTTPException(400, detail={"reason": "import_errors", "message": "Dag 'regional_failover' has import "
+                                                                               "errors and cannot be triggered"})
+
+    monkeypatch.setenv("AIRFLOW_VAR_SHADOWING_AUTO_FAILOVER", json.dumps({REGION: True}))
+    bag = _sync_dags()
+    _fail_runs([r.run_id for r in _failover_runs("queued", "running")])  # other tests' leftovers (shared DB)
+    known = {r.run_id for r in _failover_runs()}
+    try:
+        _alarm(client("cloudwatch", REGION, aws_conn_env), "ALARM")
+        dag = bag.get_dag("primary_health_monitor")
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+        clock = MonitorClock(monkeypatch, datetime.now(UTC))
+
+        def run(i: int) -> Any:
+            clock.step()
+            return dag.test(logical_date=start + timedelta(minutes=i))
+
+        with monkeypatch.context() as broken:
+            broken.setattr(execution_api, "trigger_dag", refused)
+            states = [run(i).state for i in range(3)]
+        assert states == ["success", "success", "failed"]  # the trigger task failed: no failover run
+        assert {r.run_id for r in _failover_runs()} - known == set()
+        # the API accepts triggers again a minute later: the outage gets its failover now, not 30 minutes later
+        assert run(3).state == "success"
+        engine = open_warehouse(monitor_env)
+        actions = [o.action for o in reversed(recent_health_observations(engine, REGION, 4))]
+        assert actions == ["none", "none", "trigger", "trigger"]
+        retried, refused_trigger = auto_failover_decisions(engine, REGION, decision="trigger")
+        assert retried.detail["triggers_without_run"] == [refused_trigger.detail["trigger_run_id"]]
+        assert {r.run_id for r in _failover_runs()} - known == {retried.detail["trigger_run_id"]}
+        # that run is queued: the next check never doubles it
+        assert run(4).state == "success"
+        assert recent_health_observations(engine, REGION, 1)[0].action == "suppressed_running"
+    finally:
+        _fail_runs([r.run_id for r in _failover_runs("queued", "running") if r.run_id not in known])
 
 
 # ─────────────────────────────── checks bunched together, stale, or from a clock that went back ───────────────────────────────
 
-@pytest.mark.xfail(strict=True, reason=(
-    "checks are not spaced: three manual monitor runs within 20 s count as 3 of 5. Counting at most one check "
-    "per half interval (wall clock) would fix it, but test_health_monitor.py's dag.test() test relies on "
-    "four runs seconds apart counting as four minutes: that test would have to freeze or step the clock"))
 def test_monitor_runs_bunched_together_are_one_check(aws: str, sqlite_url: str) -> None:
     engine = open_warehouse(sqlite_url)
     cw = client("cloudwatch", REGION, aws)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from shadowing.health.checks import ALARM_PREFIX
@@ -16,3 +17,24 @@ def set_health_alarm(cloudwatch: Any, region: str, state: str) -> None:
                                     Period=60, EvaluationPeriods=3, Threshold=1.0,
                                     ComparisonOperator="LessThanThreshold")
     cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
+class MonitorClock:
+    """The health monitor's wall clock (``shadowing.orchestration.health.utcnow``), stepped by the test: DAG
+    runs started seconds apart by dag.test() stand for checks a minute apart, as the scheduler would run them
+    (checks closer than half the interval are one check)."""
+
+    def __init__(self, monkeypatch: Any, start: datetime) -> None:
+        import shadowing.orchestration.health as orchestration
+
+        self.now = start
+        monkeypatch.setattr(orchestration, "utcnow", lambda: self.now)
+
+    def at(self, when: datetime) -> datetime:
+        self.now = when
+        return when
+
+    def step(self, interval: timedelta = timedelta(minutes=1)) -> datetime:
+        """The next check's time, a check interval later."""
+        self.now += interval
+        return self.now

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shadowing.failover.failback import is_failback
 from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
 from shadowing.health.policy import Decision, HealthPolicy, decide, judge
 from shadowing.warehouse.operations import (
+    AutoFailoverDecision,
+    FailoverEvent,
     HealthObservation,
     auto_failover_decisions,
     failover_lock_holder,
@@ -24,19 +27,33 @@ from shadowing.warehouse.operations import (
 log = logging.getLogger(__name__)
 
 
+CHECK_INTERVAL = timedelta(minutes=1)  # the monitor's schedule (primary_health_monitor runs every minute)
+
+# Whether a recorded trigger decision took effect: False when it demonstrably created no regional_failover run
+# (its trigger task failed and its monitor run is over). Supplied by the Airflow layer, which can ask.
+TriggerTookEffect = Callable[[AutoFailoverDecision], bool]
+
+
 def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: HealthPolicy, auto_failover: bool,
                   probes: Sequence[str] = (), failover_dagrun_running: bool = False, run_id: str | None = None,
                   now: datetime | None = None, checks: list[dict[str, Any]] | None = None,
-                  trigger_run_id: str | None = None, max_check_age: timedelta | None = None) -> dict[str, Any]:
+                  trigger_run_id: str | None = None, max_check_age: timedelta | None = None,
+                  check_interval: timedelta = CHECK_INTERVAL,
+                  trigger_took_effect: TriggerTookEffect | None = None) -> dict[str, Any]:
     """Observe ``region``, judge it over the stored history and decide; everything is recorded.
 
     Returns {region, healthy, verdict, action, reason, detected_at, failing, considered}. ``action`` is
     ``trigger`` only when the region is judged failed, auto-failover is on, no failover of it is running
-    (lock table, or ``failover_dagrun_running``: a queued/running run) and both the monitor's last trigger
-    and the region's last live failover (whoever started it) are older than the cooldown.
+    (lock table, or ``failover_dagrun_running``: a queued/running run), its shadow does not already serve it
+    (a live failover moved traffic and was not failed back: ``suppressed_failed_over``) and both the monitor's
+    last trigger and the region's last live failover (whoever started it) are older than the cooldown.
+    With ``trigger_took_effect``, a recorded trigger that created no failover run (the trigger task failed)
+    starts no cooldown: the next failing check triggers again.
 
     Only stored checks older than ``now`` count (a clock stepped back never adds up "future" checks), and,
-    with ``max_check_age``, only those younger than it (failures left before a pause never join a fresh one)."""
+    with ``max_check_age``, only those younger than it (failures left before a pause never join a fresh one).
+    Checks are samples in wall-clock time: at most one per half ``check_interval`` counts (the newest), so a
+    bunch of manual runs within seconds is one check, not N of M."""
     now = now or datetime.now(UTC)
     # A retried (or cleared and re-run) monitor task is the same check: it replays what its first attempt
     # decided instead of observing again, so one check never counts twice and a recorded trigger is re-issued
@@ -54,21 +71,33 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     # no readable signal at all (alarm missing / INSUFFICIENT_DATA / throttled / refused, no probes): the check
     # counts as not failing, but the monitor is blind and says so in the record and the log
     blind = all(c.get("healthy") is None for c in checks)
-    history = [o for o in _distinct_checks(fetched) if o.observed_at <= now
-               and (max_check_age is None or now - o.observed_at <= max_check_age)][: policy.window - 1]
+    fresh = [o for o in _distinct_checks(fetched) if o.observed_at <= now
+             and (max_check_age is None or now - o.observed_at <= max_check_age)]
+    history = _spaced(fresh, now, check_interval / 2)[: policy.window - 1]
     verdict = judge([healthy] + [o.healthy for o in history], policy)
     holder = failover_lock_holder(engine, region)
     running = failover_dagrun_running or holder is not None
+    events = list_failover_events(engine, region, limit=_EVENT_LOOKBACK)
+    serving = active_failover(events)
     kind = "trigger" if auto_failover else "alert"
-    previous = auto_failover_decisions(engine, region, decision=kind, limit=1)
-    last_action_at = previous[0].decided_at if previous else None
+    ignored: list[AutoFailoverDecision] = []
+    if kind == "trigger" and trigger_took_effect is not None:
+        last_action_at, ignored = _last_effective_trigger(engine, region, now=now, policy=policy,
+                                                          took_effect=trigger_took_effect)
+    else:
+        previous = auto_failover_decisions(engine, region, decision=kind, limit=1)
+        last_action_at = previous[0].decided_at if previous else None
     if auto_failover:
         # A live failover of the region started by anyone (a person, the CLI) starts the cooldown too: the
         # monitor must not fail the region over a second time right after a manual failover finished.
-        live = [e.started_at for e in list_failover_events(engine, region, limit=20) if e.mode == "live"]
+        live = [e.started_at for e in events if e.mode == "live"]
         last_action_at = max([t for t in (last_action_at, *live[:1]) if t is not None], default=None)
     decision = decide(verdict, auto_failover=auto_failover, failover_running=running,
-                      last_action_at=last_action_at, now=now, policy=policy)
+                      last_action_at=last_action_at, now=now, policy=policy,
+                      failed_over=_describe(serving) if serving else None)
+    if ignored and decision.action in ("trigger", "alert"):
+        decision = Decision(decision.action, f"{decision.reason}; earlier trigger(s) that created no failover run "
+                                             f"start no cooldown: {_describe_triggers(ignored)}")
     # detection time: the oldest failing check of the current window (recovery time counts from there)
     failing_times = [now] if not healthy else []
     failing_times += [o.observed_at for o in history if not o.healthy]
@@ -83,10 +112,14 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     if verdict.failed:
         record_auto_failover_decision(
             engine, primary_region=region, decision=decision.action, reason=decision.reason,
-            auto_failover=auto_failover, failover_id=holder, run_id=run_id, decided_at=now,
-            detail={"trigger_run_id": trigger_run_id if decision.action == "trigger" else None,"policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
+            auto_failover=auto_failover, failover_id=holder or (serving.failover_id if serving else None),
+            run_id=run_id, decided_at=now,
+            detail={"trigger_run_id": trigger_run_id if decision.action == "trigger" else None,
+                    "policy": policy.to_dict(), "failing": verdict.failing, "considered": verdict.considered,
                     "detected_at": detected_at.isoformat() if detected_at else None,
-                    "failover_dagrun_running": failover_dagrun_running})
+                    "failover_dagrun_running": failover_dagrun_running,
+                    "failed_over_by": serving.failover_id if serving else None,
+                    "triggers_without_run": [d.detail.get("trigger_run_id") for d in ignored]})
     level = logging.WARNING if verdict.failed or blind else logging.INFO
     log.log(level, "%s: %s → %s (%s)", region, "UNKNOWN" if blind else "healthy" if healthy else "UNHEALTHY",
             decision.action, decision.reason)
@@ -98,6 +131,68 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
 
 
 _HISTORY_SLACK = 3  # observations fetched per window slot: room for the duplicates of retried runs
+_EVENT_LOOKBACK = 50  # failover events read per region (newest first): drills and failbacks among them
+_TRIGGER_LOOKBACK = 60  # trigger decisions read for the cooldown: one a minute while triggers keep failing
+
+
+def _spaced(observations: Sequence[HealthObservation], newest_at: datetime,
+            spacing: timedelta) -> list[HealthObservation]:
+    """Newest first, at most one check per ``spacing``: a check closer than that to the next newer counted one
+    (the current check at ``newest_at`` first) samples the same moment of the region and is not counted.
+
+    Wall-clock time, as stored: it is when the alarm was read. A logical date says nothing about that (a manual
+    run's is its trigger time or none, a cleared old run's is in the past)."""
+    out = []
+    last = newest_at
+    for obs in observations:
+        if last - obs.observed_at >= spacing:
+            out.append(obs)
+            last = obs.observed_at
+    return out
+
+
+def _last_effective_trigger(engine: Engine, region: str, *, now: datetime, policy: HealthPolicy,
+                            took_effect: TriggerTookEffect) -> tuple[datetime | None, list[AutoFailoverDecision]]:
+    """When the monitor last triggered a failover that took effect (within the cooldown; older ones do not
+    matter), and the newer triggers that created no run (their failed trigger task must not hold back a real
+    failover for a whole cooldown)."""
+    ignored = []
+    for decision in auto_failover_decisions(engine, region, decision="trigger", limit=_TRIGGER_LOOKBACK):
+        if now - decision.decided_at >= policy.cooldown:
+            break
+        if took_effect(decision):
+            return decision.decided_at, ignored
+        ignored.append(decision)
+    return None, ignored
+
+
+def active_failover(events: Sequence[FailoverEvent]) -> FailoverEvent | None:
+    """The live failover whose shadow serves the region now (events newest first): it moved traffic (its
+    ``traffic`` step succeeded, or the failover as a whole did) and no failback of it succeeded. A failover
+    that failed before moving traffic, a drill or a dry run leaves the primary serving: not this."""
+    failed_back = {(e.plan or {}).get("failback_of") for e in events if is_failback(e) and e.outcome == "succeeded"}
+    for event in events:
+        if event.mode != "live" or is_failback(event) or event.failover_id in failed_back:
+            continue
+        steps = {s.get("step"): s for s in event.steps}
+        if (steps.get("failback") or {}).get("outcome") == "succeeded":
+            continue
+        if event.outcome == "succeeded" or (steps.get("traffic") or {}).get("outcome") == "succeeded":
+            return event
+    return None
+
+
+def _describe(event: FailoverEvent) -> str:
+    finished = f", {event.outcome} at {event.finished_at.isoformat()}" if event.finished_at else \
+        f", {event.outcome}"
+    return (f"failover {event.failover_id} ({event.trigger}, started {event.started_at.isoformat()}{finished}) "
+            f"moved traffic to {event.shadow_region} and was not failed back; fail back (regional_failback) "
+            f"before the monitor may fail this region over again")
+
+
+def _describe_triggers(decisions: Sequence[AutoFailoverDecision]) -> str:
+    return ", ".join(f"{d.detail.get('trigger_run_id') or '?'} (run {d.run_id})" for d in decisions[:5]) + \
+        (f" and {len(decisions) - 5} more" if len(decisions) > 5 else "")
 
 
 def _distinct_checks(observations: Sequence[HealthObservation]) -> list[HealthObservation]:

@@ -15,7 +15,7 @@ from shadowing.errors import InputError
 
 POLICY_FIELDS = ("failures_required", "window", "cooldown_minutes")
 
-Action = Literal["none", "trigger", "alert", "suppressed_running", "suppressed_cooldown"]
+Action = Literal["none", "trigger", "alert", "suppressed_running", "suppressed_failed_over", "suppressed_cooldown"]
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,19 @@ class Decision:
 
 
 def decide(verdict: Verdict, *, auto_failover: bool, failover_running: bool, last_action_at: datetime | None,
-           now: datetime, policy: HealthPolicy) -> Decision:
+           now: datetime, policy: HealthPolicy, failed_over: str | None = None) -> Decision:
     """What the monitor does about a verdict.
 
     ``last_action_at``: when the monitor last triggered (auto on) or alerted (auto off) for this region; within
-    the cooldown nothing is repeated. A running failover of the region always suppresses a new one."""
+    the cooldown nothing is repeated. A running failover of the region always suppresses a new one.
+    ``failed_over``: the failover whose shadow already serves the region (traffic moved, not failed back), in
+    words; however long ago it was, the outage is handled: no second failover (nor an alert) for it."""
     if not verdict.failed:
         return Decision("none", verdict.reason)
     if failover_running:
         return Decision("suppressed_running", f"{verdict.reason}; a failover of this region is already running or queued")
+    if failed_over:
+        return Decision("suppressed_failed_over", f"{verdict.reason}; already failed over: {failed_over}")
     if last_action_at is not None and now - last_action_at < policy.cooldown:
         left = policy.cooldown - (now - last_action_at)
         return Decision("suppressed_cooldown", f"{verdict.reason}; cooldown, {int(left.total_seconds())} s left")

@@ -10,6 +10,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FAILOVER_DAG_ID = "regional_failover"
+MONITOR_DAG_ID = "primary_health_monitor"
 CHECK_INTERVAL = timedelta(minutes=1)  # primary_health_monitor's schedule
 AUTO_FAILOVER_VARIABLE = "shadowing_auto_failover"  # {"us-east-1": true}; off when missing
 POLICY_VARIABLE = "shadowing_health_policy"  # {"failures_required": 3, "window": 5, "cooldown_minutes": 30}
@@ -109,20 +110,39 @@ def assess(region: str, context: dict[str, Any]) -> dict[str, Any]:
     engine = warehouse_engine()
     policy = policy_from(context["params"])
     auto = auto_failover_setting(region, primary_regions())
+    now = utcnow()  # when the alarm is read: checks are spaced in wall-clock time (see assess_region)
     # Who flipped the switch is audited before the switch is acted on.
-    audit_switch(engine, region, auto, run_id=context["run_id"], now=datetime.now(UTC), find_edits=switch_edits)
+    audit_switch(engine, region, auto, run_id=context["run_id"], now=now, find_edits=switch_edits)
     probes = probes_from_variable(region)
     # Any queued or running regional_failover run counts, not only the ones this monitor triggered: a person's
     # manual run queued for this region has not taken the lock yet, and a trigger now would queue a second
     # failover behind it (regional_failover runs one at a time, so for another region's run this only waits
     # as the triggered run would have waited anyway).
-    running = context["ti"].get_dr_count(dag_id=FAILOVER_DAG_ID, states=["queued", "running"]) > 0
-    now = datetime.now(UTC)
+    ti = context["ti"]
+    running = ti.get_dr_count(dag_id=FAILOVER_DAG_ID, states=["queued", "running"]) > 0
     result = assess_region(engine, aws_client("cloudwatch", region), region, policy=policy, auto_failover=auto,
                            probes=probes, failover_dagrun_running=running, run_id=context["run_id"], now=now,
                            trigger_run_id=f"sensor__{region}__{now:%Y%m%dT%H%M%S}",
-                           max_check_age=max_check_age(policy))
+                           max_check_age=max_check_age(policy), check_interval=CHECK_INTERVAL,
+                           trigger_took_effect=lambda decision: trigger_took_effect(ti, decision))
     return {**result, "monitor_run_id": context["run_id"]}
+
+
+def utcnow() -> datetime:
+    """The monitor's clock (one place, so a test can step it a check interval per run)."""
+    return datetime.now(UTC)
+
+
+def trigger_took_effect(ti: Any, decision: Any) -> bool:
+    """Did a recorded trigger decision create its regional_failover run? Also True while it still may: its
+    monitor run has not finished (the trigger task runs after ``assess``, and may be retrying). False only
+    when the run is over and no failover run has the decided id: the trigger task failed (API down, the
+    failover DAG broken or paused-and-deleted), so no cooldown may start from it."""
+    failover_run_id = decision.detail.get("trigger_run_id")
+    if failover_run_id and ti.get_dr_count(dag_id=FAILOVER_DAG_ID, run_ids=[failover_run_id]) > 0:
+        return True
+    return bool(decision.run_id) and ti.get_dr_count(dag_id=MONITOR_DAG_ID, run_ids=[decision.run_id],
+                                                     states=["queued", "running"]) > 0
 
 
 def max_check_age(policy: Any) -> timedelta:
