@@ -14,6 +14,13 @@ datapoint, and one that lands after its interval was read would be dropped as la
 5-minute period, needs at least 600). A pause longer than `max_gap_hours` restarts like a bootstrap: the last
 `max_gap_hours` at `bootstrap_period_seconds`, folded into the old fingerprint. A service without a sample for
 `retire_after_days` (7) before the region's newest is retired from the fingerprint, and so no longer sized.
+Freshness is validated against the wall clock: a window ending more than `max_window_age_seconds` (2 h) before
+validation is an old interval, and a region whose newest sample is more than `max_data_lag_seconds` (30 min)
+older than the window end has a CloudWatch that delivered nothing new: either fails the task naming the region
+and the age, the fingerprint is stored as invalid and the last valid one stays current (so readiness sees its
+true age). A change of `period_seconds` between runs first reads up to the new period's grid at a period on both
+grids, so no CloudWatch period straddles two folds. Two workers storing overlapping windows (a zombie and its
+retry) never make the older window current: it is stored as superseded, for audit.
 Each GetMetricData call covers at most `window_periods` periods: small windows keep the emulator fast; on real
 AWS, where GetMetricData is billed per metric per call, a larger value (fewer calls) is cheaper.
 Schedule: env `SHADOWING_CAPACITY_SCHEDULE` (cron or preset; default every 5 minutes).
@@ -55,6 +62,12 @@ _CLOUDWATCH_PERIOD = [{"enum": [1, 5, 10, 20, 30]}, {"multipleOf": 60}]
                                                 "is retired from the fingerprint (no longer sized)"),
          "settle_seconds": Param(180, type="integer", minimum=0,
                                  description="read only up to this long before now: CloudWatch's ingestion delay"),
+         "max_window_age_seconds": Param(7200, type="integer", minimum=1,
+                                         description="fail a fingerprint whose window ends longer than this before "
+                                                     "the wall clock (at least settle_seconds + 2 periods)"),
+         "max_data_lag_seconds": Param(1800, type="integer", minimum=0,
+                                       description="fail a fingerprint whose newest sample period ends longer than "
+                                                   "this before its window end (CloudWatch delivered nothing new)"),
      })
 def capacity_profiler() -> None:
     @task(outlets=[CAPACITY_FINGERPRINTS])
@@ -74,7 +87,9 @@ def capacity_profiler() -> None:
                                 bootstrap_period=int(params["bootstrap_period_seconds"]),
                                 window_periods=int(params["window_periods"]),
                                 settle=timedelta(seconds=int(params["settle_seconds"])),
-                                retire_after=timedelta(days=float(params["retire_after_days"])))
+                                retire_after=timedelta(days=float(params["retire_after_days"])),
+                                max_window_age=timedelta(seconds=int(params["max_window_age_seconds"])),
+                                max_data_lag=timedelta(seconds=int(params["max_data_lag_seconds"])))
         if not result["landed"]:  # nothing stored: a success would publish the Asset for nothing
             raise AirflowSkipException(f"{region}: {result['note']} (fingerprint {result['id']} stays current)")
         ctx["outlet_events"][CAPACITY_FINGERPRINTS].extra = {"region": region, "fingerprint_id": result["id"]}

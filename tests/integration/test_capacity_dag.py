@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from shadowing.world.app import build_app
 from shadowing.world.seeding import inventory_from_aws, metric_datums, put_metric_datums, seed_world
 from shadowing.world.state import WorldClients, load_state
+from tests.integration.test_capacity_dag_adversarial import on_time_clock  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -33,7 +34,8 @@ def _dag():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_dag_fingerprints_the_world_and_keeps_it_on_bad_data(
-        aws_conn_env: str, warehouse_conn_env: str, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        aws_conn_env: str, warehouse_conn_env: str, airflow_db: str, on_time_clock: None,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHADOWING_REGION_PAIRS", f"{REGION}=us-west-2")
     world = WorldClients.connect(aws_conn_env)
     seed_world(world, seed=1, history_days=0.05, secondary_history_days=0.05, flow_minutes=6, now=NOW)

@@ -115,8 +115,31 @@ def _asset_events(run_ids: list[str]) -> list[dict[str, Any]]:
                 for e in events if e.source_run_id in run_ids]
 
 
+ON_TIME = timedelta(seconds=200)  # a punctual run: a little after its interval's end plus the settle time
+
+
 @pytest.fixture
-def env(aws_conn_env: str, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def on_time_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock as the refresh sees it: ON_TIME after the running task's interval end (the tests replay
+    2025; at today's clock every window would be an old interval). A test may still set its own (``_clock``)."""
+    from shadowing.orchestration import capacity
+
+    real = capacity._utcnow
+
+    def now() -> datetime:
+        from airflow.sdk import get_current_context
+
+        try:
+            ctx = get_current_context()
+        except RuntimeError:  # called outside a task
+            return real()
+        return (ctx.get("data_interval_end") or ctx["logical_date"]) + ON_TIME
+
+    monkeypatch.setattr(capacity, "_utcnow", now)
+
+
+@pytest.fixture
+def env(aws_conn_env: str, airflow_db: str, on_time_clock: None, monkeypatch: pytest.MonkeyPatch) -> str:
     """An emptied emulator behind `aws_default`, Airflow's metadata DB, one primary region; the endpoint URL."""
     monkeypatch.setenv("SHADOWING_REGION_PAIRS", f"{REGION}=us-west-2")
     return aws_conn_env
@@ -195,15 +218,15 @@ def test_a_worker_crash_around_the_store_converges_on_retry(env: str, warehouse:
             sa.event.listen(engine, "after_cursor_execute", boom)
         _with_engine_hook(monkeypatch, arm)
     else:
-        real_save = store.save_fingerprint
+        real_store = store.store_fingerprint
 
-        def save_then_die(*args: Any, **kwargs: Any) -> int:
-            fid = real_save(*args, **kwargs)
+        def store_then_die(*args: Any, **kwargs: Any) -> Any:
+            saved = real_store(*args, **kwargs)
             if not crashed:
-                crashed.append(str(fid))
+                crashed.append(str(saved.id))
                 raise RuntimeError("worker lost after the commit")
-            return fid
-        monkeypatch.setattr(store, "save_fingerprint", save_then_die)
+            return saved
+        monkeypatch.setattr(store, "store_fingerprint", store_then_die)
     dag = _dag()
     _fast_retries(dag)
     run = dag.test(logical_date=T + timedelta(minutes=5), run_conf=CONF)
@@ -517,6 +540,141 @@ def test_a_misspelt_region_fails_at_once_and_the_other_region_lands(env: str, wa
     assert _latest(warehouse_conn_env) is not None and set(asked) == {REGION}
     with pytest.raises(AirflowFailException, match="'us-east1' .*SHADOWING_REGION_PAIRS.* not an AWS region name"):
         refresh_region("us-east1", end=T)
+
+
+@pytest.mark.slow
+def test_a_silent_cloudwatch_fails_naming_region_and_age_and_the_last_valid_fingerprint_stays_current(
+        env: str, warehouse_conn_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: freshness was validated against the run's own window end, so it could never fail. A run
+    over a CloudWatch that had delivered nothing for 45 minutes folded nothing into the old data, moved the
+    window end to now and stored it as valid and current: readiness saw a fresh fingerprint. It now fails
+    (not retried) naming the region and the age, the fold is stored as invalid, the last valid one stays
+    current, and once CloudWatch delivers again the next run folds everything since it: nothing lost."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from shadowing.orchestration.capacity import refresh_region
+
+    ids = _world(env, range(-10, 0))
+    dag = _dag()
+    _fast_retries(dag)
+    assert dag.test(logical_date=T, run_conf=CONF).state == "success"
+    first = _latest(warehouse_conn_env)
+    silent = dag.test(logical_date=T + timedelta(minutes=45), run_conf=CONF)
+    assert silent.state == "failed" and _states(silent) == {0: ("failed", 1)}
+    rows = _rows(warehouse_conn_env)
+    assert [(r["valid"], r["window_end"].minute) for r in rows] == [(True, 0), (False, 45)]
+    assert any("data_lag_seconds at api/*/cpu_utilization" in e for e in rows[1]["errors"]), rows[1]["errors"]
+    assert _latest(warehouse_conn_env).id == first.id and _asset_events([silent.run_id]) == []
+    # the task's reason (the same refresh, called as the task calls it, at the same clock)
+    from shadowing.orchestration import capacity
+
+    on_time = capacity._utcnow
+    _clock(monkeypatch, T + timedelta(minutes=45) + ON_TIME)
+    with pytest.raises(AirflowFailException, match=(
+            r"^us-east-1: stale capacity fingerprint: no sample after 2025-06-02T11:59:00Z: its data ends 45 min "
+            r"before its window end 2025-06-02T12:45:00Z \(bound 30 min\), CloudWatch delivered nothing new.*"
+            rf"fingerprint {first.id} stays current\)$")):
+        refresh_region(REGION, end=T + timedelta(minutes=45), period=60, window_periods=10,
+                       max_window_age=timedelta(hours=2))
+    monkeypatch.setattr(capacity, "_utcnow", on_time)
+    _publish(client("cloudwatch", REGION, env), [i for svc in ids.values() for i in svc], range(0, 50), start=T)
+    resumed = dag.test(logical_date=T + timedelta(minutes=50), run_conf=CONF)
+    assert resumed.state == "success"
+    latest = _latest(warehouse_conn_env)
+    assert latest.payload["folds"] == first.payload["folds"] + 1  # into the last valid one, not the stale one
+    _assert_converged(latest.payload, _reference(env, T - timedelta(minutes=10), T + timedelta(minutes=50)))
+
+
+@pytest.mark.slow
+def test_a_run_of_an_old_interval_fails_window_freshness_at_the_wall_clock(
+        env: str, warehouse_conn_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the window's age was measured from its own end. A run starting three hours after its
+    interval (a manual run of an old logical date, a long queue) now fails naming the age, and the next run
+    reads on from the last valid fingerprint; the bound is the DAG's Param max_window_age_seconds."""
+    _world(env, range(-10, 10))
+    dag = _dag()
+    _fast_retries(dag)
+    assert dag.test(logical_date=T, run_conf=CONF).state == "success"
+    first = _latest(warehouse_conn_env)
+    _clock(monkeypatch, T + timedelta(hours=3))
+    late = dag.test(logical_date=T + timedelta(minutes=5), run_conf=CONF)
+    assert late.state == "failed" and _states(late) == {0: ("failed", 1)}
+    rows = _rows(warehouse_conn_env)
+    assert [r["valid"] for r in rows] == [True, False]
+    assert any("window_age_seconds at api/*/cpu_utilization" in e for e in rows[1]["errors"]), rows[1]["errors"]
+    assert _latest(warehouse_conn_env).id == first.id
+    allowed = dag.test(logical_date=T + timedelta(minutes=5), run_conf={**CONF, "max_window_age_seconds": 4 * 3600})
+    assert allowed.state == "success"
+    assert _latest(warehouse_conn_env).payload["window"]["end"] == "2025-06-02T12:05:00Z"
+
+
+@pytest.mark.slow
+def test_a_period_change_between_runs_reads_whole_periods_on_the_new_grid(
+        env: str, warehouse_conn_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: folds ended at 12:07 at 60 s; with period_seconds 300 the next run asked CloudWatch for
+    300 s periods from 12:07, which on AWS cover up to 12:12 past the fold's end at 12:15 → 12:10 straddles,
+    and the next fold reads the overlap again. Now 12:07 → 12:15 is read at 60 s (said in the warnings), the
+    folds after it at 300 s from 12:15: every GetMetricData call asks for whole periods on its period's grid,
+    and no minute is lost or read twice."""
+    from shadowing.orchestration import clients
+
+    _world(env, range(-10, 25))
+    asked: list[tuple[datetime, datetime, int]] = []
+    real = clients.aws_client
+
+    def recorded(service: str, region: str, *args: Any, **kwargs: Any) -> Any:
+        c = real(service, region, *args, **kwargs)
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            periods = {q["MetricStat"]["Period"] for q in params["MetricDataQueries"] if "MetricStat" in q}
+            asked.extend((params["StartTime"], params["EndTime"], p) for p in periods)
+        c.meta.events.register("provide-client-params.cloudwatch.GetMetricData", record)
+        return c
+
+    monkeypatch.setattr(clients, "aws_client", recorded)
+    dag = _dag()
+    assert dag.test(logical_date=T + timedelta(minutes=7), run_conf=CONF).state == "success"
+    assert _latest(warehouse_conn_env).payload["window"]["end"] == "2025-06-02T12:07:00Z"
+    five = {**CONF, "period_seconds": 300}
+    assert dag.test(logical_date=T + timedelta(minutes=16), run_conf=five).state == "success"
+    bridged = _latest(warehouse_conn_env)
+    assert bridged.payload["window"]["end"] == "2025-06-02T12:15:00Z"
+    assert "off the 300 s period's grid" in bridged.payload["warnings"][0], bridged.payload["warnings"]
+    assert dag.test(logical_date=T + timedelta(minutes=21), run_conf=five).state == "success"
+    latest = _latest(warehouse_conn_env)
+    assert latest.payload["window"]["end"] == "2025-06-02T12:20:00Z"
+    misaligned = [(s.isoformat(), e.isoformat(), p) for s, e, p in asked
+                  if s.timestamp() % p or e.timestamp() % p]
+    assert asked and not misaligned, misaligned
+    assert {p for *_, p in asked} == {60, 300}
+    # per api instance: the bootstrap's 10 minutes and the bridge's 8 at 60 s, then one 5-minute period
+    assert latest.payload["services"]["api"]["metrics"]["cpu_utilization"]["count"] == 2 * (10 + 8 + 1)
+
+
+@pytest.mark.slow
+def test_a_zombie_storing_after_its_retry_never_makes_its_older_window_current(env: str, warehouse: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a worker lost track of (a zombie) read the bootstrap as its previous fingerprint, then
+    stalled; its retry folded up to 12:10 and stored; the zombie then stored its fold up to 12:05, the newer
+    row, so "latest valid" went back to 12:05. Its row is now kept as superseded, the retry's stays current,
+    and the zombie reports that nothing landed (so it would publish no Asset event)."""
+    from shadowing.orchestration.capacity import refresh_region
+    from shadowing.warehouse import store
+
+    _world(env, range(-10, 10))
+    dag = _dag()
+    assert dag.test(logical_date=T, run_conf=CONF).state == "success"
+    bootstrap = _latest(warehouse)
+    assert dag.test(logical_date=T + timedelta(minutes=10), run_conf=CONF).state == "success"
+    retry = _latest(warehouse)
+    real = store.latest_valid_fingerprint
+    monkeypatch.setattr(store, "latest_valid_fingerprint", lambda *_: bootstrap)  # what the zombie had read
+    zombie = refresh_region(REGION, end=T + timedelta(minutes=5), run_id="zombie", period=60, window_periods=10)
+    assert (zombie["landed"], zombie["id"]) == (False, retry.id) and "superseded" in zombie["note"]
+    monkeypatch.setattr(store, "latest_valid_fingerprint", real)
+    rows = _rows(warehouse)
+    assert [(r["valid"], r["window_end"].minute) for r in rows] == [(True, 0), (True, 10), (False, 5)]
+    assert _latest(warehouse).id == retry.id
 
 
 @pytest.mark.parametrize("conf", [{"period_seconds": 45}, {"period_seconds": 7}, {"bootstrap_period_seconds": 90},

@@ -15,12 +15,23 @@ The bootstrap may be read at a coarser period than the folds (a week of hourly s
 sixty times fewer points to fetch and fold); its end is then floored to that coarser step, so the next fold
 starts on a whole hour and reads the rest at the fine period. ``step_seconds`` of the result is the period
 to read the interval at.
+
+The period can change between runs (the DAG's ``period_seconds``): the previous end is on the old period's
+grid, not necessarily on the new one's (12:07 after minutes, now 5-minute periods). CloudWatch labels periods
+from the StartTime, and a period starting at 12:07 covers up to 12:12, past an interval ending at 12:10, whose
+next fold reads 12:10–12:15 again: the buckets straddle the intervals. Such a fold is read at a *bridge*
+period instead, the longest CloudWatch period on both grids (12:07 → 12:10 at 60 s), up to an end on the new
+grid; from there on the folds read at the new period.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+# Periods CloudWatch accepts below a minute (high-resolution metrics); above it, any multiple of 60.
+SUB_MINUTE_PERIODS = (1, 5, 10, 20, 30)
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: ti
     if previous_end >= fine_end:
         return RefreshInterval(previous_end, previous_end, "nothing new since the last valid fingerprint",
                                step_seconds)
+    bridge = bridge_period(previous_end, step_seconds)
     if fine_end - previous_end > max_gap:
         note = f"last valid fingerprint ends {fine_end - previous_end} before this run; only the last {max_gap} are folded"
         # A restart is a bootstrap into the old fingerprint: read at the bootstrap's period (max_gap at the fine
@@ -65,9 +77,36 @@ def next_interval(previous_end: datetime | None, end: datetime, *, bootstrap: ti
                                _ceil(previous_end, bootstrap_step_seconds))
             if coarse_start < coarse_end:
                 return RefreshInterval(coarse_start, coarse_end, note, bootstrap_step_seconds)
-        return RefreshInterval(max(_floor(fine_end - max_gap, step_seconds), previous_end), fine_end, note,
-                               step_seconds)
+        restart = _floor(fine_end - max_gap, step_seconds)
+        if restart >= previous_end:
+            return RefreshInterval(restart, fine_end, note, step_seconds)
+        if bridge != step_seconds:  # the restart would start inside the previous end's step: from it, bridged
+            return RefreshInterval(previous_end, fine_end, f"{note}; {_bridge_note(previous_end, step_seconds, bridge)}",
+                                   bridge)
+        return RefreshInterval(previous_end, fine_end, note, step_seconds)
+    if bridge != step_seconds:
+        return RefreshInterval(previous_end, fine_end, _bridge_note(previous_end, step_seconds, bridge), bridge)
     return RefreshInterval(previous_end, fine_end, None, step_seconds)
+
+
+def bridge_period(moment: datetime, step_seconds: int) -> int:
+    """The longest CloudWatch period dividing both ``step_seconds`` and ``moment``'s offset on its grid:
+    ``step_seconds`` itself when ``moment`` is on the grid. Periods read from ``moment`` at it end on the grid."""
+    if step_seconds <= 0:
+        return step_seconds
+    offset = moment.timestamp() % step_seconds
+    if offset == 0:
+        return step_seconds
+    if not float(offset).is_integer():
+        return 1
+    common = math.gcd(int(offset), step_seconds)
+    # any multiple of 60 is a period; below it, only the high-resolution ones
+    return common if common % 60 == 0 else max(p for p in SUB_MINUTE_PERIODS if common % p == 0)
+
+
+def _bridge_note(previous_end: datetime, step_seconds: int, bridge: int) -> str:
+    return (f"the last valid fingerprint ends at {previous_end.isoformat()}, off the {step_seconds} s period's grid "
+            f"(the period changed): read at {bridge} s up to the grid, so that no period straddles two folds")
 
 
 def _floor(moment: datetime, step_seconds: int) -> datetime:

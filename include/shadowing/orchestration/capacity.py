@@ -16,6 +16,11 @@ DEFAULT_SCHEDULE = "*/5 * * * *"
 # monitoring lags 1–2 minutes, the demo world publishes each whole minute once it is over): a run reads only up
 # to this long before the wall clock, since a point that lands after its interval was read is late for ever.
 DEFAULT_SETTLE = timedelta(minutes=3)
+# Freshness (the GX suite's bounds): a window ending this long before the wall clock is an old interval, not the
+# region's current capacity; the newest sample period ending this long before the window end means the source
+# delivered nothing new (a silent CloudWatch, an agent or permission broken): the window moved on, the data not.
+DEFAULT_MAX_WINDOW_AGE = timedelta(hours=2)
+DEFAULT_MAX_DATA_LAG = timedelta(minutes=30)
 # us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1, eusc-de-east-1 …: letters, dashes, a final number.
 _REGION_NAME = re.compile(r"^[a-z]{2,}(-[a-z]+)+-\d+$")
 
@@ -50,7 +55,8 @@ def _utcnow() -> datetime:
 def refresh_region(region: str, *, end: datetime, run_id: str | None = None, period: int = 60,
                    bootstrap: timedelta = timedelta(days=7), max_gap: timedelta = timedelta(days=7),
                    bootstrap_period: int = 3600, window_periods: int | None = 6,
-                   settle: timedelta = DEFAULT_SETTLE, retire_after: timedelta = timedelta(days=7)
+                   settle: timedelta = DEFAULT_SETTLE, retire_after: timedelta = timedelta(days=7),
+                   max_window_age: timedelta | None = None, max_data_lag: timedelta = DEFAULT_MAX_DATA_LAG
                    ) -> dict[str, Any]:
     """Fold everything since the region's last valid fingerprint (up to ``end``) into it and store the result.
 
@@ -59,6 +65,13 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     Nothing younger than ``settle`` (wall clock) is read: a run whose end is later (a live run, a logical date
     in the future) stops there, and the next run reads on from it. A service without a sample for
     ``retire_after`` before the region's newest is retired from the fingerprint (named in its warnings).
+
+    Freshness, validated with the rest: the region's newest sample period must end at most ``max_data_lag``
+    before the window end (a CloudWatch that delivered nothing new for that long fails the run instead of
+    storing the old data under a new window end), and, with ``max_window_age`` (the DAG always passes it), the
+    window must end at most that long before the wall clock at validation (never less than ``settle`` plus two
+    periods: what a punctual run's window lags by). Without it, the window is checked against its own end, as
+    the CLI checks a file: a replay of history (a test, a benchmark) is not stale.
 
     Returns {"id", "valid", "skipped", "landed", "window", "services"}: ``landed`` when the current fingerprint
     was stored by this run (now, or by an earlier try of it that died after storing), the only case in which
@@ -75,8 +88,8 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     from shadowing.errors import ValidationFailed
     from shadowing.metrics.cloudwatch import discover_instances, extract
     from shadowing.orchestration.clients import aws_client, warehouse_engine
-    from shadowing.quality.fingerprint import validate_fingerprint
-    from shadowing.warehouse.store import latest_valid_fingerprint, save_fingerprint
+    from shadowing.quality.fingerprint import freshness, validate_fingerprint
+    from shadowing.warehouse.store import latest_valid_fingerprint, store_fingerprint
 
     if not _REGION_NAME.match(region):
         # Not retried: a misspelt region fails the same way every time (an unreachable endpoint on AWS, HTTP 500
@@ -116,18 +129,58 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
         fingerprint["warnings"] = [f"interval: {interval.note}", *fingerprint["warnings"]]
     if not instances:
         fingerprint["warnings"] = [untagged, *fingerprint["warnings"]]
+    # The wall clock at validation when the window's age is bounded; else the window's own end (a replay).
+    now = _utcnow() if max_window_age is not None else interval.end
+    window_bound = None if max_window_age is None else \
+        max(max_window_age, settle + timedelta(seconds=2 * interval.step_seconds)).total_seconds()
+    kept = f"fingerprint {previous.id} stays current" if previous else "no valid fingerprint yet"
     try:
-        validate_fingerprint(fingerprint, now=interval.end.timestamp())
+        validate_fingerprint(fingerprint, now=now.timestamp(), max_window_age=window_bound,
+                             max_data_lag=max_data_lag.total_seconds(), sample_period=interval.step_seconds)
     except ValidationFailed as exc:
-        fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=False, errors=exc.failures,
-                               run_id=run_id, window_start=interval.start, window_end=interval.end)
-        kept = f"fingerprint {previous.id} stays current" if previous else "no valid fingerprint yet"
-        raise AirflowFailException(f"{exc} (stored as invalid fingerprint {fid}; {kept})") from exc
-    fid = save_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
-                           window_start=interval.start, window_end=interval.end)
-    return {"id": fid, "valid": True, "skipped": False, "landed": True, "note": interval.note,
+        saved = store_fingerprint(engine, region=region, fingerprint=fingerprint, valid=False, errors=exc.failures,
+                                  run_id=run_id, window_start=interval.start, window_end=interval.end)
+        stale = _staleness(region, freshness(fingerprint, now=now.timestamp(), sample_period=interval.step_seconds),
+                           max_window_age=window_bound, max_data_lag=max_data_lag.total_seconds())
+        raise AirflowFailException(f"{stale + ' ' if stale else ''}{exc} (stored as invalid fingerprint {saved.id}; "
+                                   f"{kept})") from exc
+    saved = store_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
+                              window_start=interval.start, window_end=interval.end)
+    if not saved.current:
+        # A worker that stored a later window meanwhile (this one a zombie, or an overlapping run): that one
+        # stays current; this row is kept for audit. Nothing landed, nothing to publish.
+        return {"id": saved.current_id, "valid": True, "skipped": True, "landed": False, "stored_id": saved.id,
+                "note": saved.superseded, "window": fingerprint["window"],
+                "services": _summary(fingerprint)}
+    return {"id": saved.id, "valid": True, "skipped": False, "landed": True, "note": interval.note,
             "window": fingerprint["window"],
             "period": interval.step_seconds, "rows": len(cols), "services": _summary(fingerprint)}
+
+
+def _staleness(region: str, fresh: Any, *, max_window_age: float | None, max_data_lag: float) -> str:
+    """The freshness failure in words, naming the region and the ages (empty when the fingerprint is fresh)."""
+    from shadowing.capacity.fingerprint import iso
+
+    reasons = []
+    if fresh.data_lag is not None and fresh.data_lag > max_data_lag:
+        reasons.append(f"no sample after {iso(fresh.newest)}: its data ends {_age(fresh.data_lag)} before its window "
+                       f"end {iso(fresh.window_end)} (bound {_age(max_data_lag)}), CloudWatch delivered nothing new "
+                       f"for that long (instances stopped? the agent or the role's permissions broken?)")
+    if max_window_age is not None and fresh.window_age is not None and fresh.window_age > max_window_age:
+        reasons.append(f"its window ends {_age(fresh.window_age)} before now, at {iso(fresh.window_end)} (bound "
+                       f"{_age(max_window_age)}): a run of an old interval; the next run reads on from the last "
+                       f"valid fingerprint")
+    return f"{region}: stale capacity fingerprint: {'; '.join(reasons)}." if reasons else ""
+
+
+def _age(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
 def _summary(fingerprint: dict[str, Any]) -> dict[str, Any]:

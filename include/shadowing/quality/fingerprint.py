@@ -3,7 +3,9 @@
 The fingerprint is flattened to one row per service × (pooled | aggregate | instance) × metric with the
 statistics as columns, plus helper columns the JSON suite checks: ``utilisation_min/max`` (set for
 percentage metrics only), ``non_negative_min`` (set for metrics that cannot be negative), the window's length
-and its age at validation time (null, so failing, when the window is missing or unreadable), ``rejected_share``
+and its age at validation time (null, so failing, when the window is missing or unreadable), ``data_lag_seconds``
+(how long before the window end the region's newest sample period ended: a window that moved on while its source
+delivered nothing new — a silent CloudWatch — claims a freshness its data does not have), ``rejected_share``
 (pooled rows: the share of the newest window's rows of that service and metric dropped as impossible — a
 broken source fails the refresh instead of being silently thinned out), and on the aggregate row of the sizing
 rule's metric ``sizing_row`` = 1 with ``sizing_instances`` (the recommended count, null when the service was
@@ -15,7 +17,9 @@ after it, so it fails the suite with its place named instead of crashing the val
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ import pandas as pd
 from shadowing.errors import ValidationFailed
 from shadowing.metrics.frame import NON_NEGATIVE_METRICS
 from shadowing.metrics.names import PERCENT_METRICS
-from shadowing.quality.core import ValidationReport, run_suite
+from shadowing.quality.core import ValidationReport, load_suite_dict, run_suite
 from shadowing.settings import INCLUDE_DIR
 
 SUITE_PATH = INCLUDE_DIR / "expectations" / "capacity_fingerprint.json"
@@ -34,7 +38,47 @@ POOLED, AGGREGATE = "*", "(aggregate)"
 MALFORMED = "(malformed)"
 _DEFAULT_SIZING_METRIC = "cpu_utilization"
 COLUMNS = ("service", "instance", "metric", *STATS, "utilisation_min", "utilisation_max", "non_negative_min",
-           "window_seconds", "window_age_seconds", "rejected_share", "sizing_row", "sizing_instances")
+           "window_seconds", "window_age_seconds", "data_lag_seconds", "rejected_share", "sizing_row",
+           "sizing_instances")
+# The suite's freshness bounds a caller may set (``meta.bound`` of the expectation → its ``max_value``).
+WINDOW_AGE_BOUND, DATA_LAG_BOUND = "max_window_age", "max_data_lag"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current a fingerprint is at ``now``: ``window_age`` = now − window end; ``data_lag`` = window end −
+    end of the newest sample's period (0 when the last period has data); ``newest`` the newest sample. Any of
+    them None when unreadable (no window, no ``instances.last_seen``)."""
+
+    window_end: float | None
+    window_age: float | None
+    newest: float | None
+    data_lag: float | None
+
+
+def freshness(fingerprint: dict[str, Any], *, now: float | None = None,
+              sample_period: float | None = None) -> Freshness:
+    """The fingerprint's :class:`Freshness` at ``now`` (wall clock by default). ``sample_period``: the period
+    the newest data was read at (default: the fingerprint's step), so that a newest sample labelled one period
+    before the window end counts as current."""
+    fingerprint = _mapping(fingerprint)
+    now = datetime.now(UTC).timestamp() if now is None else now
+    try:
+        end: float | None = _ts(_mapping(fingerprint.get("window"))["end"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        end = None
+    seen = []
+    for s in _mapping(fingerprint.get("services")).values():
+        last = _mapping(_mapping(s).get("instances")).get("last_seen")
+        try:
+            seen.append(_ts(last))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    newest = max(seen) if seen else None
+    if sample_period is None:
+        sample_period = _number(_mapping(fingerprint.get("params")).get("step_seconds")) or 0.0
+    lag = None if end is None or newest is None else max(0.0, end - (newest + sample_period))
+    return Freshness(end, None if end is None else now - end, newest, lag)
 
 
 def _number(value: Any) -> float | None:
@@ -54,7 +98,8 @@ def _ts(text: str) -> float:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.DataFrame:
+def flatten(fingerprint: dict[str, Any], *, now: float | None = None,
+            sample_period: float | None = None) -> pd.DataFrame:
     """One row per service × instance (``*`` pooled, ``(aggregate)`` total) × metric."""
     fingerprint = _mapping(fingerprint)
     window = _mapping(fingerprint.get("window"))
@@ -63,6 +108,7 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
     except (KeyError, TypeError, ValueError, AttributeError):
         start = end = math.nan
     now = datetime.now(UTC).timestamp() if now is None else now
+    lag = freshness(fingerprint, now=now, sample_period=sample_period).data_lag
     rows: list[dict[str, Any]] = []
     quality = _mapping(fingerprint.get("quality"))
     kept_rows = _mapping(quality.get("kept_rows"))
@@ -85,6 +131,7 @@ def flatten(fingerprint: dict[str, Any], *, now: float | None = None) -> pd.Data
         row["non_negative_min"] = row["min"] if metric in NON_NEGATIVE_METRICS else None
         row["window_seconds"] = end - start
         row["window_age_seconds"] = now - end
+        row["data_lag_seconds"] = lag
         row["rejected_share"] = rejected_share(service, metric) if instance == POOLED else None
         row["sizing_row"] = 0.0
         row["sizing_instances"] = None
@@ -135,20 +182,45 @@ def _mark_sizing(service: dict[str, Any], aggregate_rows: dict[str, dict[str, An
         else None
 
 
+def bounded_suite(suite: Path | dict[str, Any], bounds: dict[str, float | None]) -> dict[str, Any]:
+    """``suite`` with the ``max_value`` of each expectation whose ``meta.bound`` is a key of ``bounds`` set to
+    that bound (the suite file keeps the defaults). A bound no expectation carries is an error, not a no-op."""
+    spec = copy.deepcopy(load_suite_dict(suite))
+    found = set()
+    for expectation in spec.get("expectations", []):
+        bound = (expectation.get("meta") or {}).get("bound")
+        if bound in bounds:
+            expectation.setdefault("kwargs", {})["max_value"] = bounds[bound]
+            found.add(bound)
+    if set(bounds) - found:
+        raise ValueError(f"the suite has no expectation bounded by {sorted(set(bounds) - found)}")
+    return spec
+
+
 def check_fingerprint(fingerprint: dict[str, Any], *, now: float | None = None,
-                      suite: Path | dict[str, Any] = SUITE_PATH) -> ValidationReport:
-    return run_suite(flatten(fingerprint, now=now), suite, name="capacity_fingerprint",
-                     label_columns=("service", "instance", "metric"))
+                      suite: Path | dict[str, Any] = SUITE_PATH, max_window_age: float | None = None,
+                      max_data_lag: float | None = None, sample_period: float | None = None) -> ValidationReport:
+    bounds = {k: v for k, v in ((WINDOW_AGE_BOUND, max_window_age), (DATA_LAG_BOUND, max_data_lag))
+              if v is not None}
+    if bounds:
+        suite = bounded_suite(suite, bounds)
+    return run_suite(flatten(fingerprint, now=now, sample_period=sample_period), suite,
+                     name="capacity_fingerprint", label_columns=("service", "instance", "metric"))
 
 
 def validate_fingerprint(fingerprint: dict[str, Any], *, now: float | None = None,
-                         suite: Path | dict[str, Any] = SUITE_PATH) -> ValidationReport:
+                         suite: Path | dict[str, Any] = SUITE_PATH, max_window_age: float | None = None,
+                         max_data_lag: float | None = None, sample_period: float | None = None
+                         ) -> ValidationReport:
     """Raise :class:`ValidationFailed` (naming service/instance/metric) unless the suite passes.
 
-    ``now`` is the reference of the freshness check: wall-clock time by default; file-based callers pass the
-    window end.
+    Freshness: the window must end at most ``max_window_age`` seconds before ``now`` (wall clock by default;
+    file-based callers, which profile history, pass the window end), and the region's newest sample period must
+    end at most ``max_data_lag`` seconds before the window end (see :func:`freshness`); None: the suite's
+    default bound.
     """
-    report = check_fingerprint(fingerprint, now=now, suite=suite)
+    report = check_fingerprint(fingerprint, now=now, suite=suite, max_window_age=max_window_age,
+                               max_data_lag=max_data_lag, sample_period=sample_period)
     if not report.success:
         head = "; ".join(report.failures[:3])
         raise ValidationFailed(f"capacity fingerprint of {_mapping(fingerprint).get('region')} failed validation: "
