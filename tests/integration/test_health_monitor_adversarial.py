@@ -75,6 +75,34 @@ def test_a_retry_after_a_recorded_trigger_reissues_the_same_trigger_once(aws: st
     assert [d.run_id for d in auto_failover_decisions(engine, REGION, decision="trigger")] == ["m3"]
 
 
+def test_a_cleared_old_trigger_is_never_reissued_behind_a_newer_one(aws: str, warehouse_url: str) -> None:
+    engine = open_warehouse(warehouse_url)
+    cw = client("cloudwatch", REGION, aws)
+    _alarm(cw, "ALARM")
+
+    def no_run(decision: Any) -> bool:  # every earlier trigger task failed: no failover run exists
+        return False
+
+    for minute in (1, 2):
+        _check(engine, cw, f"m{minute}", timedelta(minutes=minute))
+    first = _check(engine, cw, "m3", timedelta(minutes=3), trigger_took_effect=no_run)
+    second = _check(engine, cw, "m4", timedelta(minutes=4), trigger_took_effect=no_run)
+    assert (first["action"], second["action"]) == ("trigger", "trigger")
+    # someone clears the old run m3 (its trigger task had failed): re-issuing its trigger now would queue a
+    # second failover behind m4's
+    old = _check(engine, cw, "m3", timedelta(minutes=4, seconds=30), trigger_took_effect=no_run)
+    assert (old["action"], old["trigger_run_id"]) == ("suppressed_cooldown", None)
+    assert f"replayed trigger {first['trigger_run_id']} not re-issued: a newer trigger superseded it (run m4" in \
+        old["reason"]
+    # m4 retried while a failover run is queued (its own, or a person's): nothing to re-issue either
+    again = _check(engine, cw, "m4", timedelta(minutes=4, seconds=40), failover_dagrun_running=True)
+    assert (again["action"], again["trigger_run_id"]) == ("suppressed_running", None)
+    # m4 retried with nothing queued (its trigger task never ran): the same trigger again, as before
+    retry = _check(engine, cw, "m4", timedelta(minutes=4, seconds=50))
+    assert (retry["action"], retry["trigger_run_id"]) == ("trigger", second["trigger_run_id"])
+    assert [d.run_id for d in auto_failover_decisions(engine, REGION, decision="trigger")] == ["m4", "m3"]
+
+
 def test_an_attempt_dying_between_its_two_writes_is_completed_by_the_retry(
         aws: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = open_warehouse(sqlite_url)

@@ -64,7 +64,8 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
         earlier = [o for o in fetched if o.run_id == run_id]
         if earlier:
             return _replay(engine, region, earlier[-1], run_id=run_id, auto_failover=auto_failover,
-                           trigger_run_id=trigger_run_id, policy=policy)
+                           trigger_run_id=trigger_run_id, policy=policy, now=now,
+                           failover_running=failover_dagrun_running)
     if checks is None:
         checks = alarm_checks(cloudwatch, region) + (probe_checks(probes) if probes else [])
     healthy = overall_healthy(checks)
@@ -209,9 +210,11 @@ def _distinct_checks(observations: Sequence[HealthObservation]) -> list[HealthOb
 
 
 def _replay(engine: Engine, region: str, first: HealthObservation, *, run_id: str, auto_failover: bool,
-            trigger_run_id: str | None, policy: HealthPolicy) -> dict[str, Any]:
+            trigger_run_id: str | None, policy: HealthPolicy, now: datetime,
+            failover_running: bool) -> dict[str, Any]:
     """The result of a run's first attempt, from what it recorded (completing the decision row if the attempt
-    died between the two writes)."""
+    died between the two writes). A recorded trigger is re-issued only while it is still the region's latest
+    and nothing has failed the region over since (see ``_stale_trigger``)."""
     decisions = [d for d in auto_failover_decisions(engine, region, limit=_HISTORY_SLACK * policy.window)
                  if d.run_id == run_id and d.decision == first.action]
     detail: dict[str, Any] = decisions[0].detail if decisions else {}
@@ -228,10 +231,39 @@ def _replay(engine: Engine, region: str, first: HealthObservation, *, run_id: st
                                       detail=detail)
     log.warning("%s: run %s already judged this check (%s): replaying its decision", region, run_id,
                 first.action)
+    action, reason = first.action, first.detail
+    if first.action == "trigger":
+        stale = _stale_trigger(engine, region, run_id=run_id, failover_running=failover_running)
+        if stale is not None:
+            action, why = stale
+            reason = f"{first.detail}; replayed trigger {trigger_run_id} not re-issued: {why}"
+            log.warning("%s: %s", region, reason)
+            record_auto_failover_decision(engine, primary_region=region, decision=action, reason=reason,
+                                          auto_failover=auto_failover, run_id=run_id, decided_at=now,
+                                          detail={"replayed": True, "not_reissued": trigger_run_id})
     return {"region": region, "healthy": first.healthy, "verdict": "failed" if failed else "ok",
-            "action": first.action, "reason": first.detail, "detected_at": detected_at,
+            "action": action, "reason": reason, "detected_at": detected_at,
             "failing": detail.get("failing"), "considered": detail.get("considered"),
-            "trigger_run_id": trigger_run_id if first.action == "trigger" else None}
+            "trigger_run_id": trigger_run_id if action == "trigger" else None}
+
+
+def _stale_trigger(engine: Engine, region: str, *, run_id: str, failover_running: bool) -> tuple[str, str] | None:
+    """Why a replayed trigger (a cleared or retried old monitor run) must not be re-issued, or None.
+
+    Since a failed trigger starts no cooldown, a later run may have triggered again; re-issuing the old one
+    then would queue a second failover behind it."""
+    newest = auto_failover_decisions(engine, region, decision="trigger", limit=1)
+    if newest and newest[0].run_id != run_id:
+        return ("suppressed_cooldown", f"a newer trigger superseded it (run {newest[0].run_id}, "
+                                       f"{newest[0].detail.get('trigger_run_id')})")
+    holder = failover_lock_holder(engine, region)
+    if failover_running or holder is not None:
+        return ("suppressed_running", "a failover of this region is already running or queued"
+                                      + (f" ({holder})" if holder else ""))
+    serving = active_failover(list_failover_events(engine, region, limit=_EVENT_LOOKBACK))
+    if serving is not None:
+        return ("suppressed_failed_over", f"already failed over: {_describe(serving)}")
+    return None
 
 
 def triggered_run_ids(engine: Engine, region: str, limit: int = 5) -> list[str]:
