@@ -33,7 +33,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from shadowing.orchestration.assets import CAPACITY_FINGERPRINTS
-from shadowing.orchestration.capacity import capacity_schedule
+from shadowing.orchestration.capacity import DEFAULT_MAX_DATA_LAG, DEFAULT_MAX_WINDOW_AGE, capacity_schedule
 from shadowing.orchestration.defaults import DEFAULT_ARGS
 from shadowing.settings import primary_regions
 
@@ -62,10 +62,10 @@ _CLOUDWATCH_PERIOD = [{"enum": [1, 5, 10, 20, 30]}, {"multipleOf": 60}]
                                                 "is retired from the fingerprint (no longer sized)"),
          "settle_seconds": Param(180, type="integer", minimum=0,
                                  description="read only up to this long before now: CloudWatch's ingestion delay"),
-         "max_window_age_seconds": Param(7200, type="integer", minimum=1,
+         "max_window_age_seconds": Param(int(DEFAULT_MAX_WINDOW_AGE.total_seconds()), type="integer", minimum=1,
                                          description="fail a fingerprint whose window ends longer than this before "
                                                      "the wall clock (at least settle_seconds + 2 periods)"),
-         "max_data_lag_seconds": Param(1800, type="integer", minimum=0,
+         "max_data_lag_seconds": Param(int(DEFAULT_MAX_DATA_LAG.total_seconds()), type="integer", minimum=0,
                                        description="fail a fingerprint whose newest sample period ends longer than "
                                                    "this before its window end (CloudWatch delivered nothing new)"),
      })

@@ -78,7 +78,10 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     the DAG publishes the Asset. A failed validation is stored (auditable) but not made current, and fails the
     task without retries (AirflowFailException: the same data fails the same way), so the Asset is not
     published and the previous valid fingerprint stays current. A first run in a region without any tagged
-    instance fails the same way, naming the tag, and so does a region name that cannot be an AWS region.
+    instance fails the same way, naming the tag, and so does a region name that cannot be an AWS region. A valid
+    fingerprint whose window ends before the current one (stored meanwhile by another worker: this one a zombie,
+    or an overlapping run) is stored as superseded, not made current: the result is then skipped, ``id`` the
+    current one, ``stored_id`` this row.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -142,6 +145,8 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
                                   run_id=run_id, window_start=interval.start, window_end=interval.end)
         stale = _staleness(region, freshness(fingerprint, now=now.timestamp(), sample_period=interval.step_seconds),
                            max_window_age=window_bound, max_data_lag=max_data_lag.total_seconds())
+        if stale and not instances:
+            stale = f"{stale} ({untagged})"
         raise AirflowFailException(f"{stale + ' ' if stale else ''}{exc} (stored as invalid fingerprint {saved.id}; "
                                    f"{kept})") from exc
     saved = store_fingerprint(engine, region=region, fingerprint=fingerprint, valid=True, run_id=run_id,
