@@ -12,7 +12,10 @@ default v2 order.
 
 Caller direction, strongest signal first: tcp-flags (SYN without ACK = caller; SYN-ACK = callee), then
 listening-port detection (ports the configuration says a service listens on or a SYN proved, before (service,
-port) endpoints merely seen in many records), then the ephemeral range (32768–60999 Linux, 49152+ Windows) / lower-port-is-server.
+port) endpoints reached from many distinct peer endpoints — not from many records: a client's long-lived
+connection logs many records from one ephemeral port, with one peer), then the ephemeral range (32768–60999
+Linux, 49152+ Windows), then — both ports in the range or both out of it — the endpoint with more distinct peers
+(a server with a small connection pool still has several), then the lower port as the server's.
 Listening endpoints are a property of the whole window, so orientation runs once over the kept columns
 (compiled, over dense (service, port) tables); the grouping into edges is a compiled hash aggregation. The two
 ENI-side copies of a record and the response direction fold into the same oriented edge; an edge's support is
@@ -69,7 +72,11 @@ NEEDED = {"srcaddr", "dstaddr", "srcport", "dstport", "protocol", "bytes", "star
 INT_FIELDS = {"srcport": pa.int32(), "dstport": pa.int32(), "protocol": pa.int16(), "bytes": pa.int64(),
               "start": pa.int64(), "end": pa.int64(), "tcp-flags": pa.int16()}
 EPHEMERAL_LOW = 32768
-LISTEN_MIN_RECORDS = 8  # a (service, port) endpoint in this many records is taken as listening
+# A (service, port) endpoint reached from this many distinct peer (service, port) endpoints is taken as listening.
+# A client's ephemeral endpoint has as many peers as server endpoints its service calls (5 at most in the demo
+# world, whose servers have 6 to 83 000); a long-lived connection adds records, not peers.
+LISTEN_MIN_PEERS = 8
+PACKED_PAIR_LIMIT = 3_037_000_499  # endpoint spaces up to this size pack a pair of endpoints into one int64
 BLOCK_SIZE = 1 << 21  # 2 MiB of text per batch (~9k records): parsing and numpy work stay in the CPU caches
 DENSE_LIMIT = 1 << 24  # bincount domains up to this size; larger ones go through a sort
 
@@ -759,11 +766,12 @@ def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.nda
     """Per record, its oriented edge key (caller·n + callee)·65536 + port.
 
     Caller direction, strongest signal first: tcp-flags, then listening endpoints (configured or SYN-proven, then
-    busy), then the ephemeral range, then the lower port as the server's. Compiled over dense (service, port) tables
+    reached from at least LISTEN_MIN_PEERS distinct peer endpoints), then the ephemeral range, then the endpoint
+    with more distinct peers, then the lower port as the server's. Compiled over dense (service, port) tables
     when they are small (up to 256 services); numpy over sorted endpoint keys beyond (`dense` forces either).
     """
     if dense if dense is not None else n_services * 65536 <= DENSE_LIMIT:
-        return orient_records(src, dst, sport, dport, flags, n_services, configured, LISTEN_MIN_RECORDS,
+        return orient_records(src, dst, sport, dport, flags, n_services, configured, LISTEN_MIN_PEERS,
                               EPHEMERAL_LOW)
     src, dst = src.astype(np.int64, copy=False), dst.astype(np.int64, copy=False)
     sport, dport = sport.astype(np.int64), dport.astype(np.int64)
@@ -776,10 +784,9 @@ def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.nda
     src_key = src * 65536 + np.clip(sport, 0, 65535)
     dst_key = dst * 65536 + np.clip(dport, 0, 65535)
     listening = _EndpointSet(n_services * 65536)
-    known = _EndpointSet(n_services * 65536)  # configured or SYN-proven: before merely busy endpoints
-    keys, counts = np.unique(np.concatenate([src_key, dst_key]), return_counts=True)
-    listening.add(keys[counts >= LISTEN_MIN_RECORDS])
-    del keys, counts
+    known = _EndpointSet(n_services * 65536)  # configured or SYN-proven: before ones with many peers
+    peer_keys, peer_count = peer_counts(src_key, dst_key, n_services * 65536)
+    listening.add(peer_keys[peer_count >= LISTEN_MIN_PEERS])
     for proven in (configured, dst_key[caller_is_src == 1], src_key[caller_is_src == 0]):
         if len(proven):
             listening.add(proven)
@@ -799,12 +806,30 @@ def edge_keys(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.nda
         src_eph, dst_eph = sp >= EPHEMERAL_LOW, dp >= EPHEMERAL_LOW
         by_range = (decided < 0) & (src_eph != dst_eph)
         decided[by_range] = src_eph[by_range]
-        rest = decided < 0
-        decided[rest] = sp[rest] > dp[rest]
+        tie = np.flatnonzero(decided < 0)  # then more distinct peers, then the lower port, is the server's
+        src_peers = peer_count[np.searchsorted(peer_keys, src_key[rows[tie]])]  # every endpoint is in peer_keys
+        dst_peers = peer_count[np.searchsorted(peer_keys, dst_key[rows[tie]])]
+        decided[tie] = np.where(src_peers != dst_peers, dst_peers > src_peers, sp[tie] > dp[tie])
         caller_is_src[rows] = decided
     from_src = caller_is_src == 1
     pair = np.where(from_src, src * n_services + dst, dst * n_services + src)
     return pair * 65536 + np.clip(np.where(from_src, dport, sport), 0, 65535)
+
+
+def peer_counts(src_key: np.ndarray, dst_key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The endpoints of the records (sorted) and how many distinct peer endpoints each exchanged records with:
+    `flowscan.distinct_peer_counts` through sorting, for endpoint spaces too large for dense tables."""
+    low, high = np.minimum(src_key, dst_key), np.maximum(src_key, dst_key)
+    if size <= PACKED_PAIR_LIMIT:
+        pairs = np.unique(low * size + high)
+        ends = np.concatenate([pairs // size, pairs % size])
+    else:  # pairs no longer fit one int64: sort on both columns
+        order = np.lexsort((high, low))
+        low, high = low[order], high[order]
+        first = np.ones(len(low), bool)
+        first[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
+        ends = np.concatenate([low[first], high[first]])
+    return np.unique(ends, return_counts=True)
 
 
 def _distinct_windows(edge_id: np.ndarray, start: np.ndarray, window_seconds: int, n_edges: int) -> np.ndarray:

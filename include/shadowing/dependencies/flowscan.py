@@ -359,37 +359,85 @@ def _decode(data: np.ndarray, size: int, n_fields: int, needed: np.ndarray, role
 
 
 @numba.njit(cache=True, nogil=True)
+def distinct_peer_counts(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray,
+                         n_services: int) -> np.ndarray:
+    """Per (service, port) endpoint (dense, n_services·65536), how many distinct peer endpoints it exchanged
+    records with. A server's port is reached from many clients' ephemeral ports; a client's ephemeral port
+    talks to one server however many records a long-lived connection logs (EDGE_INFERENCE_NOTES.md §1b).
+    A record's two endpoints form an unordered pair (request, response and both ENI copies are one pair),
+    kept in an open-addressing hash set that grows as pairs arrive: distinct pairs are few next to records."""
+    size = np.int64(n_services) * 65536
+    peers = np.zeros(size, np.int32)
+    bits = 16
+    table = np.full(1 << bits, -1, np.int64)
+    used = 0
+    previous = np.int64(-1)  # consecutive records often share a pair
+    for i in range(len(src)):
+        a = np.int64(src[i]) * 65536 + min(max(sport[i], 0), 65535)
+        b = np.int64(dst[i]) * 65536 + min(max(dport[i], 0), 65535)
+        low, high = min(a, b), max(a, b)
+        pair = low * size + high
+        if pair == previous:
+            continue
+        previous = pair
+        mask = (1 << bits) - 1
+        slot = _pair_slot(pair, bits)
+        while table[slot] >= 0 and table[slot] != pair:
+            slot = (slot + 1) & mask
+        if table[slot] == pair:
+            continue
+        table[slot] = pair
+        peers[low] += 1
+        peers[high] += 1
+        used += 1
+        if 2 * used > (1 << bits):  # keep the set at most half full
+            bits += 1
+            grown = np.full(1 << bits, -1, np.int64)
+            for old in table:
+                if old >= 0:
+                    s = _pair_slot(old, bits)
+                    while grown[s] >= 0:
+                        s = (s + 1) & ((1 << bits) - 1)
+                    grown[s] = old
+            table = grown
+    return peers
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_slot(pair: int, bits: int) -> int:
+    """The top `bits` bits of a Fibonacci hash of the pair (any table size up to 2**63 slots)."""
+    return np.int64((np.uint64(pair) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+@numba.njit(cache=True, nogil=True)
 def orient_records(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: np.ndarray, flags: np.ndarray,
-                   n_services: int, configured: np.ndarray, listen_min: int, ephemeral_low: int) -> np.ndarray:
+                   n_services: int, configured: np.ndarray, listen_min_peers: int, ephemeral_low: int) -> np.ndarray:
     """Per record, its oriented edge key (caller·n + callee)·65536 + port, by `flowlogs`' direction rules:
     tcp-flags (SYN = caller, SYN-ACK = callee), then listening endpoints — known ones (configured or SYN-proven)
-    before merely busy ones (in at least `listen_min` records: a client's long-lived ephemeral port is busy too)
-    — then the ephemeral range, then the lower port as the server's.
+    before ones reached from at least `listen_min_peers` distinct peer endpoints (`distinct_peer_counts`: a
+    client's long-lived ephemeral port is in many records too, but with one peer) — then the ephemeral range,
+    then the endpoint with more distinct peers, then the lower port as the server's.
     Endpoint tables are dense over (service, port): the caller keeps n_services·65536 small."""
     size = n_services * 65536
-    counts = np.zeros(size, np.int32)
+    peers = distinct_peer_counts(src, dst, sport, dport, n_services)
     listening = np.zeros(size, np.bool_)
     known = np.zeros(size, np.bool_)  # configured or SYN-proven
     n = len(src)
     caller_is_src = np.empty(n, np.int8)
     for i in range(n):
-        src_key = src[i] * 65536 + min(max(sport[i], 0), 65535)
-        dst_key = dst[i] * 65536 + min(max(dport[i], 0), 65535)
-        counts[src_key] += 1
-        counts[dst_key] += 1
         if flags[i] & 2:
             if flags[i] & 16:  # SYN-ACK: the source is the callee, listening on its port
                 caller_is_src[i] = 0
-                known[src_key] = True
+                known[src[i] * 65536 + min(max(sport[i], 0), 65535)] = True
             else:
                 caller_is_src[i] = 1
-                known[dst_key] = True
+                known[dst[i] * 65536 + min(max(dport[i], 0), 65535)] = True
         else:
             caller_is_src[i] = -1
     for k in configured:
         known[k] = True
     for k in range(size):
-        if counts[k] >= listen_min or known[k]:
+        if peers[k] >= listen_min_peers or known[k]:
             listening[k] = True
     keys = np.empty(n, np.int64)
     for i in range(n):
@@ -405,6 +453,8 @@ def orient_records(src: np.ndarray, dst: np.ndarray, sport: np.ndarray, dport: n
                 from_src = 1 if dst_listens else 0
             elif (sp >= ephemeral_low) != (dp >= ephemeral_low):
                 from_src = 1 if sp >= ephemeral_low else 0
+            elif peers[src_key] != peers[dst_key]:  # both ports in (or out of) the range: a few clients still tell
+                from_src = 1 if peers[dst_key] > peers[src_key] else 0
             else:
                 from_src = 1 if sp > dp else 0
         if from_src == 1:
