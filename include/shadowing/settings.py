@@ -18,9 +18,9 @@ INCLUDE_DIR = PROJECT_ROOT / "include"
 DEMO_APP_DIR = INCLUDE_DIR / "apps" / "shopfront"
 
 
-# AWS region names: partition prefix, optional sovereign/isolated qualifier, direction, number
-# (us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1, eu-isoe-west-1, ap-southeast-5).
-REGION_NAME = re.compile(r"[a-z]{2}(-(gov|iso[a-z]?))?-[a-z]+-\d{1,2}")
+# AWS region names: a partition prefix, an optional qualifier, a direction, a number (us-east-1,
+# us-gov-west-1, cn-northwest-1, us-isob-east-1, eu-isoe-west-1, eusc-de-east-1, ap-southeast-5).
+REGION_NAME = re.compile(r"[a-z]{2,4}(-[a-z]+){1,2}-\d{1,2}")
 
 
 def is_region_name(name: str) -> bool:

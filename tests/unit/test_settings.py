@@ -12,7 +12,7 @@ from tests.unit.blueprint.test_builder import build
 
 @pytest.mark.parametrize("name", ["us-east-1", "eu-west-3", "us-gov-west-1", "cn-north-1", "cn-northwest-1",
                                   "us-iso-east-1", "us-isob-east-1", "eu-isoe-west-1", "ap-southeast-5",
-                                  "mx-central-1", "il-central-1"])
+                                  "mx-central-1", "il-central-1", "eusc-de-east-1"])
 def test_every_kind_of_aws_region_name_is_one(name: str) -> None:
     assert is_region_name(name)
 

@@ -485,15 +485,23 @@ def window_state(cols: tidy.TidyColumns, *, end: float, step: int, params: Profi
         pending = None
         inst_batch = gb.compute(series, n_series, cols.ts, cols.values, with_how=False, **kw)
     inst_of, met_of = series_ids // n_met, series_ids % n_met
+    gap_step = step
     gaps = _series_gaps(series, cols.ts, step, ordered=runs is not None, t_idx=t_idx, n_t=n_t,
                         crowded=crowded if crowded_any else None)
+    sampled = measured_step(cols) if gaps is not None else None
+    if sampled is not None and sampled > step:
+        # Sampled coarser than the fingerprint's step (a fold read at a longer period than the history began
+        # with): every sample would read as a gap. Gaps are judged at the data's own spacing.
+        gap_step = sampled
+        gaps = _series_gaps(series, cols.ts, gap_step, ordered=runs is not None, t_idx=t_idx, n_t=n_t,
+                            crowded=crowded if crowded_any else None)
     svc_of_inst = np.zeros(len(cols.instances), dtype=np.int64)
     svc_of_inst[cols.instance] = cols.service
     svc_of_series = svc_of_inst[inst_of]
     instance_keys = [(cols.services[s], cols.instances[i], cols.metrics[m])
                      for s, i, m in zip(svc_of_series.tolist(), inst_of.tolist(), met_of.tolist(), strict=True)]
     if gaps is not None:
-        cols = replace(cols, warnings=[*cols.warnings, *_gap_warnings(cols.source, instance_keys, step, *gaps)])
+        cols = replace(cols, warnings=[*cols.warnings, *_gap_warnings(cols.source, instance_keys, gap_step, *gaps)])
 
     # Pools: (service, metric) pairs present.
     raw_pool = svc_of_series * n_met + met_of

@@ -6,9 +6,10 @@ Also the DAG's parse-time settings (:func:`capacity_schedule`), cheap and import
 from __future__ import annotations
 
 import os
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from shadowing.settings import is_region_name
 
 SCHEDULE_ENV = "SHADOWING_CAPACITY_SCHEDULE"
 DEFAULT_SCHEDULE = "*/5 * * * *"
@@ -21,8 +22,6 @@ DEFAULT_SETTLE = timedelta(minutes=3)
 # delivered nothing new (a silent CloudWatch, an agent or permission broken): the window moved on, the data not.
 DEFAULT_MAX_WINDOW_AGE = timedelta(hours=2)
 DEFAULT_MAX_DATA_LAG = timedelta(minutes=30)
-# us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1, eusc-de-east-1 …: letters, dashes, a final number.
-_REGION_NAME = re.compile(r"^[a-z]{2,}(-[a-z]+)+-\d+$")
 
 
 def capacity_schedule() -> str:
@@ -94,7 +93,7 @@ def refresh_region(region: str, *, end: datetime, run_id: str | None = None, per
     from shadowing.quality.fingerprint import freshness, validate_fingerprint
     from shadowing.warehouse.store import latest_valid_fingerprint, store_fingerprint
 
-    if not _REGION_NAME.match(region):
+    if not is_region_name(region):
         # Not retried: a misspelt region fails the same way every time (an unreachable endpoint on AWS, HTTP 500
         # from the emulator), only slower and less clearly.
         raise AirflowFailException(f"{region!r} (a primary region of SHADOWING_REGION_PAIRS) is not an AWS "

@@ -102,6 +102,28 @@ def test_a_fold_reports_the_gaps_of_its_own_interval() -> None:
     assert folded["services"]["api"]["instances"]["by_id"]["i-0"]["cpu_utilization"]["count"] == N + 57
 
 
+def test_a_fold_read_at_a_longer_period_than_the_history_began_with_judges_gaps_at_its_own() -> None:
+    """The DAG bootstraps at one period and may fold at a longer one (period_seconds raised): five-minute
+    samples folded into a one-minute fingerprint are not four missing samples each; a real gap still is."""
+    first = build(from_pandas(_series("i-0", n=N)), window=(START.timestamp(),
+                                                           (START + pd.Timedelta(minutes=N)).timestamp()))
+    assert first["params"]["step_seconds"] == 60
+    hour_start = START + pd.Timedelta(minutes=N)
+    end = (hour_start + pd.Timedelta(hours=2)).timestamp()
+    for missing in (None, [10, 11, 12]):
+        frame = pd.concat([_series(f"i-{k}", missing if k == 0 else None, n=24, step="5min", start=hour_start)
+                           for k in range(3)])
+        folded = fold(loads(dumps(first), source="test"), from_pandas(frame), window=(hour_start.timestamp(), end))
+        lines = _gap_lines(folded)
+        assert folded["params"]["step_seconds"] == 60
+        if missing is None:
+            assert lines == []
+        else:
+            [summary, line] = lines
+            assert line.endswith("api/i-0/cpu_utilization misses 3 sample(s) in 1 gap(s) (longest: 15 min without "
+                                 "a sample after 2025-03-03T10:45:00Z)")
+
+
 def test_a_parquet_file_with_a_gap_leaves_the_streamed_path_and_is_reported(tmp_path: Path) -> None:
     """The streamed path takes series on one full grid only: a file with a hole is profiled whole, and said so."""
     parts = [_series(f"i-{k}", slice(100, 110) if k == 3 else None, n=2000) for k in range(6)]
