@@ -35,11 +35,18 @@ class HealthHold:
     detail: str
 
 
-def health_hold(observations: list[ops.HealthObservation], hold: timedelta, now: datetime) -> HealthHold:
+def health_hold(observations: list[ops.HealthObservation], hold: timedelta, now: datetime,
+                not_before: datetime | None = None) -> HealthHold:
     """Has the primary been healthy for at least ``hold``? Observations newest first.
 
     The healthy streak is the run of healthy observations since the last unhealthy one; it must start at least
-    ``hold`` before ``now`` (no observation at all, or a gap, counts as not yet held)."""
+    ``hold`` before ``now`` (no observation at all counts as not yet held). ``not_before`` (the outage the
+    failover answered: its detection, else its start) bounds the streak: health seen before the outage says
+    nothing about the recovery, so only observations from then on count."""
+    if not_before is not None:
+        observations = [o for o in observations if o.observed_at >= not_before]
+        if not observations:
+            return HealthHold(False, None, f"no health observation since the failover ({not_before.isoformat()})")
     if not observations:
         return HealthHold(False, None, "no health observations of the primary")
     if not observations[0].healthy:
@@ -55,22 +62,48 @@ def health_hold(observations: list[ops.HealthObservation], hold: timedelta, now:
     # Without an earlier unhealthy observation we only know the streak began at or before the oldest one read.
     if held_for >= hold:
         return HealthHold(True, since, f"healthy since {since.isoformat()} ({held_for.total_seconds():.0f}s)")
-    why = "" if complete else " (oldest observation read)"
+    why = "" if complete else (" (since the failover)" if not_before is not None else " (oldest observation read)")
     return HealthHold(False, since, f"healthy only for {held_for.total_seconds():.0f}s of "
                                     f"{hold.total_seconds():.0f}s{why}")
 
 
 def select_failover(env: FailoverEnv, primary_region: str, failover_id: str | None) -> ops.FailoverEvent:
-    """The failover to fail back: the one named, else the latest succeeded live failover of the primary."""
+    """The failover to fail back: the one named, else the latest succeeded live failover of the primary that
+    no failback has undone yet. A dry run or drill moved nothing, and a failover already failed back has nothing
+    left to undo: both are refused (InputError on ``failover_id``) instead of moving DNS and reversing
+    replication a second time."""
+    events = ops.list_failover_events(env.engine, primary_region, limit=500)
     if failover_id:
         event = ops.get_failover_event(env.engine, failover_id)
         if event is None or event.primary_region != primary_region:
             raise InputError(f"no failover {failover_id!r} of {primary_region}", field="failover_id")
+        if not is_failback(event):
+            if event.mode != "live":
+                raise InputError(f"{failover_id} is a {event.mode} failover that moved no traffic: nothing to fail "
+                                 f"back", field="failover_id")
+            done = failed_back_by(event, events)
+            if done:
+                raise InputError(f"{failover_id} was already failed back by {done}: nothing left to fail back",
+                                 field="failover_id")
         return event
-    for event in ops.list_failover_events(env.engine, primary_region):
-        if event.mode == "live" and event.outcome == "succeeded" and not is_failback(event):
+    for event in events:
+        if event.mode == "live" and event.outcome == "succeeded" and not is_failback(event) \
+                and not failed_back_by(event, events):
             return event
-    raise InputError(f"{primary_region} has no succeeded live failover to fail back", field="failover_id")
+    raise InputError(f"{primary_region} has no succeeded live failover to fail back (none, or every one is "
+                     f"already failed back)", field="failover_id")
+
+
+def failed_back_by(event: ops.FailoverEvent, events: list[ops.FailoverEvent]) -> str | None:
+    """The id of a succeeded failback of ``event`` (its link step or a failback row naming it), else None."""
+    link = next((s for s in event.steps if s.get("step") == "failback"), None)
+    if link and link.get("outcome") == "succeeded":
+        return str((link.get("detail") or {}).get("failback_id") or "a failback")
+    for other in events:
+        if is_failback(other) and other.outcome == "succeeded" and \
+                (other.plan or {}).get("failback_of") == event.failover_id:
+            return other.failover_id
+    return None
 
 
 def is_failback(event: ops.FailoverEvent) -> bool:
@@ -135,9 +168,11 @@ def state_of(event: ops.FailoverEvent) -> FailoverState:
 
 def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: float,
                          now: datetime | None = None) -> dict[str, Any]:
+    failover = ops.get_failover_event(env.engine, state.failover_id)
+    outage = (failover.detected_at or failover.started_at) if failover is not None else None
     with recorded_step(env, state, "health") as detail:
         result = health_hold(ops.recent_health_observations(env.engine, state.primary_region, 500),
-                             timedelta(seconds=hold_seconds), now or datetime.now(UTC))
+                             timedelta(seconds=hold_seconds), now or datetime.now(UTC), not_before=outage)
         detail.update({"held": result.held, "detail": result.detail})
         if not result.held:
             raise PrimaryNotHealthy(f"{state.primary_region}: {result.detail}")

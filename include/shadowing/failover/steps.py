@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,11 @@ STEPS_BY_MODE: dict[str, tuple[str, ...]] = {
 
 class FailoverLocked(ShadowingError):
     """Another failover of the same primary region holds the lock."""
+
+
+RunEnded = Callable[[ops.FailoverEvent], "str | None"]
+"""Given the lock holder's event, the terminal state of the run that recorded it ("failed", "success"), or None
+while it runs or when unknown (the orchestration layer asks Airflow; the CLI cannot know)."""
 
 
 @dataclass
@@ -178,9 +183,49 @@ def _skip(env: FailoverEnv, state: FailoverState, step: str, why: str) -> dict[s
 
 # ─────────────────────────────────────────── steps ───────────────────────────────────────────
 
+def stale_lock_reason(env: FailoverEnv, holder: str, run_ended: RunEnded | None = None) -> str | None:
+    """Why the lock ``holder`` left is stale (its run is over and nothing will release it), else None.
+
+    A run releases the lock in its finalize task; a worker killed there, a run marked failed by hand or a run
+    that timed out never does, and every later failover of the region would be refused forever. Stale when the
+    holder's event is closed (finalize got that far), or when ``run_ended`` says its DAG run is over. A holder
+    without an event is NOT stale: a concurrent prepare takes the lock just before it opens its event."""
+    if holder.endswith("/failback"):  # a failback's lock as older versions named it: <failover id>/failback
+        failover = ops.get_failover_event(env.engine, holder.removesuffix("/failback"))
+        link = next((s for s in failover.steps if s.get("step") == "failback"), None) if failover else None
+        return "its failback is closed" if link and link.get("finished_at") else None
+    event = ops.get_failover_event(env.engine, holder)
+    if event is None:
+        return None
+    if event.outcome != "running":
+        return f"its event is closed ({event.outcome})"
+    ended = run_ended(event) if run_ended is not None and event.dag_run_id else None
+    return f"its run {event.dag_run_id} is over ({ended}) but never released it" if ended else None
+
+
+def take_lock(env: FailoverEnv, primary_region: str, lock_id: str, *, mode: str,
+              run_ended: RunEnded | None = None) -> None:
+    """Take the per-primary lock for ``lock_id`` (re-entrant), reclaiming it from a stale holder; else
+    :class:`FailoverLocked` naming the holder."""
+    for _ in range(2):
+        if ops.acquire_failover_lock(env.engine, primary_region, lock_id, mode=mode):
+            return
+        holder = ops.failover_lock_holder(env.engine, primary_region)
+        if holder is None:
+            continue  # released between the two reads: try again
+        why = stale_lock_reason(env, holder, run_ended)
+        if why is None:
+            raise FailoverLocked(f"failover {holder} of {primary_region} is in progress; {lock_id} refused "
+                                 f"(one failover or failback per primary at a time)")
+        log.warning("%s: reclaiming the lock left by %s: %s", primary_region, holder, why)
+        ops.release_failover_lock(env.engine, primary_region, holder)  # only if still that holder's
+    raise FailoverLocked(f"{primary_region}'s lock changed hands while {lock_id} took it; try again")
+
+
 def prepare(env: FailoverEnv, request: FailoverRequest, *, failover_id: str, dag_run_id: str | None,
-            allowed_primaries: list[str]) -> FailoverState:
-    """Validate, pin the blueprint version, take the per-primary lock, open the event with the plan."""
+            allowed_primaries: list[str], run_ended: RunEnded | None = None) -> FailoverState:
+    """Validate, pin the blueprint version, take the per-primary lock (reclaiming a stale one, see
+    :func:`take_lock`), open the event with the plan."""
     validate_request(request, allowed_primaries)
     if request.blueprint_version is not None:
         row = bp_store.blueprint_version(env.engine, request.primary_region, int(request.blueprint_version))
@@ -207,10 +252,7 @@ def prepare(env: FailoverEnv, request: FailoverRequest, *, failover_id: str, dag
         detected_at=request.detected_at or None, reason=request.reason or "")
     plan = plan_for(state, blueprint)
     if state.mode != "dry_run":
-        if not ops.acquire_failover_lock(env.engine, state.primary_region, failover_id, mode=state.mode):
-            holder = ops.failover_lock_holder(env.engine, state.primary_region)
-            raise FailoverLocked(f"failover {holder} of {state.primary_region} is in progress; "
-                                 f"{failover_id} refused (one failover per primary at a time)")
+        take_lock(env, state.primary_region, failover_id, mode=state.mode, run_ended=run_ended)
         state.locked = True
     ops.record_failover_event(
         env.engine, failover_id=failover_id, primary_region=state.primary_region,

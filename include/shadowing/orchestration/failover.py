@@ -7,6 +7,7 @@ Task bodies stay a few lines: they turn the Airflow context into a :class:`Failo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
@@ -110,8 +111,32 @@ def prepare(context: Any) -> dict[str, Any]:
         detected_at=params.get("detected_at") or _trigger_time(context),
         triggered_by=triggered_by(context))
     state = prepare(env(), request, failover_id=failover_id(context["dag"].dag_id, run_id), dag_run_id=run_id,
-                    allowed_primaries=_primaries())
+                    allowed_primaries=_primaries(), run_ended=run_ended(context))
     return state.to_dict()
+
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+def run_ended(context: Any) -> Callable[[Any], str | None]:
+    """For stale-lock detection: the terminal state of the DAG run that recorded a lock holder's event (asked
+    from Airflow through the task's API), or None while it runs or when Airflow does not know the run (a
+    failover run by the CLI)."""
+    ti = context["ti"]
+
+    def ended(event: Any) -> str | None:
+        from shadowing.failover.failback import is_failback
+
+        dag_id = "regional_failback" if is_failback(event) else "regional_failover"
+        try:
+            state = str(ti.get_dagrun_state(dag_id=dag_id, run_id=event.dag_run_id))
+        except Exception as exc:  # unknown run (CLI), or the API unreachable: not provably over
+            log.info("state of %s run %s unknown (%s): lock not reclaimed", dag_id, event.dag_run_id, exc)
+            return None
+        state = state.rsplit(".", 1)[-1].lower()
+        return state if state in TERMINAL_RUN_STATES else None
+
+    return ended
 
 
 def triggered_by(context: Any) -> str:
@@ -148,6 +173,14 @@ def run_step(step: str, state: dict[str, Any], launched: dict[str, Any] | None =
 def finalize(context: Any) -> dict[str, Any]:
     state = context["ti"].xcom_pull(task_ids="prepare")
     if not state:
+        # prepare may have taken the lock and died before returning: release what this run holds, if anything.
+        from shadowing.failover.identity import failover_id
+        from shadowing.warehouse import operations as ops
+
+        primary = context["params"]["primary_region"]
+        own = failover_id(context["dag"].dag_id, _run_id(context))
+        if ops.release_failover_lock(env().engine, primary, own):
+            log.warning("released %s's lock held by %s (prepare did not complete)", primary, own)
         raise RuntimeError("prepare did not complete: no failover event to close")
     return run_step("finalize", state)
 
@@ -156,24 +189,33 @@ def finalize(context: Any) -> dict[str, Any]:
 
 def failback_select(context: Any) -> dict[str, Any]:
     from shadowing.errors import InputError
-    from shadowing.failover.failback import open_failback, select_failover, state_of
+    from shadowing.failover.failback import is_failback, open_failback, select_failover, state_of
     from shadowing.failover.identity import failback_id
-    from shadowing.failover.steps import FailoverLocked
-    from shadowing.warehouse import operations as ops
+    from shadowing.failover.steps import take_lock
 
     params = context["params"]
     primary = params["primary_region"]
     if (params.get("confirm_region") or "").strip() != primary:
         raise InputError(f"type the primary region ({primary}) to confirm the failback", field="confirm_region")
     environment = env()
-    state = state_of(select_failover(environment, primary, params.get("failover_id")))
-    lock_id = f"{state.failover_id}/failback"
-    if not ops.acquire_failover_lock(environment.engine, primary, lock_id, mode="live"):
-        raise FailoverLocked(f"{ops.failover_lock_holder(environment.engine, primary)} holds {primary}'s lock")
-    state.extra = {"lock_id": lock_id, "hold_seconds": int(params.get("hold_seconds") or 0)}
+    event = select_failover(environment, primary, params.get("failover_id"))
+    if is_failback(event):  # refused before the lock is taken: nothing to release afterwards
+        raise InputError(f"{event.failover_id} is a failback, not a failover", field="failover_id")
+    state = state_of(event)
     run_id = _run_id(context)
-    state = open_failback(environment, state, event_id=failback_id(context["dag"].dag_id, run_id),
-                          dag_run_id=run_id, triggered_by=getattr(context["dag_run"], "triggering_user_name", None))
+    event_id = failback_id(context["dag"].dag_id, run_id)
+    # The lock is held under the failback's own event id, so a lock left by a crashed failback is recognised
+    # as stale like a failover's (its event closed, or its DAG run over).
+    take_lock(environment, primary, event_id, mode="live", run_ended=run_ended(context))
+    try:
+        state.extra = {"lock_id": event_id, "hold_seconds": int(params.get("hold_seconds") or 0)}
+        state = open_failback(environment, state, event_id=event_id, dag_run_id=run_id,
+                              triggered_by=getattr(context["dag_run"], "triggering_user_name", None))
+    except BaseException:
+        from shadowing.warehouse import operations as ops
+
+        ops.release_failover_lock(environment.engine, primary, event_id)
+        raise
     return state.to_dict()
 
 
@@ -196,9 +238,12 @@ def failback_release(context: Any) -> dict[str, Any]:
     from shadowing.warehouse import operations as ops
 
     data = context["ti"].xcom_pull(task_ids="select_failover")
-    if not data:
-        return {"released": False}
     environment = env()
+    if not data:  # select_failover failed (or died after taking the lock): release what this run may hold
+        from shadowing.failover.identity import failback_id
+
+        own = failback_id(context["dag"].dag_id, _run_id(context))
+        return {"released": ops.release_failover_lock(environment.engine, context["params"]["primary_region"], own)}
     try:
         summary = finish_failback(environment, FailoverState.from_dict(data))
     finally:

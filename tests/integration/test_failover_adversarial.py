@@ -1,0 +1,217 @@
+"""Adversarial failover / failback: the worst-day paths an SRE runs, against the moto server and real databases.
+
+Each test pins one defect found by attacking the orchestrator (stale locks, a failback that trusts health
+from before the outage, a failback of something that was never failed over, a leaked failback lock, a cleared
+step running beside another failover) or one attack that held up (hostile Params, dry runs that touch nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shadowing.aws import tags as T
+from shadowing.aws.clients import client
+from shadowing.errors import InputError
+from shadowing.failover import failback as fb
+from shadowing.failover import steps
+from shadowing.failover.clients import FailoverClients
+from shadowing.failover.identity import failover_id
+from shadowing.failover.runner import run_failover
+from shadowing.failover.steps import FailoverEnv, FailoverLocked, FailoverRequest
+from shadowing.warehouse import open_warehouse
+from shadowing.warehouse import operations as ops
+from tests.support.shadow_world import (
+    PRIMARY,
+    RECORD,
+    SHADOW,
+    ShadowWorld,
+    build_shadow_world,
+    store_blueprint,
+)
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def _instances(endpoint: str, **tag_filters: str) -> list[dict[str, Any]]:
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tag_filters.items()]
+    filters.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]})
+    pages = client("ec2", SHADOW, endpoint).get_paginator("describe_instances").paginate(Filters=filters)
+    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+
+
+def _records(world: ShadowWorld) -> list[dict[str, Any]]:
+    sets = client("route53", PRIMARY, world.endpoint).list_resource_record_sets(
+        HostedZoneId=world.hosted_zone_id)["ResourceRecordSets"]
+    return [r for r in sets if r["Name"] == RECORD]
+
+
+def _world(endpoint: str, url: str) -> tuple[ShadowWorld, FailoverEnv]:
+    world = build_shadow_world(endpoint, services=4, instances_per_service=1)
+    engine = open_warehouse(url)
+    store_blueprint(engine, world)
+    return world, FailoverEnv(clients=FailoverClients.for_endpoint(endpoint), engine=engine, launch_timeout=60)
+
+
+@pytest.fixture
+def small(aws: str, sqlite_url: str) -> tuple[ShadowWorld, FailoverEnv]:
+    return _world(aws, sqlite_url)
+
+
+@pytest.fixture
+def small_any_db(aws: str, warehouse_url: str) -> tuple[ShadowWorld, FailoverEnv]:
+    """The lock and event bookkeeping on both warehouses (SQLite and PostgreSQL)."""
+    return _world(aws, warehouse_url)
+
+
+def _live(env: FailoverEnv, run_id: str, **extra: Any) -> dict[str, Any]:
+    request = FailoverRequest(primary_region=PRIMARY, mode="live", confirm_region=PRIMARY, **extra)
+    return run_failover(env, request, run_id=run_id, allowed_primaries=[PRIMARY])
+
+
+def _open_failback(env: FailoverEnv, fid: str, run_id: str) -> steps.FailoverState:
+    from shadowing.failover.identity import failback_id
+
+    state = fb.state_of(fb.select_failover(env, PRIMARY, fid))
+    return fb.open_failback(env, state, event_id=failback_id("regional_failback", run_id), dag_run_id=run_id)
+
+
+def _full_failback(env: FailoverEnv, state: steps.FailoverState, now: datetime | None = None) -> dict[str, Any]:
+    fb.check_primary_health(env, state, 600, now=now)
+    fb.restore_traffic(env, state)
+    fb.reverse_replication(env, state)
+    fb.remove_launched_capacity(env, state)
+    return fb.finish_failback(env, state)
+
+
+# ─────────────────────────────── failback health: only after the outage counts ───────────────────────────────
+
+def test_failback_does_not_count_health_from_before_the_outage(small) -> None:  # type: ignore[no-untyped-def]
+    """A primary healthy two hours ago, a failover for an outage detected an hour ago, one healthy check now:
+    the primary has NOT been healthy for 10 minutes since the outage, so the failback must wait."""
+    world, env = small
+    now = datetime.now(UTC)
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=now - timedelta(hours=2))
+    result = _live(env, "outage", detected_at=(now - timedelta(hours=1)).isoformat())
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=now)
+    state = _open_failback(env, result["failover_id"], "fb-early")
+    with pytest.raises(fb.PrimaryNotHealthy, match="since the failover"):
+        fb.check_primary_health(env, state, 600, now=now + timedelta(seconds=1))
+    # Held once the streak after the outage is long enough.
+    later = now + timedelta(minutes=11)
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=later)
+    assert fb.check_primary_health(env, state, 600, now=later)["held"]
+
+
+# ─────────────────────────────── failback: nothing (left) to fail back ───────────────────────────────
+
+def test_failback_refuses_what_was_never_failed_over_or_already_failed_back(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
+    # A dry run and a drill moved no traffic: there is nothing to fail back.
+    dry = run_failover(env, FailoverRequest(primary_region=PRIMARY, mode="dry_run"), run_id="dry",
+                       allowed_primaries=[PRIMARY])
+    with pytest.raises(InputError, match="has no succeeded live failover"):
+        fb.select_failover(env, PRIMARY, None)
+    with pytest.raises(InputError, match="dry_run failover that moved no traffic") as info:
+        fb.select_failover(env, PRIMARY, dry["failover_id"])
+    assert info.value.field == "failover_id"
+
+    result = _live(env, "live-1")
+    fid = result["failover_id"]
+    now = datetime.now(UTC)
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=now + timedelta(seconds=1))
+    state = _open_failback(env, fid, "fb-1")
+    assert _full_failback(env, state, now=now + timedelta(minutes=11))["outcome"] == "succeeded"
+    records_home = _records(world)
+    # A second failback (default selection, or naming the failover) finds nothing left to do and says so,
+    # instead of reversing replication again and re-linking the failover to a new failback.
+    with pytest.raises(InputError, match="has no succeeded live failover"):
+        fb.select_failover(env, PRIMARY, None)
+    with pytest.raises(InputError, match=f"{fid} was already failed back by fb-"):
+        fb.select_failover(env, PRIMARY, fid)
+    assert _records(world) == records_home
+    link = next(s for s in ops.get_failover_event(env.engine, fid).steps if s["step"] == "failback")
+    assert link["detail"]["failback_id"] == state.extra["event_id"]
+
+
+def test_failed_failback_can_be_run_again(small) -> None:  # type: ignore[no-untyped-def]
+    """Refusing finished failbacks must not refuse a failback that failed (primary not healthy yet)."""
+    world, env = small
+    fid = _live(env, "live-2")["failover_id"]
+    state = _open_failback(env, fid, "fb-too-early")
+    with pytest.raises(fb.PrimaryNotHealthy):
+        fb.check_primary_health(env, state, 600)
+    assert fb.finish_failback(env, state)["outcome"] == "failed"
+    assert fb.select_failover(env, PRIMARY, None).failover_id == fid
+    assert fb.select_failover(env, PRIMARY, fid).failover_id == fid
+
+
+# ─────────────────────────────── the lock a crashed run leaves behind ───────────────────────────────
+
+def _crashed_holder(env: FailoverEnv, holder: str, *, closed: bool) -> None:
+    """What a run killed before its finalize released the lock leaves: the lock row and an event."""
+    ops.record_failover_event(env.engine, failover_id=holder, primary_region=PRIMARY, shadow_region=SHADOW,
+                              mode="live", trigger="manual", dag_run_id=f"run-of-{holder}")
+    assert ops.acquire_failover_lock(env.engine, PRIMARY, holder, mode="live")
+    if closed:  # finalize closed the event, then the worker died before releasing the lock
+        ops.finish_failover_event(env.engine, holder, outcome="failed", error="worker lost")
+
+
+def _drill(env: FailoverEnv, run_id: str, **kwargs: Any) -> dict[str, Any]:
+    return run_failover(env, FailoverRequest(primary_region=PRIMARY, mode="drill"), run_id=run_id,
+                        allowed_primaries=[PRIMARY], **kwargs)
+
+
+def test_lock_of_a_closed_failover_is_reclaimed(small_any_db) -> None:  # type: ignore[no-untyped-def]
+    world, env = small_any_db
+    _crashed_holder(env, "fo-crashed", closed=True)
+    result = _drill(env, "after-crash")
+    assert result["results"]["finalize"]["outcome"] == "succeeded"
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+    assert _instances(world.endpoint, **{T.FAILOVER_ID: result["failover_id"]}) == []  # torn down
+
+
+def test_lock_of_a_running_failover_is_only_reclaimed_once_its_run_is_over(small_any_db) -> None:  # type: ignore[no-untyped-def]
+    world, env = small_any_db
+    _crashed_holder(env, "fo-running", closed=False)
+    request = FailoverRequest(primary_region=PRIMARY, mode="drill")
+    fid = failover_id("regional_failover", "second")
+    # Running (or unknown to Airflow, e.g. a CLI run): the lock holds.
+    for answer in (None, "running"):
+        with pytest.raises(FailoverLocked, match="fo-running of us-east-1 is in progress"):
+            steps.prepare(env, request, failover_id=fid, dag_run_id="second", allowed_primaries=[PRIMARY],
+                          run_ended=lambda event, a=answer: a if a != "running" else None)
+    assert ops.failover_lock_holder(env.engine, PRIMARY) == "fo-running"
+    asked: list[str] = []
+
+    def ended(event: ops.FailoverEvent) -> str | None:
+        asked.append(event.failover_id)
+        return "failed"
+
+    state = steps.prepare(env, request, failover_id=fid, dag_run_id="second", allowed_primaries=[PRIMARY],
+                          run_ended=ended)
+    assert asked == ["fo-running"] and state.locked
+    assert ops.failover_lock_holder(env.engine, PRIMARY) == fid
+    assert steps.finalize(env, state)["lock_released"]
+
+
+def test_lock_without_an_event_or_of_a_legacy_failback_holder(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
+    # A holder without an event is a concurrent prepare between taking the lock and opening its event.
+    assert ops.acquire_failover_lock(env.engine, PRIMARY, "fo-just-starting", mode="live")
+    with pytest.raises(FailoverLocked):
+        _drill(env, "blocked")
+    assert ops.release_failover_lock(env.engine, PRIMARY, "fo-just-starting")
+    # A failback lock as older versions named it (<failover id>/failback), its failback long finished.
+    done = _drill(env, "old-failover")["failover_id"]
+    ops.record_failover_step(env.engine, done, "failback", started_at=datetime.now(UTC),
+                             finished_at=datetime.now(UTC), outcome="failed")
+    assert ops.acquire_failover_lock(env.engine, PRIMARY, f"{done}/failback", mode="live")
+    assert _drill(env, "after-old-failback")["results"]["finalize"]["outcome"] == "succeeded"
