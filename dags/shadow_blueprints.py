@@ -23,6 +23,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from shadowing.orchestration.assets import BLUEPRINT_VERSIONS, CAPACITY_FINGERPRINTS, DEPENDENCY_GRAPHS
+from shadowing.orchestration.blueprints import MAX_AGE_HOURS_RANGE
 from shadowing.orchestration.defaults import DEFAULT_ARGS
 
 
@@ -36,7 +37,7 @@ from shadowing.orchestration.defaults import DEFAULT_ARGS
     default_args=DEFAULT_ARGS,
     tags=["shadowing", "blueprint"],
     params={
-        "max_age_hours": Param(24.0, type="number", minimum=0.1,
+        "max_age_hours": Param(24.0, type="number", minimum=MAX_AGE_HOURS_RANGE[0], maximum=MAX_AGE_HOURS_RANGE[1],
                                description="fingerprint/graph older than this fail the freshness check"),
         "prestage": Param(True, type="boolean", description="create/sync the data-free shadow resources"),
     },
@@ -53,7 +54,7 @@ def shadow_blueprints() -> None:
         from shadowing.orchestration.blueprints import build as build_plan
 
         context = get_current_context()
-        return build_plan(pair, context["run_id"], float(context["params"]["max_age_hours"]))
+        return build_plan(pair, context["run_id"], context["params"]["max_age_hours"])
 
     @task(retries=1)  # a validation failure is deterministic; the retry only covers a warehouse hiccup
     def validate(plan: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -29,7 +30,10 @@ def register(subparsers: Any) -> None:
     query = sub.add_parser("query", help="run one of the documented history queries in include/sql/")
     query.add_argument("--warehouse-url", required=True)
     query.add_argument("name", help="query name (file stem in include/sql/)")
-    query.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    query.add_argument("--region", help="primary region (the :region parameter)")
+    query.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a bind parameter: integers as numbers, ISO-8601 instants (e.g. at=2026-03-01T12:00:00Z; "
+                            "without an offset: UTC) as timestamps, anything else as text")
     query.set_defaults(handler=_query)
 
 
@@ -80,16 +84,45 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
     from shadowing.errors import InputError
     from shadowing.warehouse import open_warehouse
-    from shadowing.warehouse.queries import run_query
+    from shadowing.warehouse.queries import load_query, run_query
 
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {} if args.region is None else {"region": args.region}
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"expected KEY=VALUE, got {item!r}", field="--param")
-        params[key] = int(value) if value.lstrip("-").isdigit() else value
+        params[key] = _param_value(value)
+    # A parameter left out used to end in SQLAlchemy's traceback; name it instead.
+    missing = sorted(set(sa.text(load_query(args.name)).compile().params) - set(params))
+    if missing:
+        raise InputError(f"query {args.name} needs {', '.join(missing)} (--region or --param KEY=VALUE)",
+                         field="--param")
     for row in run_query(open_warehouse(args.warehouse_url), args.name, **params):
         print(json.dumps(row, default=str, sort_keys=True))
     return 0
+
+
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _param_value(value: str) -> Any:
+    """A ``--param`` value as the query binds it. Instants become aware UTC datetimes: bound as text, an
+    as-of instant was compared with SQLite's stored ``YYYY-MM-DD HH:MM:SS.ffffff`` character by character
+    (``T`` sorts after the space), so ``blueprint_as_of`` answered with the wrong version."""
+    if value.lstrip("-").isdigit():
+        return int(value)
+    if _INSTANT.match(value):
+        from datetime import UTC, datetime
+
+        from shadowing.errors import InputError
+
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InputError(f"{value!r} is not an ISO-8601 instant ({exc})", field="--param") from exc
+        return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+    return value

@@ -29,6 +29,9 @@ EC2_VCPU_QUOTA = ("ec2", "L-1216C47A")  # Running On-Demand Standard (A, C, D, H
 VPC_SECURITY_GROUPS_PER_REGION = ("vpc", "L-E79EC296")
 VPC_RULES_PER_SECURITY_GROUP = ("vpc", "L-0EA8095F")
 VPC_SUBNETS_PER_VPC = ("vpc", "L-407747CB")
+# How far ahead of this run's clock an input may be dated and still count as fresh: worker clocks drift by
+# seconds, not minutes; an input from further in the future carries a wrong clock or window.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +57,11 @@ def check_freshness(name: str, created: datetime | None, now: datetime, max_age:
     if created is None:
         return ReadinessCheck("freshness", name, False, f"no valid {name} in the warehouse")
     age = now - created
+    if age < -CLOCK_SKEW_TOLERANCE:
+        # Negative ages used to pass: a skewed clock or a wrong window then counted as fresh until it came true.
+        return ReadinessCheck("freshness", name, False,
+                              f"dated {int(-age.total_seconds())} s after this run's clock ({created.isoformat()}): "
+                              f"clock skew or a wrong window, not trusted as fresh")
     ok = age <= max_age
     return ReadinessCheck("freshness", name, ok,
                           f"age {int(age.total_seconds())} s" + ("" if ok else f" > {int(max_age.total_seconds())} s"))

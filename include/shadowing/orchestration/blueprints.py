@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -26,12 +27,29 @@ def _clients(conn_id: str | None = None) -> Any:
     return factory
 
 
+# The DAG's Param bounds; checked here too, since a run's params are only validated when the run is created.
+MAX_AGE_HOURS_RANGE = (0.1, 24.0 * 366)
+
+
+def max_age(hours: Any) -> timedelta:
+    """The freshness limit of a run's ``max_age_hours`` Param; InputError naming it when out of range (1e12 h
+    used to end the build task in an OverflowError traceback)."""
+    from shadowing.errors import InputError
+
+    low, high = MAX_AGE_HOURS_RANGE
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours) \
+            or not low <= hours <= high:
+        raise InputError(f"expected hours between {low:g} and {high:g}, got {hours!r}", field="max_age_hours")
+    return timedelta(hours=hours)
+
+
 def build(pair: dict[str, str], run_id: str, max_age_hours: float) -> dict[str, Any]:
     from shadowing.blueprint.refresh import build_plan
     from shadowing.orchestration.clients import warehouse_engine
 
+    limit = max_age(max_age_hours)
     plan = build_plan(warehouse_engine(), _clients(), pair["primary_region"], pair["shadow_region"], run_id=run_id,
-                      max_age=timedelta(hours=max_age_hours))
+                      max_age=limit)
     failed = [i for i in plan["issues"] if not i["passed"]]
     log.info("%s → %s: %d services, %d build issues, %s", pair["primary_region"], pair["shadow_region"],
              len((plan.get("payload") or {}).get("services") or {}), len(failed), plan.get("seconds"))
@@ -41,11 +59,19 @@ def build(pair: dict[str, str], run_id: str, max_age_hours: float) -> dict[str, 
 
 
 def validate(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Raises ValidationFailed (recorded as a readiness failure) so nothing downstream runs for this region."""
+    """Fails the task without retries (the failure is recorded as a readiness failure first) so nothing
+    downstream runs for this region. The same plan fails the same way: a retry would only record the failure
+    a second time under the same run (readiness_over_time then counted every check twice)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from shadowing.blueprint.refresh import validate_plan
+    from shadowing.errors import ValidationFailed
     from shadowing.orchestration.clients import warehouse_engine
 
-    validate_plan(warehouse_engine(), plan, run_id=run_id)
+    try:
+        validate_plan(warehouse_engine(), plan, run_id=run_id)
+    except ValidationFailed as exc:
+        raise AirflowFailException(str(exc)) from exc
     return plan
 
 

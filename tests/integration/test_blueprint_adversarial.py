@@ -1,0 +1,161 @@
+"""Adversarial checks of the shadow region manager: the versioned blueprint history as the README's audit
+commands read it, the shadow_blueprints DAG's Params and task failures, and the readiness of skewed inputs.
+
+Real components only: SQLite and PostgreSQL (`warehouse_url`), the moto server (`aws`), the DAG file itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from shadowing.blueprint.diff import diff_blueprints
+from shadowing.blueprint.refresh import build_plan
+from shadowing.cli import main
+from shadowing.errors import InputError
+from shadowing.warehouse import open_warehouse
+from shadowing.warehouse.store import (
+    blueprint_as_of,
+    blueprint_history,
+    save_fingerprint,
+    save_graph,
+    upsert_blueprint_version,
+)
+from tests.support.blueprint_world import client_factory
+
+ROOT = Path(__file__).resolve().parents[2]
+R, SHADOW = "us-east-1", "us-west-2"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# Offsets (seconds) of the writers' clocks: forwards, backwards (skewed workers), equal, sub-second.
+SKEWED_CLOCKS = [0, 3600, 1800, 1800, 7200, 7199, 10, 86400, 86400.5, 3, 86400.5]
+
+
+def _history_with_skewed_clocks(engine: sa.Engine) -> list[Any]:
+    for i, offset in enumerate(SKEWED_CLOCKS):
+        upsert_blueprint_version(engine, primary_region=R, shadow_region=SHADOW,
+                                 payload={"services": {"web": {"count": i}}}, run_id=f"r{i}", diff=diff_blueprints,
+                                 now=T0 + timedelta(seconds=offset))
+    return blueprint_history(engine, R)
+
+
+@functools.cache
+def _dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "shadow_blueprints.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["shadow_blueprints"]
+
+
+def _cli_rows(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
+    assert main(["blueprint", "query", *argv]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_the_history_stays_one_chain_under_skewed_clocks_and_the_audit_cli_reads_it_at_every_boundary(
+        warehouse_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = open_warehouse(warehouse_url)
+    history = _history_with_skewed_clocks(engine)
+    assert [v.version for v in history] == list(range(1, len(SKEWED_CLOCKS) + 1))
+    assert [v.is_current for v in history] == [False] * (len(history) - 1) + [True]
+    for older, newer in zip(history, history[1:], strict=False):
+        assert older.valid_from < older.valid_to == newer.valid_from  # no gap, no overlap, never empty
+
+    # The README's command, as documented (`--region`), and the as-of query at each exact boundary.
+    rows = _cli_rows(capsys, "--warehouse-url", warehouse_url, "blueprint_history", "--region", R)
+    assert [r["version"] for r in rows] == [v.version for v in history]
+    for v in history:
+        for spelling in (v.valid_from.isoformat(), v.valid_from.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                         v.valid_from.astimezone(
+                             __import__("zoneinfo").ZoneInfo("America/New_York")).isoformat()):
+            rows = _cli_rows(capsys, "--warehouse-url", warehouse_url, "blueprint_as_of", "--region", R,
+                             "--param", f"at={spelling}")
+            assert [r["version"] for r in rows] == [v.version], spelling
+        just_before = v.valid_from - timedelta(microseconds=1)
+        rows = _cli_rows(capsys, "--warehouse-url", warehouse_url, "blueprint_as_of", "--region", R,
+                         "--param", f"at={just_before.isoformat()}")
+        expected = blueprint_as_of(engine, R, just_before)
+        assert [r["version"] for r in rows] == ([] if expected is None else [expected.version])
+        assert [r["version"] for r in rows] == ([] if v.version == 1 else [v.version - 1])
+    # An instant written without an offset is UTC, like every stored timestamp.
+    naive = history[1].valid_from.replace(tzinfo=None).isoformat(sep=" ")
+    rows = _cli_rows(capsys, "--warehouse-url", warehouse_url, "blueprint_as_of", "--region", R,
+                     "--param", f"at={naive}")
+    assert [r["version"] for r in rows] == [2]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["blueprint_as_of", "--region", R], "at"),
+    (["blueprint_diff", "--param", f"region={R}", "--param", "from_version=1"], "to_version"),
+    (["blueprint_as_of", "--region", R, "--param", "at=2026-02-30T12:00:00"], "2026-02-30"),
+])
+def test_a_missing_or_unreadable_query_parameter_is_a_one_line_error(
+        sqlite_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], named: str) -> None:
+    _history_with_skewed_clocks(open_warehouse(sqlite_url))
+    assert main(["blueprint", "query", "--warehouse-url", sqlite_url, *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("shadowing blueprint: error:") and named in err[0], err
+
+
+def test_a_validation_failure_fails_the_task_without_a_retry_and_is_recorded_once(
+        warehouse_conn_env: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from shadowing.orchestration.blueprints import validate
+
+    engine = open_warehouse(warehouse_conn_env)
+    plan = {"primary_region": R, "shadow_region": SHADOW, "payload": None,
+            "issues": [{"check": "freshness", "subject": "graph", "passed": False, "detail": "no valid graph"}]}
+    # The same plan fails the same way: a retry (the task has one) would record the failure twice in this run.
+    with pytest.raises(AirflowFailException, match="failed validation"):
+        validate(plan, "run-1")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT check_name, subject, passed FROM readiness_results "
+                                    "WHERE run_id = 'run-1' ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("freshness", "graph", False), ("blueprint_valid", "blueprint", False)]
+
+
+@pytest.mark.parametrize("hours", [1e12, math.inf, math.nan, 0.0, -1.0, 24.0 * 367])
+def test_max_age_hours_out_of_range_is_refused_by_the_param_and_named_by_the_task(
+        hours: float, warehouse_conn_env: str) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from shadowing.orchestration.blueprints import build
+
+    if not math.isnan(hours):  # NaN cannot come through a run's JSON conf; the task refuses it anyway
+        with pytest.raises(ParamValidationError):
+            copy.deepcopy(_dag().params)["max_age_hours"] = hours
+    # A run created before the bound existed (or through an API that skips validation) is named, not a traceback.
+    with pytest.raises(InputError, match="max_age_hours"):
+        build({"primary_region": R, "shadow_region": SHADOW}, "run-1", hours)
+
+
+def test_the_param_bounds_accept_the_documented_range() -> None:
+    from shadowing.orchestration.blueprints import max_age
+
+    for hours in (0.1, 24, 24.0 * 366):
+        copy.deepcopy(_dag().params)["max_age_hours"] = hours  # accepted by the Param
+        assert max_age(hours) == timedelta(hours=hours)
+
+
+def test_inputs_dated_in_the_future_are_not_fresh(aws: str, sqlite_url: str) -> None:
+    engine = open_warehouse(sqlite_url)
+    now = datetime.now(UTC)
+    # A producer with a skewed clock (or a wrong window) dates its fingerprint a month ahead: it used to pass the
+    # freshness check ("age -2592000 s") and would have kept passing for a month after its data went stale.
+    save_fingerprint(engine, region=R, fingerprint={"region": R, "services": {}}, valid=True,
+                     window_start=now, window_end=now + timedelta(days=30))
+    save_graph(engine, region=R, graph={"nodes": [], "edges": [], "graph": {}}, valid=True,
+               window_end=now + timedelta(minutes=2))  # seconds to minutes of drift are tolerated
+    plan = build_plan(engine, client_factory(aws), R, SHADOW, run_id="r1", now=now)
+    fresh = {i["subject"]: i for i in plan["issues"] if i["check"] == "freshness"}
+    assert not fresh["fingerprint"]["passed"] and "clock" in fresh["fingerprint"]["detail"]
+    assert fresh["graph"]["passed"], fresh["graph"]
