@@ -159,3 +159,41 @@ def test_inputs_dated_in_the_future_are_not_fresh(aws: str, sqlite_url: str) -> 
     fresh = {i["subject"]: i for i in plan["issues"] if i["check"] == "freshness"}
     assert not fresh["fingerprint"]["passed"] and "clock" in fresh["fingerprint"]["detail"]
     assert fresh["graph"]["passed"], fresh["graph"]
+
+
+@pytest.mark.parametrize("shadow", ["us-west-1", "ap-northeast-1"])  # 2 AZs; a, c, d (no b) for us-east-1's a–f
+def test_a_shadow_with_other_zones_than_the_primary_reaches_one_steady_version(
+        aws: str, sqlite_url: str, shadow: str) -> None:
+    from shadowing.aws import tags as T
+    from shadowing.blueprint.refresh import refresh_region
+    from shadowing.warehouse.store import current_blueprint
+    from tests.integration.test_blueprint_refresh import fingerprint_of, graph_of
+    from tests.support.blueprint_world import seeded_world
+
+    world = seeded_world(aws)
+    engine = open_warehouse(sqlite_url)
+    save_fingerprint(engine, region=R, fingerprint=fingerprint_of(world), valid=True)
+    save_graph(engine, region=R, graph=graph_of(world), valid=True)
+    clients = client_factory(aws)
+    first = refresh_region(engine, clients, R, shadow, run_id="r1")
+    assert first["created"] and first["ready"], first["failed"]
+    # Nothing changed in the primary: the refresh that finds the pre-staged subnets stores no second version
+    # (it used to, moving services into every subnet of a zone that two primary zones fold onto).
+    again = refresh_region(engine, clients, R, shadow, run_id="r2")
+    assert not again["created"], again.get("diff")
+    assert [v.version for v in blueprint_history(engine, R)] == [1]
+
+    # Each service sits in exactly the shadow subnets with the CIDRs its primary instances use.
+    primary_ec2, shadow_ec2 = clients("ec2", R), clients("ec2", shadow)
+    cidr_of = {s["SubnetId"]: s["CidrBlock"] for s in primary_ec2.describe_subnets()["Subnets"]}
+    shadow_id = {s["CidrBlock"]: s["SubnetId"] for s in shadow_ec2.describe_subnets()["Subnets"]
+                 if T.from_aws(s.get("Tags")).get(T.PRESTAGED_FOR) == R}
+    used: dict[str, set[str]] = {}
+    for reservation in primary_ec2.describe_instances()["Reservations"]:
+        for inst in reservation["Instances"]:
+            service = T.from_aws(inst.get("Tags")).get(T.SERVICE)
+            if service and inst["State"]["Name"] == "running":
+                used.setdefault(service.strip(), set()).add(shadow_id[cidr_of[inst["SubnetId"]]])
+    payload = current_blueprint(engine, R).payload  # type: ignore[union-attr]
+    compute = {n: s for n, s in payload["services"].items() if s.get("kind", "compute") == "compute"}
+    assert compute and {n: set(s["subnets"]) for n, s in compute.items()} == {n: used[n] for n in compute}

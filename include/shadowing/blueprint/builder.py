@@ -75,6 +75,9 @@ class BuildInputs:
 class BuildResult:
     blueprint: Blueprint
     issues: list[ReadinessCheck]
+    placement: dict[str, list[str]] = field(default_factory=dict)
+    """Per service, the CIDRs of the subnets its primary instances run in: what a service's availability-zone
+    entries stand for until pre-staging resolves them to the shadow subnets of exactly these CIDRs."""
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -361,6 +364,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
     shadow_subnets: Mapping[str, Mapping[str, Any]] = sh.get("subnets") or {}  # by CIDR
     subnet_specs: list[SubnetSpec] = []
     shadow_subnet_of: dict[str, str] = {}  # primary subnet id → shadow subnet id or AZ name
+    cidr_of: dict[str, str] = {}  # primary subnet id → its CIDR (the shadow subnet's)
     shadow_azs = list(sh.get("azs") or [])
     for s in inv.get("subnets", []):
         if s.get("vpc_id") != vpc_id:
@@ -371,6 +375,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
         existing = shadow_subnets.get(s["cidr"]) or {}
         subnet_specs.append(SubnetSpec(az=az, cidr=s["cidr"], id=existing.get("id"), primary_az=s["az"]))
         shadow_subnet_of[s["id"]] = existing.get("id") or az
+        cidr_of[s["id"]] = s["cidr"]
 
     # ── ports and least-privilege ingress from dependency edges ──
     ports_of: dict[str, set[int]] = {}
@@ -464,6 +469,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
     templates: Mapping[str, str] = sh.get("launch_templates") or {}
     lb_dns = [lb.get("dns_name") for lb in lbs if lb.get("dns_name")]
     services: dict[str, ServiceBlueprint] = {}
+    placement: dict[str, list[str]] = {}
     for name in names:
         insts = instances_by_service.get(name, [])
         db = databases_by_service.get(name)
@@ -513,6 +519,9 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
             fail("ami_available", name, f"{primary_ami} has no copy in {shadow} yet")
         subnets = sorted({shadow_subnet_of[i["subnet"]] for i in insts if i.get("subnet") in shadow_subnet_of}) \
             or sorted({s.id or s.az for s in subnet_specs})
+        cidrs = sorted({cidr_of[i["subnet"]] for i in insts if i.get("subnet") in cidr_of})
+        if cidrs:
+            placement[name] = cidrs
         lt_name = prestaged_name(primary, name)
         env = _env_overrides(template.get("env") or {}, primary, shadow, shadow_endpoint, lb_dns)
         tg = tg_by_service.get(name)
@@ -537,7 +546,7 @@ def build_blueprint(inputs: BuildInputs) -> BuildResult:
         traffic=traffic, replication=replication,
         provenance=Provenance(fingerprint_id=inputs.fingerprint_id, graph_id=inputs.graph_id, run_id=inputs.run_id,
                               primary_inventory_hash=inv.get("inventory_hash")))
-    return BuildResult(blueprint=blueprint, issues=issues)
+    return BuildResult(blueprint=blueprint, issues=issues, placement=placement)
 
 
 def _fingerprint_services(fingerprint: Any, primary: str,

@@ -84,6 +84,7 @@ def build_plan(engine: Engine, clients: ClientFactory, primary_region: str, shad
     issues.extend(result.issues)
     return {"primary_region": primary_region, "shadow_region": shadow_region, "payload": result.payload,
             "issues": [c.to_dict() for c in issues], "images": inventory["images"], "state": state,
+            "placement": result.placement,
             "live": live_summary(inventory),
             "seconds": {"inventory": round(t_inventory - started, 3), "build": round(time.perf_counter() - started, 3)}}
 
@@ -126,15 +127,32 @@ def _guard_against_collapse(engine: Engine, plan: Mapping[str, Any]) -> None:
                          field="services")
 
 
-def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any]) -> Blueprint:
-    """Fill the shadow's real ids found by tags into the blueprint (pure)."""
+def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any],
+                      placement: Mapping[str, list[str]] | None = None) -> Blueprint:
+    """Fill the shadow's real ids found by tags into the blueprint (pure).
+
+    A service's availability-zone entry becomes the shadow subnets of that zone with the CIDRs its primary
+    instances use (``placement``, from the build), as the builder maps them once the subnets exist; only a
+    service without a known placement gets every subnet of the zone. Mapping a zone to all its subnets used to
+    put a service in subnets it never ran in (a public and a private subnet of one AZ, or two primary AZs folded
+    onto one in a shadow with fewer zones), and the next refresh, finding the subnets, stored a second version.
+    """
     subnet_ids = state.get("subnets") or {}
     subnets = [dataclasses.replace(s, id=(subnet_ids.get(s.cidr) or {}).get("id") or s.id)
                for s in blueprint.networking.subnets]
     ids_by_az: dict[str, list[str]] = {}
+    ids_by_az_cidr: dict[tuple[str, str], str] = {}
     for s in subnets:
         if s.id:
             ids_by_az.setdefault(s.az, []).append(s.id)
+            ids_by_az_cidr[(s.az, s.cidr)] = s.id
+
+    def subnet_ids_of(service: str, entry: str) -> list[str]:
+        if entry.startswith("subnet-"):
+            return [entry]
+        placed = [ids_by_az_cidr[(entry, cidr)] for cidr in (placement or {}).get(service) or []
+                  if (entry, cidr) in ids_by_az_cidr]
+        return placed or ids_by_az.get(entry, [entry])
     group_ids = state.get("security_groups") or {}
     groups = {n: dataclasses.replace(g, id=group_ids.get(n) or g.id)
               for n, g in blueprint.networking.security_groups.items()}
@@ -142,9 +160,7 @@ def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any]) -> Bluepri
     copies = state.get("ami_copies") or {}
     services = {}
     for name, svc in blueprint.services.items():
-        resolved_subnets = sorted({sid for entry in svc.subnets
-                                   for sid in ([entry] if entry.startswith("subnet-") else
-                                               ids_by_az.get(entry, [entry]))})
+        resolved_subnets = sorted({sid for entry in svc.subnets for sid in subnet_ids_of(name, entry)})
         sg = groups.get(name)
         services[name] = dataclasses.replace(
             svc, subnets=resolved_subnets,
@@ -171,7 +187,7 @@ def prestage_plan(clients: ClientFactory, plan: Mapping[str, Any], *, with_repli
     if state is None or report.created or report.updated:  # read back the ids of what was just made
         state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region,
                                plan.get("images") or {}, sorted(blueprint.services))
-    resolved = resolve_prestaged(blueprint, state)
+    resolved = resolve_prestaged(blueprint, state, plan.get("placement"))
     resolved.check_consistency()
     return {**plan, "payload": resolved.to_dict(), "prestage": report.to_dict(), "state": state}
 
