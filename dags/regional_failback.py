@@ -56,13 +56,21 @@ def regional_failback() -> None:
         """Close the failback's event (outcome, time until traffic is home) and release the lock."""
         return fo.failback_release(context)
 
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher() -> None:
+        raise RuntimeError("a failback step failed (see the failback event and the failed task's log)")
+
     state = select_failover()
     health = check_primary_health(state)
     traffic = restore_traffic(state)
     replication = reverse_replication(state)
     capacity = remove_launched_capacity(state)
     health >> traffic >> replication >> capacity
-    capacity >> finalize()
+    closed = finalize()
+    capacity >> closed
+    # finalize (ALL_DONE) is a leaf that succeeds after a failed step: without a failing leaf the run would be
+    # marked successful although the failback failed. ONE_FAILED also fires on upstream_failed.
+    [health, traffic, replication, capacity, closed] >> watcher()
 
 
 regional_failback()

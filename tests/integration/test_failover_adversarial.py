@@ -215,3 +215,73 @@ def test_lock_without_an_event_or_of_a_legacy_failback_holder(small) -> None:  #
                              finished_at=datetime.now(UTC), outcome="failed")
     assert ops.acquire_failover_lock(env.engine, PRIMARY, f"{done}/failback", mode="live")
     assert _drill(env, "after-old-failback")["results"]["finalize"]["outcome"] == "succeeded"
+
+
+# ─────────────────────────────── the same, through Airflow (dag.test) ───────────────────────────────
+
+def _dag(name: str):  # type: ignore[no-untyped-def]
+    import runpy
+
+    return runpy.run_path(str(DAGS / f"{name}.py"))[name]()
+
+
+@pytest.fixture
+def airflow_world(aws_conn_env: str, warehouse_conn_env: str, airflow_db: str):  # type: ignore[no-untyped-def]
+    world = build_shadow_world(aws_conn_env, services=4, instances_per_service=1)
+    engine = open_warehouse(warehouse_conn_env)
+    store_blueprint(engine, world)
+    return world, FailoverEnv(clients=FailoverClients.for_endpoint(aws_conn_env), engine=engine)
+
+
+@pytest.mark.slow
+def test_failed_failback_selection_leaves_no_lock(airflow_world) -> None:  # type: ignore[no-untyped-def]
+    """Naming a failback (not a failover) is refused; the lock the failback took must not stay behind."""
+    world, env = airflow_world
+    ops.record_failover_event(env.engine, failover_id="fb-0123456789abcdef", primary_region=PRIMARY,
+                              shadow_region=SHADOW, mode="live", trigger="manual",
+                              plan={"kind": "failback", "failback_of": "fo-x"})
+    ops.finish_failover_event(env.engine, "fb-0123456789abcdef", outcome="succeeded")
+    run = _dag("regional_failback").test(run_conf={"primary_region": PRIMARY, "confirm_region": PRIMARY,
+                                                   "failover_id": "fb-0123456789abcdef"})
+    assert run.state == "failed"  # not "success" because the finalize leaf ran
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+    # Bad input is not retried: a retry fails the same way, only later.
+    assert _tries(run) == {"select_failover": 1, "finalize": 1, "watcher": 1}
+
+
+def _tries(run: Any) -> dict[str, int]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance.task_id, TaskInstance.try_number).filter(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id,
+            TaskInstance.try_number > 0).all()
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_lock_of_a_dead_dag_run_is_reclaimed_by_the_next_run(airflow_world) -> None:  # type: ignore[no-untyped-def]
+    """A run that died before its finalize released the lock (here: finalize itself crashes) leaves the lock
+    and a 'running' event; Airflow knows that run is over, so the next failover reclaims the lock."""
+    world, env = airflow_world
+    original = steps.finalize
+
+    def crash(env: FailoverEnv, state: steps.FailoverState) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("worker lost in finalize")  # no retry: the run ends with the lock held
+
+    steps.finalize = crash
+    try:
+        first = _dag("regional_failover").test(run_conf={"primary_region": PRIMARY, "mode": "drill"})
+    finally:
+        steps.finalize = original
+    assert first.state == "failed"
+    (dead,) = ops.list_failover_events(env.engine, PRIMARY)
+    assert dead.outcome == "running" and ops.failover_lock_holder(env.engine, PRIMARY) == dead.failover_id
+    second = _dag("regional_failover").test(run_conf={"primary_region": PRIMARY, "mode": "drill"})
+    assert second.state == "success"
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+    latest = ops.list_failover_events(env.engine, PRIMARY)[0]
+    assert latest.failover_id != dead.failover_id and latest.outcome == "succeeded"

@@ -7,7 +7,8 @@ Task bodies stay a few lines: they turn the Airflow context into a :class:`Failo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
@@ -20,6 +21,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FAILBACK_HOLD_SECONDS = 900
+
+
+@contextmanager
+def bad_input_fails_fast() -> Iterator[None]:
+    """Bad Params (or a blueprint version that is gone) fail the task at once: a retry fails the same way and
+    only makes the SRE wait through the retry delays (AirflowFailException: no retry)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from shadowing.errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _primaries() -> list[str]:
@@ -98,6 +113,11 @@ def _run_id(context: Any) -> str:
 
 
 def prepare(context: Any) -> dict[str, Any]:
+    with bad_input_fails_fast():
+        return _prepare(context)
+
+
+def _prepare(context: Any) -> dict[str, Any]:
     from shadowing.failover.identity import failover_id
     from shadowing.failover.steps import FailoverRequest, prepare
 
@@ -159,6 +179,11 @@ def _trigger_time(context: Any) -> str | None:
 
 
 def run_step(step: str, state: dict[str, Any], launched: dict[str, Any] | None = None) -> dict[str, Any]:
+    with bad_input_fails_fast():
+        return _run_step(step, state, launched)
+
+
+def _run_step(step: str, state: dict[str, Any], launched: dict[str, Any] | None = None) -> dict[str, Any]:
     from shadowing.failover import steps
     from shadowing.failover.steps import FailoverState
 
@@ -188,6 +213,11 @@ def finalize(context: Any) -> dict[str, Any]:
 # ─────────────────────────────────────────── failback ───────────────────────────────────────────
 
 def failback_select(context: Any) -> dict[str, Any]:
+    with bad_input_fails_fast():
+        return _failback_select(context)
+
+
+def _failback_select(context: Any) -> dict[str, Any]:
     from shadowing.errors import InputError
     from shadowing.failover.failback import is_failback, open_failback, select_failover, state_of
     from shadowing.failover.identity import failback_id
@@ -220,6 +250,11 @@ def failback_select(context: Any) -> dict[str, Any]:
 
 
 def failback_step(step: str, data: dict[str, Any]) -> dict[str, Any]:
+    with bad_input_fails_fast():
+        return _failback_step(step, data)
+
+
+def _failback_step(step: str, data: dict[str, Any]) -> dict[str, Any]:
     from shadowing.failover import failback
     from shadowing.failover.steps import FailoverState
 
