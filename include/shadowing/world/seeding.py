@@ -812,6 +812,17 @@ def seed_world(clients: WorldClients, *, services: int | None = None, instances_
     flow_start = max(now - timedelta(minutes=flow_minutes),
                      parse_iso(state.live_published_until) if state.live_published_until else now - timedelta(days=1))
     if flow_start < now:
+        # History ends on its coarse grid (the last whole hour) and live publishing starts at `now`: the minutes in
+        # between are published at the live resolution, or a fold reading the hour so far would find nothing newer
+        # than that last whole hour (a hole of up to an hour that a real region's metrics never have).
+        last_sample = int(now.timestamp()) - 1
+        last_sample -= last_sample % state.history_step
+        tail_start = datetime.fromtimestamp(last_sample + 60, UTC)
+        if state.live_published_until:  # a re-seed: what live publishing already covered is not sent twice
+            tail_start = max(tail_start, parse_iso(state.live_published_until))
+        if state.history_step > 60 and tail_start < now:
+            report.metric_datums += put_metric_datums(clients.cloudwatch, metric_datums(
+                app, inventory, tail_start, now, 60, state.seed))
         _, report.flow_events, report.discovery_events = publish_window(clients, app, state, inventory, flow_start,
                                                                         now)
         state.live_published_until = iso(now)
