@@ -285,3 +285,28 @@ def test_lock_of_a_dead_dag_run_is_reclaimed_by_the_next_run(airflow_world) -> N
     assert ops.failover_lock_holder(env.engine, PRIMARY) is None
     latest = ops.list_failover_events(env.engine, PRIMARY)[0]
     assert latest.failover_id != dead.failover_id and latest.outcome == "succeeded"
+
+
+# ─────────────────────────────── a second live failover of a failed-over region ───────────────────────────────
+
+def test_second_live_failover_of_a_failed_over_region_is_refused(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
+    first = _live(env, "first")["failover_id"]
+    launched = len(_instances(world.endpoint))
+    with pytest.raises(InputError, match=f"already failed over: live failover {first}") as info:
+        _live(env, "second")
+    assert info.value.field == "mode"
+    assert len(_instances(world.endpoint)) == launched  # no second shadow beside the first
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+    # The same failover re-run (a cleared run) is not a second one; a drill never moves traffic: allowed.
+    again = steps.prepare(env, FailoverRequest(primary_region=PRIMARY, mode="live", confirm_region=PRIMARY),
+                          failover_id=first, dag_run_id="first", allowed_primaries=[PRIMARY])
+    steps.finalize(env, again)
+    assert _drill(env, "drill-while-failed-over")["results"]["finalize"]["outcome"] == "succeeded"
+    # Once failed back, a new live failover may run.
+    now = datetime.now(UTC)
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=now + timedelta(seconds=1))
+    assert _full_failback(env, _open_failback(env, first, "fb"), now=now + timedelta(minutes=11))["outcome"] \
+        == "succeeded"
+    assert _live(env, "third")["results"]["finalize"]["outcome"] == "succeeded"

@@ -106,6 +106,18 @@ def failed_back_by(event: ops.FailoverEvent, events: list[ops.FailoverEvent]) ->
     return None
 
 
+def serving_failover(events: list[ops.FailoverEvent]) -> ops.FailoverEvent | None:
+    """The live failover whose shadow serves the region now (events newest first): its traffic moved (the
+    ``traffic`` step or the whole failover succeeded) and no failback of it succeeded."""
+    for event in events:
+        if event.mode != "live" or is_failback(event) or failed_back_by(event, events):
+            continue
+        traffic_step = next((s for s in event.steps if s.get("step") == "traffic"), None) or {}
+        if event.outcome == "succeeded" or traffic_step.get("outcome") == "succeeded":
+            return event
+    return None
+
+
 def is_failback(event: ops.FailoverEvent) -> bool:
     return event.failover_id.startswith(FAILBACK_PREFIX) or (event.plan or {}).get("kind") == "failback"
 

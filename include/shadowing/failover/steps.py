@@ -222,6 +222,20 @@ def take_lock(env: FailoverEnv, primary_region: str, lock_id: str, *, mode: str,
     raise FailoverLocked(f"{primary_region}'s lock changed hands while {lock_id} took it; try again")
 
 
+def refuse_second_live_failover(env: FailoverEnv, primary_region: str, failover_id: str) -> None:
+    """A live failover of a region whose shadow already serves it would launch a second full shadow beside
+    the first and flip DNS between them: refused (InputError), naming the failover to fail back or resume.
+    The same failover (a retried or cleared task) is not "another" one."""
+    from shadowing.failover.failback import serving_failover
+
+    serving = serving_failover(ops.list_failover_events(env.engine, primary_region, limit=500))
+    if serving is not None and serving.failover_id != failover_id:
+        raise InputError(f"{primary_region} is already failed over: live failover {serving.failover_id} (run "
+                         f"{serving.dag_run_id}, {serving.outcome}) moved its traffic to {serving.shadow_region} "
+                         f"and was not failed back; fail it back (regional_failback) or clear that run's failed "
+                         f"tasks instead of starting a second live failover", field="mode")
+
+
 def prepare(env: FailoverEnv, request: FailoverRequest, *, failover_id: str, dag_run_id: str | None,
             allowed_primaries: list[str], run_ended: RunEnded | None = None) -> FailoverState:
     """Validate, pin the blueprint version, take the per-primary lock (reclaiming a stale one, see
@@ -251,6 +265,8 @@ def prepare(env: FailoverEnv, request: FailoverRequest, *, failover_id: str, dag
         blueprint_version=row.version, blueprint_id=row.id, dag_run_id=dag_run_id,
         detected_at=request.detected_at or None, reason=request.reason or "")
     plan = plan_for(state, blueprint)
+    if state.mode == "live":
+        refuse_second_live_failover(env, state.primary_region, failover_id)
     if state.mode != "dry_run":
         take_lock(env, state.primary_region, failover_id, mode=state.mode, run_ended=run_ended)
         state.locked = True
