@@ -76,7 +76,10 @@ def _open_failback(env: FailoverEnv, fid: str, run_id: str) -> steps.FailoverSta
     from shadowing.failover.identity import failback_id
 
     state = fb.state_of(fb.select_failover(env, PRIMARY, fid))
-    return fb.open_failback(env, state, event_id=failback_id("regional_failback", run_id), dag_run_id=run_id)
+    event_id = failback_id("regional_failback", run_id)
+    steps.take_lock(env, PRIMARY, event_id, mode="live")  # as the failback DAG's select_failover does
+    state.extra = {"lock_id": event_id}
+    return fb.open_failback(env, state, event_id=event_id, dag_run_id=run_id)
 
 
 def _full_failback(env: FailoverEnv, state: steps.FailoverState, now: datetime | None = None) -> dict[str, Any]:
@@ -84,7 +87,9 @@ def _full_failback(env: FailoverEnv, state: steps.FailoverState, now: datetime |
     fb.restore_traffic(env, state)
     fb.reverse_replication(env, state)
     fb.remove_launched_capacity(env, state)
-    return fb.finish_failback(env, state)
+    summary = fb.finish_failback(env, state)
+    assert ops.release_failover_lock(env.engine, PRIMARY, state.extra["lock_id"])
+    return summary
 
 
 # ─────────────────────────────── failback health: only after the outage counts ───────────────────────────────
@@ -310,3 +315,29 @@ def test_second_live_failover_of_a_failed_over_region_is_refused(small) -> None:
     assert _full_failback(env, _open_failback(env, first, "fb"), now=now + timedelta(minutes=11))["outcome"] \
         == "succeeded"
     assert _live(env, "third")["results"]["finalize"]["outcome"] == "succeeded"
+
+
+# ─────────────────────────────── a task cleared after its run released the lock ───────────────────────────────
+
+def test_cleared_step_of_a_finished_failover_does_not_act_beside_another(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
+    old = _drill(env, "old-drill")
+    old_state = steps.FailoverState.from_dict(old["state"])
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+    # A live failover of the region is now in progress (holds the lock) …
+    new_state = steps.prepare(env, FailoverRequest(primary_region=PRIMARY, mode="live", confirm_region=PRIMARY),
+                              failover_id=failover_id("regional_failover", "new"), dag_run_id="new",
+                              allowed_primaries=[PRIMARY])
+    # … when someone clears the old drill's launch and network: they must not act beside it.
+    with pytest.raises(FailoverLocked, match=f"{new_state.failover_id} of us-east-1 is in progress"):
+        steps.launch(env, old_state)
+    with pytest.raises(FailoverLocked):
+        steps.configure_network(env, old_state)
+    assert _instances(world.endpoint, **{T.FAILOVER_ID: old_state.failover_id}) == []
+    assert ops.failover_lock_holder(env.engine, PRIMARY) == new_state.failover_id
+    steps.finalize(env, new_state)
+    # Free again: the cleared task re-takes the lock and its (cleared) finalize releases it.
+    assert steps.launch(env, old_state)["instances"] == world.expected_instances
+    assert ops.failover_lock_holder(env.engine, PRIMARY) == old_state.failover_id
+    steps.teardown_drill(env, old_state)
+    assert steps.finalize(env, old_state)["lock_released"]

@@ -18,7 +18,14 @@ from typing import Any
 from shadowing.errors import InputError, ShadowingError
 from shadowing.failover import launcher, network, replication, traffic
 from shadowing.failover.identity import FAILBACK_PREFIX
-from shadowing.failover.steps import FailoverEnv, FailoverState, event_of, load_blueprint, recorded_step
+from shadowing.failover.steps import (
+    FailoverEnv,
+    FailoverState,
+    event_of,
+    hold_lock,
+    load_blueprint,
+    recorded_step,
+)
 from shadowing.warehouse import operations as ops
 
 log = logging.getLogger(__name__)
@@ -192,6 +199,7 @@ def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: f
 
 
 def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     with recorded_step(env, state, "traffic") as detail:
         detail.update(traffic.restore_primary(env.clients.get("route53", state.shadow_region), blueprint,
@@ -200,6 +208,7 @@ def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
 
 
 def reverse_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     with recorded_step(env, state, "replication") as detail:
         detail["plan"] = replication.replication_plan(blueprint, reverse=True)
@@ -209,6 +218,7 @@ def reverse_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any
 
 
 def remove_launched_capacity(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     ec2 = env.ec2(state.shadow_region)
     with recorded_step(env, state, "capacity") as detail:

@@ -222,6 +222,16 @@ def take_lock(env: FailoverEnv, primary_region: str, lock_id: str, *, mode: str,
     raise FailoverLocked(f"{primary_region}'s lock changed hands while {lock_id} took it; try again")
 
 
+def hold_lock(env: FailoverEnv, state: FailoverState) -> None:
+    """Before a step changes anything: this run must (still) hold the region's lock. A task cleared after its
+    run's finalize released the lock would otherwise launch, rewire or move DNS beside another failover or
+    failback of the region that took the lock since; re-taken when free (finalize releases it again)."""
+    if state.mode == "dry_run":
+        return
+    lock_id = str(state.extra.get("lock_id") or state.failover_id)
+    take_lock(env, state.primary_region, lock_id, mode=state.mode)
+
+
 def refuse_second_live_failover(env: FailoverEnv, primary_region: str, failover_id: str) -> None:
     """A live failover of a region whose shadow already serves it would launch a second full shadow beside
     the first and flip DNS between them: refused (InputError), naming the failover to fail back or resume.
@@ -300,6 +310,7 @@ def run_preflight(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
 def launch(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     if state.mode == "dry_run":
         return _skip(env, state, "launch", "dry run: nothing is launched")
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     plan = plan_for(state, blueprint)
     region = state.shadow_region
@@ -325,6 +336,7 @@ def configure_network(env: FailoverEnv, state: FailoverState,
     """``launched``: the launch step's result (its ``addresses`` spare describing every instance again)."""
     if state.mode == "dry_run":
         return _skip(env, state, "network", "dry run")
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     region = state.shadow_region
     addresses = (launched or {}).get("addresses")
@@ -339,6 +351,7 @@ def configure_network(env: FailoverEnv, state: FailoverState,
 def redirect_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     if state.mode != "live":
         return _skip(env, state, "traffic", f"{state.mode}: production records untouched")
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     region = state.shadow_region
     elbv2 = env.clients.get("elbv2", region)
@@ -363,6 +376,7 @@ def _without_traffic(plan: FailoverPlan) -> FailoverPlan:
 def trigger_replication(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     if state.mode != "live":
         return _skip(env, state, "replication", f"{state.mode}: data replication not triggered")
+    hold_lock(env, state)
     blueprint = load_blueprint(env, state)
     with recorded_step(env, state, "replication") as detail:
         detail["steps"] = replication.trigger_replication(env.clients, blueprint, failover_id=state.failover_id,
