@@ -197,3 +197,66 @@ def test_a_shadow_with_other_zones_than_the_primary_reaches_one_steady_version(
     payload = current_blueprint(engine, R).payload  # type: ignore[union-attr]
     compute = {n: s for n, s in payload["services"].items() if s.get("kind", "compute") == "compute"}
     assert compute and {n: set(s["subnets"]) for n, s in compute.items()} == {n: used[n] for n in compute}
+
+
+def test_two_refreshes_of_one_region_at_once_pre_stage_it_once(aws: str, warehouse_url: str) -> None:
+    import threading
+
+    from shadowing.aws import tags as T
+    from shadowing.blueprint.prestage import SOURCE_AMI
+    from shadowing.blueprint.refresh import refresh_region
+    from tests.integration.test_blueprint_refresh import fingerprint_of, graph_of
+    from tests.support.blueprint_world import seeded_world
+
+    world = seeded_world(aws)
+    engine = open_warehouse(warehouse_url)
+    save_fingerprint(engine, region=R, fingerprint=fingerprint_of(world), valid=True)
+    save_graph(engine, region=R, graph=graph_of(world), valid=True)
+    barrier = threading.Barrier(2)
+    outcomes: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def refresh(run_id: str) -> None:  # e.g. an operator's CLI refresh beside the DAG's
+        try:
+            barrier.wait()
+            outcomes.append(refresh_region(engine, client_factory(aws), R, SHADOW, run_id=run_id))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh, args=(f"run-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Both found nothing pre-staged and both created: two VPCs, twice the subnets, security groups and AMI
+    # copies, and both refreshes failed on the launch templates' names.
+    assert not errors, errors
+    assert sorted(o["created"] for o in outcomes) == [False, True] and all(o["ready"] for o in outcomes)
+    assert [(v.version, v.is_current) for v in blueprint_history(engine, R)] == [(1, True)]
+    ec2 = client_factory(aws)("ec2", SHADOW)
+    ours = [{"Name": f"tag:{T.PRESTAGED_FOR}", "Values": [R]}]
+    primary = client_factory(aws)("ec2", R)
+    primary_vpc = {i["VpcId"] for r in primary.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert len(ec2.describe_vpcs(Filters=ours)["Vpcs"]) == 1
+    assert len(ec2.describe_subnets(Filters=ours)["Subnets"]) == len(primary.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": sorted(primary_vpc)}])["Subnets"])
+    groups = [T.from_aws(g.get("Tags")).get(T.SERVICE) for g in ec2.describe_security_groups(Filters=ours)[
+        "SecurityGroups"]]
+    assert len(groups) == len(set(groups))
+    sources = [T.from_aws(i.get("Tags")).get(SOURCE_AMI) or i.get("Description")
+               for i in ec2.describe_images(Owners=["self"])["Images"]]
+    assert len(sources) == len(set(sources))
+
+
+def test_the_pre_staging_lock_is_exclusive_and_names_the_region_when_it_times_out(warehouse_url: str) -> None:
+    from shadowing.errors import ShadowingError
+    from shadowing.warehouse.blueprints import prestage_lock
+
+    engine, other = open_warehouse(warehouse_url), open_warehouse(warehouse_url)
+    with prestage_lock(engine, R):
+        with pytest.raises(ShadowingError, match=R), prestage_lock(other, R, timeout=0.3, poll=0.05):
+            pass
+        with prestage_lock(other, "eu-west-1", timeout=0.3):  # another region is not blocked
+            pass
+    with prestage_lock(other, R, timeout=0.3):  # released
+        pass

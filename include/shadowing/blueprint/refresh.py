@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from shadowing.blueprint.readiness import (
     summarise,
 )
 from shadowing.errors import InputError, ValidationFailed
+from shadowing.warehouse.blueprints import prestage_lock
 from shadowing.warehouse.operations import ReadinessCheck, record_readiness
 from shadowing.warehouse.store import (
     current_blueprint,
@@ -178,15 +180,25 @@ def resolve_prestaged(blueprint: Blueprint, state: Mapping[str, Any],
     return dataclasses.replace(blueprint, services=services, networking=networking, replication=replication)
 
 
-def prestage_plan(clients: ClientFactory, plan: Mapping[str, Any], *, with_replicas: bool = True) -> dict[str, Any]:
-    """Pre-stage the validated plan, then resolve the real ids into it. Returns the updated plan."""
+def prestage_plan(clients: ClientFactory, plan: Mapping[str, Any], *, with_replicas: bool = True,
+                  lock: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """Pre-stage the validated plan, then resolve the real ids into it. Returns the updated plan.
+
+    ``lock``: the region's pre-staging lock (:func:`shadowing.warehouse.blueprints.prestage_lock`). Under it the
+    shadow is read again first: the state the build read may predate a concurrent refresh's pre-staging, and
+    creating from it would duplicate what that refresh just made."""
     blueprint = Blueprint.from_dict(plan["payload"])
-    report = prestage(clients, blueprint, plan.get("images") or {}, with_replicas=with_replicas,
-                      state=plan.get("state"))
-    state = plan.get("state")
-    if state is None or report.created or report.updated:  # read back the ids of what was just made
-        state = find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region,
-                               plan.get("images") or {}, sorted(blueprint.services))
+    images = plan.get("images") or {}
+
+    def find() -> dict[str, Any]:
+        return find_prestaged(clients, blueprint.shadow_region, blueprint.primary_region, images,
+                              sorted(blueprint.services))
+
+    with lock if lock is not None else nullcontext():
+        state = find() if lock is not None else plan.get("state")
+        report = prestage(clients, blueprint, images, with_replicas=with_replicas, state=state)
+        if state is None or report.created or report.updated:  # read back the ids of what was just made
+            state = find()
     resolved = resolve_prestaged(blueprint, state, plan.get("placement"))
     resolved.check_consistency()
     return {**plan, "payload": resolved.to_dict(), "prestage": report.to_dict(), "state": state}
@@ -244,7 +256,7 @@ def refresh_region(engine: Engine, clients: ClientFactory, primary_region: str, 
         return {"primary_region": primary_region, "ready": False, "valid": False, "error": str(exc),
                 "version": None, "created": False}
     if with_prestage:
-        plan = prestage_plan(clients, plan)
+        plan = prestage_plan(clients, plan, lock=prestage_lock(engine, primary_region))
     t_prestage = time.perf_counter()
     stored = store_plan(engine, plan, run_id=run_id)
     t_store = time.perf_counter()

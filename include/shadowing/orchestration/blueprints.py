@@ -81,11 +81,12 @@ def prestage(plan: dict[str, Any], enabled: bool) -> dict[str, Any]:
     if not enabled:
         log.info("%s: pre-staging disabled by the run's params", plan["primary_region"])
         return plan
-    from shadowing.orchestration.clients import prestage_conn_id
+    from shadowing.orchestration.clients import prestage_conn_id, warehouse_engine
+    from shadowing.warehouse.blueprints import prestage_lock
 
     conn_id = prestage_conn_id()  # its own role: the only writer of the refresh pipeline
     log.info("%s: pre-staging through connection %s", plan["primary_region"], conn_id)
-    plan = prestage_plan(_clients(conn_id), plan)
+    plan = prestage_plan(_clients(conn_id), plan, lock=prestage_lock(warehouse_engine(), plan["primary_region"]))
     report = plan["prestage"]
     log.info("%s: pre-staged %d created, %d updated, %d skipped", plan["primary_region"], len(report["created"]),
              len(report["updated"]), len(report["skipped"]))

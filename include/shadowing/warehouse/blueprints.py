@@ -9,14 +9,19 @@ two statements rolls both back; two concurrent refreshes cannot leave two curren
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shadowing.errors import ShadowingError
 from shadowing.warehouse.codec import content_hash
 from shadowing.warehouse.codec import utc as _utc
 from shadowing.warehouse.tables import blueprint_versions as bv
@@ -139,3 +144,68 @@ def blueprint_regions(engine: Engine) -> list[str]:
     """Primary regions that have a current blueprint."""
     with engine.connect() as conn:
         return sorted(conn.execute(sa.select(bv.c.primary_region).where(bv.c.is_current.is_(True))).scalars())
+
+
+# pg_try_advisory_lock(class, key) class of the per-primary lock that serialises pre-staging of its shadow.
+_PRESTAGE_LOCK_CLASS = 727276
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextmanager
+def prestage_lock(engine: Engine, primary_region: str, *, timeout: float = 900.0,
+                  poll: float = 0.2) -> Iterator[None]:
+    """Hold the pre-staging lock of ``primary_region``'s shadow (across processes) for the ``with`` block.
+
+    Pre-staging finds resources by tags, then creates what it did not find: two refreshes of one region at once
+    (an operator's CLI run beside the DAG's, a retried task beside its zombie) both found nothing and both
+    created a VPC, subnets, security groups and AMI copies, then failed on the launch templates' names.
+    PostgreSQL: a session advisory lock on a connection held for the block (released if the worker dies).
+    SQLite (one host): an exclusive ``flock`` on a lock file beside the database file. Raises ShadowingError
+    naming the region when the lock is not free within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+
+    def waited_too_long() -> None:
+        if time.monotonic() > deadline:
+            raise ShadowingError(f"pre-staging of {primary_region}'s shadow is still locked by another refresh "
+                                 f"after {timeout:g} s")
+        time.sleep(poll)
+
+    if engine.dialect.name == "postgresql":
+        key = (_PRESTAGE_LOCK_CLASS, sa.func.hashtext(primary_region))
+        with engine.connect() as conn:
+            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(*key))).scalar():
+                conn.commit()
+                waited_too_long()
+            conn.commit()  # a session lock: no transaction stays open while the shadow is pre-staged
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(*key)))
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        import fcntl
+
+        path = Path(f"{database}.prestage-{primary_region}.lock")
+        with path.open("a+b") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited_too_long()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with _local_locks_guard:  # an in-memory or other database: one process, so a process lock serves
+        lock = _local_locks.setdefault(primary_region, threading.Lock())
+    while not lock.acquire(blocking=False):
+        waited_too_long()
+    try:
+        yield
+    finally:
+        lock.release()
