@@ -77,7 +77,7 @@ def _open_failback(env: FailoverEnv, fid: str, run_id: str) -> steps.FailoverSta
 
     state = fb.state_of(fb.select_failover(env, PRIMARY, fid))
     event_id = failback_id("regional_failback", run_id)
-    steps.take_lock(env, PRIMARY, event_id, mode="live")  # as the failback DAG's select_failover does
+    assert ops.acquire_failover_lock(env.engine, PRIMARY, event_id, mode="live")  # as select_failover does
     state.extra = {"lock_id": event_id}
     return fb.open_failback(env, state, event_id=event_id, dag_run_id=run_id)
 
@@ -341,3 +341,73 @@ def test_cleared_step_of_a_finished_failover_does_not_act_beside_another(small) 
     assert ops.failover_lock_holder(env.engine, PRIMARY) == old_state.failover_id
     steps.teardown_drill(env, old_state)
     assert steps.finalize(env, old_state)["lock_released"]
+
+
+# ─────────────────────────────── Route 53: an alias record goes home as it was ───────────────────────────────
+
+PRIMARY_ELB_ZONE = "Z35SXDOTRQ7X7K"  # us-east-1 load balancers' canonical hosted zone
+
+
+def _alias_world(aws: str, sqlite_url: str) -> tuple[ShadowWorld, FailoverEnv]:
+    """The shop's record as an A alias to the primary's load balancer (how real ALBs are fronted)."""
+    world = build_shadow_world(aws, services=4, instances_per_service=1)
+    route53 = client("route53", PRIMARY, aws)
+    old = _records(world)
+    route53.change_resource_record_sets(HostedZoneId=world.hosted_zone_id, ChangeBatch={"Changes": [
+        *({"Action": "DELETE", "ResourceRecordSet": r} for r in old),
+        *({"Action": "CREATE", "ResourceRecordSet": {
+            "Name": RECORD, "Type": "A", "SetIdentifier": sid, "Failover": role,
+            "AliasTarget": {"HostedZoneId": PRIMARY_ELB_ZONE, "DNSName": world.primary_target,
+                            "EvaluateTargetHealth": True}}}
+          for role, sid in (("PRIMARY", "shop-primary"), ("SECONDARY", "shop-secondary")))]})
+    world.blueprint["traffic"]["records"][0]["type"] = "A"
+    engine = open_warehouse(sqlite_url)
+    store_blueprint(engine, world)
+    return world, FailoverEnv(clients=FailoverClients.for_endpoint(aws), engine=engine, launch_timeout=60)
+
+
+def test_failback_restores_an_alias_record_with_its_own_hosted_zone(aws: str, sqlite_url: str) -> None:
+    world, env = _alias_world(aws, sqlite_url)
+    before = {r["SetIdentifier"]: r for r in _records(world)}
+    result = _live(env, "alias")
+    moved = {r["SetIdentifier"]: r for r in _records(world)}
+    assert moved["shop-primary"]["AliasTarget"]["DNSName"].rstrip(".") == world.shadow_lb_dns.rstrip(".")
+    assert moved["shop-primary"]["AliasTarget"]["HostedZoneId"] != PRIMARY_ELB_ZONE  # the shadow ALB's zone
+    # The traffic step is retried after it moved the records (its recorded "replaced" sets now show the shadow).
+    steps.redirect_traffic(env, steps.FailoverState.from_dict(result["state"]))
+    now = datetime.now(UTC)
+    ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
+                                  action="none", observed_at=now + timedelta(seconds=1))
+    state = _open_failback(env, result["failover_id"], "fb-alias")
+    assert _full_failback(env, state, now=now + timedelta(minutes=11))["outcome"] == "succeeded"
+    home = {r["SetIdentifier"]: r for r in _records(world)}
+    # PRIMARY exactly as before the failover: the primary's target in the primary ALB's zone, health evaluated.
+    assert home["shop-primary"]["AliasTarget"] == before["shop-primary"]["AliasTarget"]
+    assert home["shop-secondary"]["AliasTarget"]["DNSName"].rstrip(".") == world.shadow_lb_dns.rstrip(".")
+
+
+# ─────────────────────────────── held up: a dry run changes nothing ───────────────────────────────
+
+READ_ONLY = ("Describe", "Get", "List")
+
+
+def test_dry_run_makes_no_mutating_call(small, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    """Every AWS action the dry run performed (recorded by tests/support/aws_recorder.py) reads, except the
+    RunInstances DryRun probes, which create nothing; no lock is taken."""
+    from tests.support.aws_recorder import RECORDER
+
+    world, env = small
+    records = _records(world)
+    result = run_failover(env, FailoverRequest(primary_region=PRIMARY, mode="dry_run", reason="Ünïcødé ✓ 故障"),
+                          run_id="dry ✓", allowed_primaries=[PRIMARY])
+    assert result["results"]["finalize"]["outcome"] == "succeeded"
+    used = {action for action, tests in RECORDER.calls["failover"].items() if request.node.nodeid in tests}
+    if not used:
+        pytest.skip("the AWS action recorder is not installed in this session")
+    mutating = {a for a in used if not a.split(":", 1)[1].startswith(READ_ONLY)}
+    # CreateTags: the recorder's IAM view of RunInstances' TagSpecifications (DryRun: nothing is created).
+    assert mutating == {"ec2:RunInstances", "ec2:CreateTags"}, sorted(used)
+    assert _instances(world.endpoint) == [] and _records(world) == records
+    (event,) = ops.list_failover_events(env.engine, PRIMARY)
+    assert event.mode == "dry_run" and "Ünïcødé ✓ 故障" in str(event.steps)
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None

@@ -201,9 +201,12 @@ def check_primary_health(env: FailoverEnv, state: FailoverState, hold_seconds: f
 def restore_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
     hold_lock(env, state)
     blueprint = load_blueprint(env, state)
+    failover = ops.get_failover_event(env.engine, state.failover_id)
+    moved = next((s for s in (failover.steps if failover else []) if s.get("step") == "traffic"), None) or {}
     with recorded_step(env, state, "traffic") as detail:
         detail.update(traffic.restore_primary(env.clients.get("route53", state.shadow_region), blueprint,
-                                              failover_id=state.failover_id))
+                                              failover_id=state.failover_id,
+                                              replaced=(moved.get("detail") or {}).get("replaced")))
     return detail
 
 

@@ -361,9 +361,16 @@ def redirect_traffic(env: FailoverEnv, state: FailoverState) -> dict[str, Any]:
         return verify.verify_failover(env.ec2(region), elbv2, env.clients.get("route53", region), blueprint,
                                       _without_traffic(plan))["unhealthy_targets"] == 0
 
+    event = ops.get_failover_event(env.engine, event_of(state))
+    earlier = next((s for s in (event.steps if event else []) if s.get("step") == "traffic"), None) or {}
     with recorded_step(env, state, "traffic") as detail:
         detail.update(traffic.redirect_traffic(env.clients.get("route53", region), elbv2, blueprint,
                                                failover_id=state.failover_id, health_gate=healthy))
+        # A retry finds the records already moved: keep what the first attempt replaced (failback restores it).
+        kept = (earlier.get("detail") or {}).get("replaced") or []
+        if kept and "replaced" in detail:
+            fresh = [r for r in detail["replaced"] if r not in kept]
+            detail["replaced"] = kept + fresh
     return detail
 
 

@@ -5,7 +5,7 @@ Strategy ``failover``: one change batch UPSERTs every failover record set of eac
 outage, and moto's health-check status is static anyway). Strategy ``weighted``: the shadow's weighted record
 is raised through ``weighted_steps`` (e.g. 10 → 50 → 100 %) and every step waits for INSYNC and passes a
 health gate (shadow targets healthy) before the next. The original record sets are returned so the event keeps
-what was replaced, and failback restores the primary's targets from the blueprint.
+what was replaced, and failback restores those PRIMARY sets (else the blueprint's primary targets).
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def failover_changes(route53: Any, zone_id: str, record: DnsRecord, target: str,
         current.append({"Name": record.name, "Type": record.type, "SetIdentifier": f"{record.set_identifier}-shadow",
                         "Failover": "SECONDARY", "TTL": record.ttl, "ResourceRecords": [{"Value": target}]})
     upserts = [_pointing(r, target, alias_zone) for r in current if not points_to(r, target)]
-    return upserts, [r for r in current if "ResourceRecords" in r or "AliasTarget" in r]
+    # Replaced = what the upserts overwrite: a set already on the shadow (a retried step) is no original.
+    return upserts, [r for r in current if ("ResourceRecords" in r or "AliasTarget" in r)
+                     and not points_to(r, target)]
 
 
 def _apply(route53: Any, zone_id: str, upserts: list[dict[str, Any]], comment: str) -> str | None:
@@ -154,22 +156,52 @@ def traffic_on_shadow(route53: Any, elbv2: Any, blueprint: Blueprint) -> list[st
     return problems
 
 
-def restore_primary(route53: Any, blueprint: Blueprint, *, failover_id: str) -> dict[str, Any]:
+def _set_key(record: dict[str, Any]) -> tuple[str, str, str | None]:
+    return record["Name"].rstrip(".").lower(), record["Type"], record.get("SetIdentifier")
+
+
+def _original_sets(replaced: list[dict[str, Any]] | None, blueprint: Blueprint) -> dict[tuple[str, str, str | None],
+                                                                                         dict[str, Any]]:
+    """The record sets the failover replaced that still show the primary (a retried traffic step records the
+    sets it found already on the shadow: those are no original)."""
+    originals: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    targets = {(r.name.rstrip(".").lower(), r.type): r.primary_target for r in blueprint.traffic.records}
+    for record in replaced or []:
+        target = targets.get(_set_key(record)[:2])
+        if target is not None and points_to(record, target):
+            originals.setdefault(_set_key(record), record)
+    return originals
+
+
+def restore_primary(route53: Any, blueprint: Blueprint, *, failover_id: str,
+                    replaced: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Failback: PRIMARY record sets back on the primary's target; the SECONDARY stays on the shadow (standby);
-    weighted: primary 100, shadow 0."""
+    weighted: primary 100, shadow 0.
+
+    ``replaced``: the record sets the failover's traffic step replaced (its event detail). A PRIMARY set goes
+    back exactly as it was there (an alias keeps the primary load balancer's hosted zone and its
+    EvaluateTargetHealth; re-pointing the shadow's alias would keep the shadow ALB's zone, which Route 53
+    rejects for the primary's DNS name); without it, it is re-pointed at the blueprint's primary target."""
     traffic = blueprint.traffic
     if not traffic.records or not traffic.hosted_zone_id:
         return {"records": 0}
+    originals = _original_sets(replaced, blueprint)
     upserts: list[dict[str, Any]] = []
     for record in traffic.records:
         sets = record_sets(route53, traffic.hosted_zone_id, record.name, record.type)
         for current in sets:
-            if current.get("Failover") == "PRIMARY" and not points_to(current, record.primary_target):
-                upserts.append(_pointing(current, record.primary_target, None))
+            if current.get("Failover") == "PRIMARY":
+                original = originals.get(_set_key(current))
+                if original is not None:
+                    if current != original:
+                        upserts.append(original)
+                elif not points_to(current, record.primary_target):
+                    upserts.append(_pointing(current, record.primary_target, None))
             elif "Weight" in current:
                 back_home = points_to(current, record.primary_target)
                 weight = 100 if back_home else 0
                 if current["Weight"] != weight:
                     upserts.append({**current, "Weight": weight})
     change = _apply(route53, traffic.hosted_zone_id, upserts, f"shadowing failback of {failover_id}")
-    return {"records": len(traffic.records), "upserts": len(upserts), "changes": [change] if change else []}
+    return {"records": len(traffic.records), "upserts": len(upserts), "from_recorded": len(originals),
+            "changes": [change] if change else []}
