@@ -260,3 +260,20 @@ def test_the_pre_staging_lock_is_exclusive_and_names_the_region_when_it_times_ou
             pass
     with prestage_lock(other, R, timeout=0.3):  # released
         pass
+
+
+def test_a_newer_fingerprint_or_graph_that_failed_validation_is_never_built_from(aws: str, sqlite_url: str) -> None:
+    engine = open_warehouse(sqlite_url)
+    now = datetime.now(UTC)
+    good_fp = save_fingerprint(engine, region=R, fingerprint={"region": R, "services": {}}, valid=True,
+                               window_end=now - timedelta(hours=1))
+    good_graph = save_graph(engine, region=R, graph={"nodes": [], "edges": [], "graph": {}}, valid=True,
+                            window_end=now - timedelta(hours=1))
+    save_fingerprint(engine, region=R, fingerprint={"region": R, "services": {"ghost": {"sizing": 9}}}, valid=False,
+                     errors=["p99 above max"], window_end=now)
+    save_graph(engine, region=R, graph={"nodes": [{"id": "ghost"}], "edges": [], "graph": {}}, valid=False,
+               errors=["cycle split"], window_end=now)
+    plan = build_plan(engine, client_factory(aws), R, SHADOW, run_id="r1", now=now)
+    assert plan["payload"]["provenance"]["fingerprint_id"] == good_fp
+    assert plan["payload"]["provenance"]["graph_id"] == good_graph
+    assert "ghost" not in json.dumps(plan["payload"]) and not any(i["subject"] == "ghost" for i in plan["issues"])
