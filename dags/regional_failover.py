@@ -93,7 +93,8 @@ def regional_failover() -> None:
     teardown >> closed
     # Not directly downstream of the setups (Airflow requires ALL_SUCCESS there); ONE_FAILED also fires on
     # upstream_failed, so a failed prepare/launch still reaches it through the next step.
-    [preflight_done, network, traffic, replication, verified, closed] >> watcher()
+    # The teardown too: a failed drill teardown leaves drill capacity running (teardowns do not fail a run).
+    [preflight_done, network, traffic, replication, verified, teardown, closed] >> watcher()
 
 
 regional_failover()

@@ -411,3 +411,65 @@ def test_dry_run_makes_no_mutating_call(small, request: pytest.FixtureRequest) -
     (event,) = ops.list_failover_events(env.engine, PRIMARY)
     assert event.mode == "dry_run" and "Ünïcødé ✓ 故障" in str(event.steps)
     assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+
+
+# ─────────────────────────────── the CLI runner: a failed teardown still finalizes ───────────────────────────────
+
+def test_failed_drill_teardown_still_closes_the_event_and_releases_the_lock(  # type: ignore[no-untyped-def]
+        small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Found with every AWS call throttled: the teardown gave up and the runner skipped finalize, leaving the
+    event 'running' and the lock held, so every later failover of the region was refused.)"""
+    from shadowing.failover import launcher
+
+    world, env = small
+
+    def throttled(*args: Any, **kwargs: Any) -> list[str]:
+        raise RuntimeError("teardown throttled to death")
+
+    monkeypatch.setattr(launcher, "terminate_launched", throttled)
+    with pytest.raises(RuntimeError, match="teardown throttled to death"):
+        _drill(env, "teardown-fails")
+    (event,) = ops.list_failover_events(env.engine, PRIMARY)
+    # Not "succeeded": the drill's instances were left running.
+    assert event.outcome == "failed" and "step teardown failed" in event.error
+    assert ops.failover_lock_holder(env.engine, PRIMARY) is None
+
+
+# ─────────────────────────────── held up: hostile Params ───────────────────────────────
+
+@pytest.mark.parametrize("conf", [
+    {"primary_region": "us-east1"},                       # a typo
+    {"primary_region": "us‐east‐1"},                      # Unicode hyphens
+    {"mode": "LIVE"}, {"mode": "live; drop table"},       # modes outside the enum
+    {"capacity_percent": 0}, {"capacity_percent": 201}, {"capacity_percent": "100"},
+    {"blueprint_version": 0}, {"trigger": "cron"},
+])
+def test_trigger_form_rejects_hostile_params(conf: dict[str, Any]) -> None:
+    """Rejected by the Params schema before a run exists (what the trigger form and the REST API enforce)."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    from shadowing.orchestration.failover import failover_params
+
+    params = ParamsDict(failover_params())
+    good = {"primary_region": PRIMARY, "mode": "dry_run"}
+    params.update(good)
+    params.validate()
+    for key, value in conf.items():
+        with pytest.raises(Exception, match=key):  # ParamValidationError names the param
+            params[key] = value
+
+
+def test_core_rejects_what_bypasses_the_form(small) -> None:  # type: ignore[no-untyped-def]
+    """The CLI and a stale conf bypass the form: the core names the field; nothing is locked or recorded."""
+    world, env = small
+    bad = [(dict(primary_region="eu-west-9"), "primary_region"), (dict(mode="LIVE"), "mode"),
+           (dict(mode="live", confirm_region="us-east-1 "[:-2]), "confirm_region"),
+           (dict(blueprint_version=999), "blueprint_version"), (dict(shadow_region="eu-west-1"), "shadow_region"),
+           (dict(detected_at="yesterday"), "detected_at"), (dict(capacity_percent=0), "capacity_percent"),
+           (dict(trigger="cron"), "trigger")]
+    for fields, field in bad:
+        request = FailoverRequest(**{"primary_region": PRIMARY, **fields})
+        with pytest.raises(InputError) as info:
+            steps.prepare(env, request, failover_id="fo-bad", dag_run_id="bad", allowed_primaries=[PRIMARY])
+        assert info.value.field == field, (fields, info.value)
+    assert ops.list_failover_events(env.engine) == [] and ops.failover_lock_holder(env.engine, PRIMARY) is None

@@ -55,11 +55,15 @@ def run_failover(env: FailoverEnv, request: FailoverRequest, *, run_id: str, all
         error = exc
     finally:
         if only is None:
-            if teardown and state.mode == "drill":
-                started = time.perf_counter()
-                results["teardown"] = steps.teardown_drill(env, state)
-                wall["teardown"] = time.perf_counter() - started
-            results["finalize"] = steps.finalize(env, state)
+            try:
+                if teardown and state.mode == "drill":
+                    started = time.perf_counter()
+                    results["teardown"] = steps.teardown_drill(env, state)
+                    wall["teardown"] = time.perf_counter() - started
+            except BaseException as exc:  # a failed teardown must not leave the event open and the lock held
+                error = error or exc
+            finally:
+                results["finalize"] = steps.finalize(env, state)
     if error is not None:
         raise error
     return {"failover_id": fid, "state": state.to_dict(), "results": results, "wall": wall,

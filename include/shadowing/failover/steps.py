@@ -432,6 +432,13 @@ def outcome_of(event: ops.FailoverEvent, mode: str) -> tuple[str, str | None]:
             return "failed", f"step {step} did not complete"
         if entry.get("outcome") == "failed":
             return "failed", f"step {step} failed: {(entry.get('detail') or {}).get('error', '')}"
+    # A drill's teardown is not required (the CLI may keep a drill up), but one that ran and failed (or died)
+    # left drill capacity running: the drill did not succeed.
+    teardown = by_step.get("teardown")
+    if teardown is not None and (teardown.get("finished_at") is None or teardown.get("outcome") == "failed"):
+        return "failed", ("step teardown failed: " + str((teardown.get("detail") or {}).get("error", ""))
+                          if teardown.get("outcome") == "failed" else "step teardown did not complete") + \
+            " (drill instances may still run)"
     return "succeeded", None
 
 
