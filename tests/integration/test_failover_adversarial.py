@@ -465,7 +465,8 @@ def test_core_rejects_what_bypasses_the_form(small) -> None:  # type: ignore[no-
     bad = [(dict(primary_region="eu-west-9"), "primary_region"), (dict(mode="LIVE"), "mode"),
            (dict(mode="live", confirm_region="us-east-1 "[:-2]), "confirm_region"),
            (dict(blueprint_version=999), "blueprint_version"), (dict(shadow_region="eu-west-1"), "shadow_region"),
-           (dict(detected_at="yesterday"), "detected_at"), (dict(capacity_percent=0), "capacity_percent"),
+           (dict(detected_at="yesterday"), "detected_at"), (dict(detected_at="2999-01-01T00:00:00Z"), "detected_at"),
+           (dict(capacity_percent=0), "capacity_percent"),
            (dict(trigger="cron"), "trigger")]
     for fields, field in bad:
         request = FailoverRequest(**{"primary_region": PRIMARY, **fields})
@@ -473,3 +474,28 @@ def test_core_rejects_what_bypasses_the_form(small) -> None:  # type: ignore[no-
             steps.prepare(env, request, failover_id="fo-bad", dag_run_id="bad", allowed_primaries=[PRIMARY])
         assert info.value.field == field, (fields, info.value)
     assert ops.list_failover_events(env.engine) == [] and ops.failover_lock_holder(env.engine, PRIMARY) is None
+
+
+# ─────────────────────────────── held up: failover and failback of one region exclude each other ───────────────
+
+def test_failover_and_failback_of_one_region_exclude_each_other(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
+    fid = _live(env, "live-x")["failover_id"]
+    state = _open_failback(env, fid, "fb-running")  # the failback runs: holds the lock under its own id
+    fb_id = state.extra["lock_id"]
+    with pytest.raises(FailoverLocked, match=f"failover {fb_id} of us-east-1 is in progress"):
+        _drill(env, "drill-during-failback")
+    with pytest.raises(InputError, match="already failed over"):  # traffic is not home yet
+        _live(env, "live-during-failback")
+    # A failover in progress (holding the lock) refuses a failback of the earlier one, and vice versa.
+    ops.release_failover_lock(env.engine, PRIMARY, fb_id)
+    drill = steps.prepare(env, FailoverRequest(primary_region=PRIMARY, mode="drill"),
+                          failover_id=failover_id("regional_failover", "drill-y"), dag_run_id="drill-y",
+                          allowed_primaries=[PRIMARY])
+    with pytest.raises(FailoverLocked, match=drill.failover_id):
+        steps.take_lock(env, PRIMARY, fb_id, mode="live")
+    with pytest.raises(FailoverLocked):
+        fb.restore_traffic(env, state)  # a failback step re-checks the lock too
+    assert [r for r in _records(world) if r.get("Failover") == "PRIMARY"][0]["ResourceRecords"][0]["Value"] \
+        == world.shadow_lb_dns
+    steps.finalize(env, drill)

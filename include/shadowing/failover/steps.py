@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -38,6 +38,9 @@ STEPS_BY_MODE: dict[str, tuple[str, ...]] = {
     "drill": ("prepare", "preflight", "launch", "network", "verify"),
     "live": ("prepare", "preflight", "launch", "network", "traffic", "replication", "verify"),
 }
+
+
+DETECTION_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class FailoverLocked(ShadowingError):
@@ -124,7 +127,10 @@ def validate_request(request: FailoverRequest, allowed_primaries: list[str]) -> 
             (request.confirm_region or "").strip() != request.primary_region:
         raise InputError(f"a manual live failover requires typing the primary region "
                          f"({request.primary_region}) here", field="confirm_region")
-    _parse_time(request.detected_at, "detected_at")
+    detected = _parse_time(request.detected_at, "detected_at")
+    # Recovery is measured from it: a detection in the future (a typo, a skewed clock) would report an RTO of 0.
+    if detected is not None and detected > datetime.now(UTC) + DETECTION_CLOCK_SKEW:
+        raise InputError(f"{request.detected_at!r} is in the future", field="detected_at")
 
 
 # ─────────────────────────────────────────── helpers ───────────────────────────────────────────
