@@ -277,3 +277,37 @@ def test_a_newer_fingerprint_or_graph_that_failed_validation_is_never_built_from
     assert plan["payload"]["provenance"]["fingerprint_id"] == good_fp
     assert plan["payload"]["provenance"]["graph_id"] == good_graph
     assert "ghost" not in json.dumps(plan["payload"]) and not any(i["subject"] == "ghost" for i in plan["issues"])
+
+
+def test_an_ami_copy_still_pending_is_waited_for_not_copied_again(aws: str, sqlite_url: str) -> None:
+    from shadowing.aws import tags as T
+    from shadowing.blueprint.prestage import SOURCE_AMI
+    from shadowing.blueprint.refresh import refresh_region
+    from tests.integration.test_blueprint_refresh import fingerprint_of, graph_of
+    from tests.support.blueprint_world import seeded_world
+
+    world = seeded_world(aws)
+    engine = open_warehouse(sqlite_url)
+    save_fingerprint(engine, region=R, fingerprint=fingerprint_of(world), valid=True)
+    save_graph(engine, region=R, graph=graph_of(world), valid=True)
+    clients = client_factory(aws)
+    shadow_ec2 = clients("ec2", SHADOW)
+
+    def as_aws_reports_a_copy_in_progress(parsed: dict[str, Any], **_: Any) -> None:
+        for image in parsed.get("Images", []):  # moto's copies are available at once; AWS's take minutes
+            if T.from_aws(image.get("Tags")).get(SOURCE_AMI):
+                image["State"] = "pending"
+
+    shadow_ec2.meta.events.register("after-call.ec2.DescribeImages", as_aws_reports_a_copy_in_progress)
+    first = refresh_region(engine, clients, R, SHADOW, run_id="r1")
+    copies = len(shadow_ec2.describe_images(Owners=["self"])["Images"])
+    assert copies and not first["ready"]
+    again = refresh_region(engine, clients, R, SHADOW, run_id="r2")  # the copies are still pending
+    assert not [line for line in again["prestage"]["created"] if line.startswith("ami")]
+    assert len([line for line in again["prestage"]["skipped"] if "still pending" in line]) == copies
+    assert len(shadow_ec2.describe_images(Owners=["self"])["Images"]) == copies  # each image copied once
+
+    shadow_ec2.meta.events.unregister("after-call.ec2.DescribeImages", as_aws_reports_a_copy_in_progress)
+    done = refresh_region(engine, clients, R, SHADOW, run_id="r3")  # the copies completed
+    assert done["ready"], done["failed"]
+    assert len(shadow_ec2.describe_images(Owners=["self"])["Images"]) == copies

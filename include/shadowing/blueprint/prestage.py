@@ -48,7 +48,8 @@ def find_prestaged(clients: ClientFactory, shadow_region: str, primary_region: s
     ec2 = clients("ec2", shadow_region)
     filters = _prestaged_filters(primary_region)
     state: dict[str, Any] = {"vpc": None, "subnets": {}, "security_groups": {}, "launch_templates": {},
-                             "ami_copies": {}, "replicas": {}, "azs": [], "ingress": {}, "template_keys": {}}
+                             "ami_copies": {}, "ami_copies_pending": {}, "replicas": {}, "azs": [], "ingress": {},
+                             "template_keys": {}}
     try:
         state["azs"] = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
                               if z.get("State", "available") == "available")
@@ -76,19 +77,25 @@ def find_prestaged(clients: ClientFactory, shadow_region: str, primary_region: s
                 state["template_keys"][version["LaunchTemplateName"]] = template_key(
                     version.get("LaunchTemplateData") or {})
     images = dict(primary_images) if isinstance(primary_images, Mapping) else {a: {} for a in primary_images}
-    state["ami_copies"] = _ami_copies(ec2, primary_region, images)
+    state["ami_copies"], state["ami_copies_pending"] = _ami_copies(ec2, primary_region, images)
     state["replicas"] = _replicas(clients, shadow_region, primary_region)
     return state
 
 
-def _ami_copies(ec2: Any, primary_region: str, images: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """primary AMI → AMI usable in the shadow: the same id when the image is regional-agnostic (found in the
-    shadow), else a tracked copy (``shadowing:source-ami`` tag), else an image with the same name."""
+def _ami_copies(ec2: Any, primary_region: str, images: Mapping[str, Mapping[str, Any]],
+                ) -> tuple[dict[str, str], dict[str, str]]:
+    """(primary AMI → AMI usable in the shadow: the same id when the image is regional-agnostic (found in the
+    shadow), else a tracked copy (``shadowing:source-ami`` tag), else an image with the same name;
+    primary AMI → tracked copy still ``pending``). A copy takes minutes on AWS: a pending one is not usable yet,
+    but must not be copied again (every refresh meanwhile started another copy of every image)."""
     copies: dict[str, str] = {}
+    pending: dict[str, str] = {}
     for img in paginate_all(ec2, "describe_images", "Images", Owners=["self"], Filters=_prestaged_filters(primary_region)):
         source = T.from_aws(img.get("Tags")).get(SOURCE_AMI)
         if source and img.get("State", "available") == "available":
             copies.setdefault(source, img["ImageId"])
+        elif source and img.get("State") == "pending":
+            pending.setdefault(source, img["ImageId"])
     missing = [a for a in images if a not in copies]
     for start in range(0, len(missing), 100):  # an image-id filter, unlike ImageIds, ignores unknown ids
         for img in ec2.describe_images(Filters=[{"Name": "image-id", "Values": missing[start:start + 100]}]).get(
@@ -101,7 +108,7 @@ def _ami_copies(ec2: Any, primary_region: str, images: Mapping[str, Mapping[str,
             source = names.get(img.get("Name"))
             if source and img.get("State", "available") == "available":
                 copies.setdefault(source, img["ImageId"])
-    return dict(sorted(copies.items()))
+    return dict(sorted(copies.items())), {a: i for a, i in sorted(pending.items()) if a not in copies}
 
 
 def _replicas(clients: ClientFactory, shadow_region: str, primary_region: str) -> dict[str, dict[str, Any]]:
@@ -196,8 +203,13 @@ def prestage(clients: ClientFactory, blueprint: Blueprint, primary_images: Mappi
         except ClientError as exc:
             report.skipped.append(f"ami {ami}: {exc.response['Error'].get('Message', exc)}")
 
+    in_progress = state.get("ami_copies_pending") or {}
+    for ami in sorted({s.ami.primary for s in blueprint.services.values()
+                       if s.ami and s.ami.primary in in_progress and s.ami.primary not in copies}):
+        report.skipped.append(f"ami {ami}: its copy {in_progress[ami]} in {shadow} is still pending")
     _in_parallel(copy, sorted({s.ami.primary for s in blueprint.services.values()
-                               if s.ami and s.ami.primary != "unknown" and s.ami.primary not in copies}))
+                               if s.ami and s.ami.primary != "unknown" and s.ami.primary not in copies
+                               and s.ami.primary not in in_progress}))
 
     # Launch templates (a new version when the wanted data drifted)
     def template(item: tuple[str, Any]) -> None:
