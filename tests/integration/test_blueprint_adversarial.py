@@ -260,6 +260,9 @@ def test_the_pre_staging_lock_is_exclusive_and_names_the_region_when_it_times_ou
             pass
     with prestage_lock(other, R, timeout=0.3):  # released
         pass
+    # the region names a lock file beside the database: a name that is no region is refused, never a path
+    with pytest.raises(ShadowingError, match="not an AWS region name"), prestage_lock(engine, "../../etc/x"):
+        pass
 
 
 def test_a_newer_fingerprint_or_graph_that_failed_validation_is_never_built_from(aws: str, sqlite_url: str) -> None:

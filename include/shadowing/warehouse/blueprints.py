@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shadowing.errors import ShadowingError
+from shadowing.errors import InputError, ShadowingError
+from shadowing.settings import is_region_name
 from shadowing.warehouse.codec import content_hash
 from shadowing.warehouse.codec import utc as _utc
 from shadowing.warehouse.tables import blueprint_versions as bv
@@ -163,6 +164,8 @@ def prestage_lock(engine: Engine, primary_region: str, *, timeout: float = 900.0
     PostgreSQL: a session advisory lock on a connection held for the block (released if the worker dies).
     SQLite (one host): an exclusive ``flock`` on a lock file beside the database file. Raises ShadowingError
     naming the region when the lock is not free within ``timeout`` seconds."""
+    if not is_region_name(primary_region):  # it names a lock file: never a path
+        raise InputError(f"not an AWS region name: {primary_region!r}", field="primary_region")
     deadline = time.monotonic() + timeout
 
     def waited_too_long() -> None:
