@@ -9,6 +9,11 @@ tagged `shadowing:role=launched` of that failover; pre-staged parts are kept). T
 own row in `failover_events` (id `fb-…`, plan `{kind: failback, failback_of: <failover id>}`, its own timeline,
 outcome and time until traffic is home); the failover's row gets a `failback` step naming it. Manual only;
 type the primary region in *confirm_region*.
+
+Only health observed **since the failover's outage** (its `detected_at`, else its start) counts towards the hold.
+A dry run, a drill or a failover already failed back is refused (nothing to fail back). PRIMARY records go back
+exactly as the failover found them (an alias keeps the primary load balancer's hosted zone). The failback holds
+the region's lock under its own `fb-…` id; bad Params fail at once (no retries) and any failed step fails the run.
 """
 
 from __future__ import annotations

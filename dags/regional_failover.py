@@ -17,6 +17,11 @@ Steps: **prepare** (resolve shadow region, pin blueprint version, take the per-p
 outcome, recovery time from `detected_at` or trigger time; lock released). Every task is idempotent: a retry,
 a cleared task or a killed worker converges to exactly the blueprint (resources are counted by failover-id tags
 before anything is created). A manual `live` failover requires typing the primary region in *confirm_region*.
+
+The per-primary lock is re-checked by every mutating step (a task cleared after its run finished cannot act
+beside a newer failover) and a lock left by a crashed run is reclaimed once its event is closed or Airflow
+reports its run finished. A `live` failover of a region that is already failed over (traffic moved, not failed
+back) is refused. Bad Params fail at once, without retries; a drill whose teardown failed is a failed drill.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def regional_failover() -> None:
     def finalize(**context) -> dict:  # type: ignore[no-untyped-def]
         return fo.finalize(context)
 
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=1)
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)  # it always raises: a retry only delays the verdict
     def watcher() -> None:
         raise RuntimeError("a failover step failed (see the failover event and the failed task's log)")
 

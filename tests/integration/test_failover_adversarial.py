@@ -107,6 +107,10 @@ def test_failback_does_not_count_health_from_before_the_outage(small) -> None:  
     state = _open_failback(env, result["failover_id"], "fb-early")
     with pytest.raises(fb.PrimaryNotHealthy, match="since the failover"):
         fb.check_primary_health(env, state, 600, now=now + timedelta(seconds=1))
+    # That failed failback closes failed; refusing finished failbacks must not refuse running it again.
+    assert fb.finish_failback(env, state)["outcome"] == "failed"
+    assert fb.select_failover(env, PRIMARY, None).failover_id == result["failover_id"]
+    assert fb.select_failover(env, PRIMARY, result["failover_id"]).failover_id == result["failover_id"]
     # Held once the streak after the outage is long enough.
     later = now + timedelta(minutes=11)
     ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
@@ -146,18 +150,6 @@ def test_failback_refuses_what_was_never_failed_over_or_already_failed_back(smal
     assert link["detail"]["failback_id"] == state.extra["event_id"]
 
 
-def test_failed_failback_can_be_run_again(small) -> None:  # type: ignore[no-untyped-def]
-    """Refusing finished failbacks must not refuse a failback that failed (primary not healthy yet)."""
-    world, env = small
-    fid = _live(env, "live-2")["failover_id"]
-    state = _open_failback(env, fid, "fb-too-early")
-    with pytest.raises(fb.PrimaryNotHealthy):
-        fb.check_primary_health(env, state, 600)
-    assert fb.finish_failback(env, state)["outcome"] == "failed"
-    assert fb.select_failover(env, PRIMARY, None).failover_id == fid
-    assert fb.select_failover(env, PRIMARY, fid).failover_id == fid
-
-
 # ─────────────────────────────── the lock a crashed run leaves behind ───────────────────────────────
 
 def _crashed_holder(env: FailoverEnv, holder: str, *, closed: bool) -> None:
@@ -183,8 +175,8 @@ def test_lock_of_a_closed_failover_is_reclaimed(small_any_db) -> None:  # type: 
     assert _instances(world.endpoint, **{T.FAILOVER_ID: result["failover_id"]}) == []  # torn down
 
 
-def test_lock_of_a_running_failover_is_only_reclaimed_once_its_run_is_over(small_any_db) -> None:  # type: ignore[no-untyped-def]
-    world, env = small_any_db
+def test_lock_of_a_running_failover_is_only_reclaimed_once_its_run_is_over(small) -> None:  # type: ignore[no-untyped-def]
+    world, env = small
     _crashed_holder(env, "fo-running", closed=False)
     request = FailoverRequest(primary_region=PRIMARY, mode="drill")
     fid = failover_id("regional_failover", "second")
@@ -205,10 +197,6 @@ def test_lock_of_a_running_failover_is_only_reclaimed_once_its_run_is_over(small
     assert asked == ["fo-running"] and state.locked
     assert ops.failover_lock_holder(env.engine, PRIMARY) == fid
     assert steps.finalize(env, state)["lock_released"]
-
-
-def test_lock_without_an_event_or_of_a_legacy_failback_holder(small) -> None:  # type: ignore[no-untyped-def]
-    world, env = small
     # A holder without an event is a concurrent prepare between taking the lock and opening its event.
     assert ops.acquire_failover_lock(env.engine, PRIMARY, "fo-just-starting", mode="live")
     with pytest.raises(FailoverLocked):
@@ -294,7 +282,7 @@ def test_lock_of_a_dead_dag_run_is_reclaimed_by_the_next_run(airflow_world) -> N
 
 # ─────────────────────────────── a second live failover of a failed-over region ───────────────────────────────
 
-def test_second_live_failover_of_a_failed_over_region_is_refused(small) -> None:  # type: ignore[no-untyped-def]
+def test_second_live_failover_refused_and_failover_failback_exclude_each_other(small) -> None:  # type: ignore[no-untyped-def]
     world, env = small
     first = _live(env, "first")["failover_id"]
     launched = len(_instances(world.endpoint))
@@ -308,12 +296,31 @@ def test_second_live_failover_of_a_failed_over_region_is_refused(small) -> None:
                           failover_id=first, dag_run_id="first", allowed_primaries=[PRIMARY])
     steps.finalize(env, again)
     assert _drill(env, "drill-while-failed-over")["results"]["finalize"]["outcome"] == "succeeded"
+    # A failback runs (holds the lock under its own id): no failover meanwhile; traffic is not home yet.
+    state = _open_failback(env, first, "fb")
+    fb_id = state.extra["lock_id"]
+    with pytest.raises(FailoverLocked, match=f"failover {fb_id} of us-east-1 is in progress"):
+        _drill(env, "drill-during-failback")
+    with pytest.raises(InputError, match="already failed over"):
+        _live(env, "live-during-failback")
+    # And a failover holding the lock keeps a failback out (its steps re-check the lock too).
+    ops.release_failover_lock(env.engine, PRIMARY, fb_id)
+    drill = steps.prepare(env, FailoverRequest(primary_region=PRIMARY, mode="drill"),
+                          failover_id=failover_id("regional_failover", "drill-y"), dag_run_id="drill-y",
+                          allowed_primaries=[PRIMARY])
+    with pytest.raises(FailoverLocked, match=drill.failover_id):
+        steps.take_lock(env, PRIMARY, fb_id, mode="live")
+    with pytest.raises(FailoverLocked):
+        fb.restore_traffic(env, state)
+    assert [r for r in _records(world) if r.get("Failover") == "PRIMARY"][0]["ResourceRecords"][0]["Value"] \
+        == world.shadow_lb_dns
+    steps.finalize(env, drill)
     # Once failed back, a new live failover may run.
+    steps.take_lock(env, PRIMARY, fb_id, mode="live")
     now = datetime.now(UTC)
     ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
                                   action="none", observed_at=now + timedelta(seconds=1))
-    assert _full_failback(env, _open_failback(env, first, "fb"), now=now + timedelta(minutes=11))["outcome"] \
-        == "succeeded"
+    assert _full_failback(env, state, now=now + timedelta(minutes=11))["outcome"] == "succeeded"
     assert _live(env, "third")["results"]["finalize"]["outcome"] == "succeeded"
 
 
@@ -374,7 +381,9 @@ def test_failback_restores_an_alias_record_with_its_own_hosted_zone(aws: str, sq
     assert moved["shop-primary"]["AliasTarget"]["DNSName"].rstrip(".") == world.shadow_lb_dns.rstrip(".")
     assert moved["shop-primary"]["AliasTarget"]["HostedZoneId"] != PRIMARY_ELB_ZONE  # the shadow ALB's zone
     # The traffic step is retried after it moved the records (its recorded "replaced" sets now show the shadow).
-    steps.redirect_traffic(env, steps.FailoverState.from_dict(result["state"]))
+    retried = steps.FailoverState.from_dict(result["state"])
+    steps.redirect_traffic(env, retried)
+    steps.finalize(env, retried)  # cleared with its downstream: finalize runs (and releases the lock) again
     now = datetime.now(UTC)
     ops.record_health_observation(env.engine, primary_region=PRIMARY, healthy=True, checks=[], verdict="healthy",
                                   action="none", observed_at=now + timedelta(seconds=1))
@@ -397,6 +406,20 @@ def test_dry_run_makes_no_mutating_call(small, request: pytest.FixtureRequest) -
     from tests.support.aws_recorder import RECORDER
 
     world, env = small
+    # First what bypasses the trigger form (the CLI, a stale conf): the core names the field; nothing is
+    # locked or recorded.
+    bad = [(dict(primary_region="eu-west-9"), "primary_region"), (dict(mode="LIVE"), "mode"),
+           (dict(mode="live", confirm_region="us-east-1 "[:-2]), "confirm_region"),
+           (dict(blueprint_version=999), "blueprint_version"), (dict(shadow_region="eu-west-1"), "shadow_region"),
+           (dict(detected_at="yesterday"), "detected_at"), (dict(detected_at="2999-01-01T00:00:00Z"), "detected_at"),
+           (dict(capacity_percent=0), "capacity_percent"),
+           (dict(trigger="cron"), "trigger")]
+    for fields, field in bad:
+        bad_request = FailoverRequest(**{"primary_region": PRIMARY, **fields})
+        with pytest.raises(InputError) as info:
+            steps.prepare(env, bad_request, failover_id="fo-bad", dag_run_id="bad", allowed_primaries=[PRIMARY])
+        assert info.value.field == field, (fields, info.value)
+    assert ops.list_failover_events(env.engine) == [] and ops.failover_lock_holder(env.engine, PRIMARY) is None
     records = _records(world)
     result = run_failover(env, FailoverRequest(primary_region=PRIMARY, mode="dry_run", reason="Ünïcødé ✓ 故障"),
                           run_id="dry ✓", allowed_primaries=[PRIMARY])
@@ -459,43 +482,12 @@ def test_trigger_form_rejects_hostile_params(conf: dict[str, Any]) -> None:
             params[key] = value
 
 
-def test_core_rejects_what_bypasses_the_form(small) -> None:  # type: ignore[no-untyped-def]
-    """The CLI and a stale conf bypass the form: the core names the field; nothing is locked or recorded."""
-    world, env = small
-    bad = [(dict(primary_region="eu-west-9"), "primary_region"), (dict(mode="LIVE"), "mode"),
-           (dict(mode="live", confirm_region="us-east-1 "[:-2]), "confirm_region"),
-           (dict(blueprint_version=999), "blueprint_version"), (dict(shadow_region="eu-west-1"), "shadow_region"),
-           (dict(detected_at="yesterday"), "detected_at"), (dict(detected_at="2999-01-01T00:00:00Z"), "detected_at"),
-           (dict(capacity_percent=0), "capacity_percent"),
-           (dict(trigger="cron"), "trigger")]
-    for fields, field in bad:
-        request = FailoverRequest(**{"primary_region": PRIMARY, **fields})
-        with pytest.raises(InputError) as info:
-            steps.prepare(env, request, failover_id="fo-bad", dag_run_id="bad", allowed_primaries=[PRIMARY])
-        assert info.value.field == field, (fields, info.value)
+@pytest.mark.slow
+def test_failover_of_a_missing_blueprint_version_fails_at_once(airflow_world) -> None:  # type: ignore[no-untyped-def]
+    world, env = airflow_world
+    run = _dag("regional_failover").test(run_conf={"primary_region": PRIMARY, "mode": "drill",
+                                                   "blueprint_version": 999})
+    assert run.state == "failed"
+    tries = _tries(run)
+    assert tries["prepare"] == 1 and tries["finalize"] == 1, tries  # no retry can make version 999 appear
     assert ops.list_failover_events(env.engine) == [] and ops.failover_lock_holder(env.engine, PRIMARY) is None
-
-
-# ─────────────────────────────── held up: failover and failback of one region exclude each other ───────────────
-
-def test_failover_and_failback_of_one_region_exclude_each_other(small) -> None:  # type: ignore[no-untyped-def]
-    world, env = small
-    fid = _live(env, "live-x")["failover_id"]
-    state = _open_failback(env, fid, "fb-running")  # the failback runs: holds the lock under its own id
-    fb_id = state.extra["lock_id"]
-    with pytest.raises(FailoverLocked, match=f"failover {fb_id} of us-east-1 is in progress"):
-        _drill(env, "drill-during-failback")
-    with pytest.raises(InputError, match="already failed over"):  # traffic is not home yet
-        _live(env, "live-during-failback")
-    # A failover in progress (holding the lock) refuses a failback of the earlier one, and vice versa.
-    ops.release_failover_lock(env.engine, PRIMARY, fb_id)
-    drill = steps.prepare(env, FailoverRequest(primary_region=PRIMARY, mode="drill"),
-                          failover_id=failover_id("regional_failover", "drill-y"), dag_run_id="drill-y",
-                          allowed_primaries=[PRIMARY])
-    with pytest.raises(FailoverLocked, match=drill.failover_id):
-        steps.take_lock(env, PRIMARY, fb_id, mode="live")
-    with pytest.raises(FailoverLocked):
-        fb.restore_traffic(env, state)  # a failback step re-checks the lock too
-    assert [r for r in _records(world) if r.get("Failover") == "PRIMARY"][0]["ResourceRecords"][0]["Value"] \
-        == world.shadow_lb_dns
-    steps.finalize(env, drill)

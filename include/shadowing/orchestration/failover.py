@@ -206,7 +206,9 @@ def finalize(context: Any) -> dict[str, Any]:
         own = failover_id(context["dag"].dag_id, _run_id(context))
         if ops.release_failover_lock(env().engine, primary, own):
             log.warning("released %s's lock held by %s (prepare did not complete)", primary, own)
-        raise RuntimeError("prepare did not complete: no failover event to close")
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("prepare did not complete: no failover event to close")  # a retry cannot help
     return run_step("finalize", state)
 
 
