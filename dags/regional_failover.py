@@ -20,8 +20,9 @@ before anything is created). A manual `live` failover requires typing the primar
 
 The per-primary lock is re-checked by every mutating step (a task cleared after its run finished cannot act
 beside a newer failover) and a lock left by a crashed run is reclaimed once its event is closed or Airflow
-reports its run finished. A `live` failover of a region that is already failed over (traffic moved, not failed
-back) is refused. Bad Params fail at once, without retries; a drill whose teardown failed is a failed drill.
+reports its run finished. A manual `live` failover of a region that is already failed over (traffic moved, not
+failed back) is refused (the monitor suppresses its own triggers then). Bad Params fail at once, without
+retries; a drill whose teardown failed is a failed drill.
 """
 
 from __future__ import annotations

@@ -281,8 +281,8 @@ def prepare(env: FailoverEnv, request: FailoverRequest, *, failover_id: str, dag
         blueprint_version=row.version, blueprint_id=row.id, dag_run_id=dag_run_id,
         detected_at=request.detected_at or None, reason=request.reason or "")
     plan = plan_for(state, blueprint)
-    if state.mode == "live":
-        refuse_second_live_failover(env, state.primary_region, failover_id)
+    if state.mode == "live" and state.trigger == "manual":  # the monitor applies the rule itself before it
+        refuse_second_live_failover(env, state.primary_region, failover_id)  # triggers (suppressed_failed_over)
     if state.mode != "dry_run":
         take_lock(env, state.primary_region, failover_id, mode=state.mode, run_ended=run_ended)
         state.locked = True
