@@ -19,7 +19,13 @@ from shadowing.health import monitor
 from shadowing.health.monitor import assess_region
 from shadowing.health.policy import HealthPolicy
 from shadowing.warehouse import open_warehouse
-from shadowing.warehouse.operations import finish_failover_event, record_failover_event, record_failover_step
+from shadowing.warehouse.operations import (
+    acquire_failover_lock,
+    failover_lock_holder,
+    finish_failover_event,
+    record_failover_event,
+    record_failover_step,
+)
 from shadowing.warehouse.store import auto_failover_decisions, recent_health_observations
 from tests.support.health_alarm import MonitorClock, set_health_alarm
 
@@ -274,6 +280,40 @@ def test_a_manual_live_failover_starts_the_cooldown(aws: str, warehouse_url: str
     assert actions == ["none", "none", expected]
     if after_cooldown:  # once the cooldown of the manual failover is over, the monitor acts only if it failed
         assert _check(engine, cw, "m31", timedelta(minutes=30))["action"] == after_cooldown
+
+
+@pytest.mark.parametrize(("holder", "outcome", "dagrun_running", "expected"), [
+    ("f-crashed", "failed", False, "trigger"),  # finalize closed the event, its worker died before the release
+    ("f-crashed", "running", False, "trigger"),  # its run was marked failed by hand: the event stays open
+    ("f-crashed", "running", True, "suppressed_running"),  # its run may still be going
+    ("fb-back", "running", False, "suppressed_running"),  # a failback's lock (a regional_failback run)
+    ("f-cli", "running", False, "suppressed_running"),  # a CLI failover: no DAG run to ask about
+    ("f-not-yet", None, False, "suppressed_running"),  # taken by a prepare that has not opened its event yet
+])
+def test_a_lock_left_by_a_failover_that_is_over_does_not_hold_back_the_next(
+        aws: str, warehouse_url: str, holder: str, outcome: str | None, dagrun_running: bool, expected: str) -> None:
+    """A worker killed in finalize, or a run marked failed by hand, never releases the region's lock. Counted as a
+    running failover, it suppressed every later trigger of the region, for ever: the outage went unanswered."""
+    engine = open_warehouse(warehouse_url)
+    cw = client("cloudwatch", REGION, aws)
+    if outcome is not None:
+        record_failover_event(engine, failover_id=holder, primary_region=REGION, shadow_region="us-west-2",
+                              mode="live", trigger="manual", triggered_by="alice", started_at=T0 - timedelta(days=1),
+                              dag_run_id=None if holder == "f-cli" else f"manual__{holder}")
+        if outcome != "running":  # it failed before moving traffic: the primary still serves
+            record_failover_step(engine, holder, "launch", started_at=T0 - timedelta(days=1),
+                                 finished_at=T0 - timedelta(days=1), outcome="failed")
+            finish_failover_event(engine, holder, outcome=outcome, finished_at=T0 - timedelta(days=1))
+    assert acquire_failover_lock(engine, REGION, holder, mode="live", now=T0 - timedelta(days=1))
+    _alarm(cw, "ALARM")
+    results = [_check(engine, cw, f"m{m}", timedelta(minutes=m), failover_dagrun_running=dagrun_running)
+               for m in (1, 2, 3)]
+    assert [r["action"] for r in results] == ["none", "none", expected]
+    [decision] = auto_failover_decisions(engine, REGION)
+    assert (decision.detail["stale_lock"] is not None) == (expected == "trigger")
+    if expected == "trigger":
+        assert f"failover lock, held by {holder}, is left over" in results[-1]["reason"]
+    assert failover_lock_holder(engine, REGION) == holder  # the monitor only reads it: the failover run reclaims it
 
 
 def _failover_as_recorded(engine: Any, failover_id: str, *, dag_run_id: str, started: datetime,

@@ -189,7 +189,7 @@ def _skip(env: FailoverEnv, state: FailoverState, step: str, why: str) -> dict[s
 
 # ─────────────────────────────────────────── steps ───────────────────────────────────────────
 
-def stale_lock_reason(env: FailoverEnv, holder: str, run_ended: RunEnded | None = None) -> str | None:
+def stale_lock_reason(engine: Engine, holder: str, run_ended: RunEnded | None = None) -> str | None:
     """Why the lock ``holder`` left is stale (its run is over and nothing will release it), else None.
 
     A run releases the lock in its finalize task; a worker killed there, a run marked failed by hand or a run
@@ -197,10 +197,10 @@ def stale_lock_reason(env: FailoverEnv, holder: str, run_ended: RunEnded | None 
     holder's event is closed (finalize got that far), or when ``run_ended`` says its DAG run is over. A holder
     without an event is NOT stale: a concurrent prepare takes the lock just before it opens its event."""
     if holder.endswith("/failback"):  # a failback's lock as older versions named it: <failover id>/failback
-        failover = ops.get_failover_event(env.engine, holder.removesuffix("/failback"))
+        failover = ops.get_failover_event(engine, holder.removesuffix("/failback"))
         link = next((s for s in failover.steps if s.get("step") == "failback"), None) if failover else None
         return "its failback is closed" if link and link.get("finished_at") else None
-    event = ops.get_failover_event(env.engine, holder)
+    event = ops.get_failover_event(engine, holder)
     if event is None:
         return None
     if event.outcome != "running":
@@ -219,7 +219,7 @@ def take_lock(env: FailoverEnv, primary_region: str, lock_id: str, *, mode: str,
         holder = ops.failover_lock_holder(env.engine, primary_region)
         if holder is None:
             continue  # released between the two reads: try again
-        why = stale_lock_reason(env, holder, run_ended)
+        why = stale_lock_reason(env.engine, holder, run_ended)
         if why is None:
             raise FailoverLocked(f"failover {holder} of {primary_region} is in progress; {lock_id} refused "
                                  f"(one failover or failback per primary at a time)")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from shadowing.failover.failback import is_failback
+from shadowing.failover.steps import stale_lock_reason
 from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
 from shadowing.health.policy import Decision, HealthPolicy, decide, judge
 from shadowing.warehouse.operations import (
@@ -77,7 +78,8 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     history = _spaced(fresh, now, check_interval / 2)[: policy.window - 1]
     verdict = judge([healthy] + [o.healthy for o in history], policy)
     holder = failover_lock_holder(engine, region)
-    running = failover_dagrun_running or holder is not None
+    stale = _stale_lock(engine, holder, failover_dagrun_running)
+    running = failover_dagrun_running or (holder is not None and stale is None)
     events = list_failover_events(engine, region, limit=_EVENT_LOOKBACK)
     serving = active_failover(events)
     kind = "trigger" if auto_failover else "alert"
@@ -99,6 +101,9 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
     if ignored and decision.action in ("trigger", "alert"):
         decision = Decision(decision.action, f"{decision.reason}; earlier trigger(s) that created no failover run "
                                              f"start no cooldown: {_describe_triggers(ignored)}")
+    if stale and decision.action in ("trigger", "alert"):
+        decision = Decision(decision.action, f"{decision.reason}; the region's failover lock, held by {holder}, is "
+                                             f"left over ({stale}): the failover run reclaims it")
     # detection time: the oldest failing check of the current window (recovery time counts from there)
     failing_times = [now] if not healthy else []
     failing_times += [o.observed_at for o in history if not o.healthy]
@@ -120,6 +125,7 @@ def assess_region(engine: Engine, cloudwatch: Any, region: str, *, policy: Healt
                     "detected_at": detected_at.isoformat() if detected_at else None,
                     "failover_dagrun_running": failover_dagrun_running,
                     "failed_over_by": serving.failover_id if serving else None,
+                    "stale_lock": stale,
                     "triggers_without_run": [d.detail.get("trigger_run_id") for d in ignored]})
     level = logging.WARNING if verdict.failed or blind else logging.INFO
     log.log(level, "%s: %s → %s (%s)", region, "UNKNOWN" if blind else "healthy" if healthy else "UNHEALTHY",
@@ -257,13 +263,31 @@ def _stale_trigger(engine: Engine, region: str, *, run_id: str, failover_running
         return ("suppressed_cooldown", f"a newer trigger superseded it (run {newest[0].run_id}, "
                                        f"{newest[0].detail.get('trigger_run_id')})")
     holder = failover_lock_holder(engine, region)
-    if failover_running or holder is not None:
+    if failover_running or (holder is not None and _stale_lock(engine, holder, failover_running) is None):
         return ("suppressed_running", "a failover of this region is already running or queued"
                                       + (f" ({holder})" if holder else ""))
     serving = active_failover(list_failover_events(engine, region, limit=_EVENT_LOOKBACK))
     if serving is not None:
         return ("suppressed_failed_over", f"already failed over: {_describe(serving)}")
     return None
+
+
+def _stale_lock(engine: Engine, holder: str | None, failover_dagrun_running: bool) -> str | None:
+    """Why the region's lock ``holder`` is left over by a failover that is over, else None (no holder, or live).
+
+    A worker killed in finalize, or a run marked failed by hand, never releases the lock: counted as a running
+    failover, it would suppress every trigger of the region for ever, on the day it is needed. Over when its event
+    is closed, or when its event is a DAG run's and no regional_failover run is queued or running (a failback's
+    lock, a CLI run's, or one without an event yet stays live). The triggered run reclaims it (failover.steps)."""
+    if holder is None:
+        return None
+
+    def run_ended(event: FailoverEvent) -> str | None:
+        if failover_dagrun_running or is_failback(event):
+            return None
+        return "no regional_failover run is queued or running"
+
+    return stale_lock_reason(engine, holder, run_ended)
 
 
 def triggered_run_ids(engine: Engine, region: str, limit: int = 5) -> list[str]:
