@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from shadowing.failover.failback import is_failback
 from shadowing.failover.steps import stale_lock_reason
 from shadowing.health.checks import alarm_checks, overall_healthy, probe_checks
-from shadowing.health.policy import Decision, HealthPolicy, decide, judge
+from shadowing.health.policy import CHECK_INTERVAL, Decision, HealthPolicy, decide, judge
 from shadowing.warehouse.operations import (
     AutoFailoverDecision,
     FailoverEvent,
@@ -26,9 +26,6 @@ from shadowing.warehouse.operations import (
 )
 
 log = logging.getLogger(__name__)
-
-
-CHECK_INTERVAL = timedelta(minutes=1)  # the monitor's schedule (primary_health_monitor runs every minute)
 
 # Whether a recorded trigger decision took effect: False when it demonstrably created no regional_failover run
 # (its trigger task failed and its monitor run is over). Supplied by the Airflow layer, which can ask.

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from shadowing.errors import InputError
 
+# How often primary_health_monitor checks a region (its schedule): the unit of the N-of-M window.
+CHECK_INTERVAL = timedelta(minutes=1)
 POLICY_FIELDS = ("failures_required", "window", "cooldown_minutes")
 
 Action = Literal["none", "trigger", "alert", "suppressed_running", "suppressed_failed_over", "suppressed_cooldown"]

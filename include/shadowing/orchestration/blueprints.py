@@ -62,16 +62,13 @@ def validate(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Fails the task without retries (the failure is recorded as a readiness failure first) so nothing
     downstream runs for this region. The same plan fails the same way: a retry would only record the failure
     a second time under the same run (readiness_over_time then counted every check twice)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from shadowing.blueprint.refresh import validate_plan
     from shadowing.errors import ValidationFailed
     from shadowing.orchestration.clients import warehouse_engine
+    from shadowing.orchestration.defaults import fail_without_retry
 
-    try:
+    with fail_without_retry(ValidationFailed):
         validate_plan(warehouse_engine(), plan, run_id=run_id)
-    except ValidationFailed as exc:
-        raise AirflowFailException(str(exc)) from exc
     return plan
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -25,3 +27,20 @@ FAILOVER_DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(seconds=30),
 }
+
+# DAG ids the package refers to across DAGs (triggering, asking Airflow about runs).
+FAILOVER_DAG_ID = "regional_failover"
+FAILBACK_DAG_ID = "regional_failback"
+MONITOR_DAG_ID = "primary_health_monitor"
+
+
+@contextmanager
+def fail_without_retry(*errors: type[BaseException]) -> Iterator[None]:
+    """``errors`` raised in the block fail the task at once (AirflowFailException): bad input or a failed
+    validation fails a retry the same way, which would only delay the verdict (and record it twice)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -7,14 +7,14 @@ Task bodies stay a few lines: they turn the Airflow context into a :class:`Failo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 
 from shadowing import settings
-from shadowing.orchestration.defaults import AWS_CONN_ID
+from shadowing.orchestration.defaults import AWS_CONN_ID, FAILBACK_DAG_ID, FAILOVER_DAG_ID, fail_without_retry
 
 if TYPE_CHECKING:
     from shadowing.failover.steps import FailoverEnv
@@ -23,18 +23,12 @@ log = logging.getLogger(__name__)
 FAILBACK_HOLD_SECONDS = 900
 
 
-@contextmanager
-def bad_input_fails_fast() -> Iterator[None]:
+def bad_input_fails_fast() -> AbstractContextManager[None]:
     """Bad Params (or a blueprint version that is gone) fail the task at once: a retry fails the same way and
-    only makes the SRE wait through the retry delays (AirflowFailException: no retry)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    only makes the SRE wait through the retry delays."""
     from shadowing.errors import InputError
 
-    try:
-        yield
-    except InputError as exc:
-        raise AirflowFailException(str(exc)) from exc
+    return fail_without_retry(InputError)
 
 
 def _primaries() -> list[str]:
@@ -147,7 +141,7 @@ def run_ended(context: Any) -> Callable[[Any], str | None]:
     def ended(event: Any) -> str | None:
         from shadowing.failover.failback import is_failback
 
-        dag_id = "regional_failback" if is_failback(event) else "regional_failover"
+        dag_id = FAILBACK_DAG_ID if is_failback(event) else FAILOVER_DAG_ID
         try:
             state = str(ti.get_dagrun_state(dag_id=dag_id, run_id=event.dag_run_id))
         except Exception as exc:  # unknown run (CLI), or the API unreachable: not provably over

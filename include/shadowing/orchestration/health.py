@@ -7,11 +7,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-log = logging.getLogger(__name__)
+from shadowing.health.policy import CHECK_INTERVAL
+from shadowing.orchestration.defaults import FAILOVER_DAG_ID, MONITOR_DAG_ID
 
-FAILOVER_DAG_ID = "regional_failover"
-MONITOR_DAG_ID = "primary_health_monitor"
-CHECK_INTERVAL = timedelta(minutes=1)  # primary_health_monitor's schedule
+log = logging.getLogger(__name__)
 AUTO_FAILOVER_VARIABLE = "shadowing_auto_failover"  # {"us-east-1": true}; off when missing
 POLICY_VARIABLE = "shadowing_health_policy"  # {"failures_required": 3, "window": 5, "cooldown_minutes": 30}
 PROBES_VARIABLE = "shadowing_health_probes"  # {"us-east-1": ["https://…/healthz"]}
