@@ -4,14 +4,13 @@ The same request seen by both sidecars (same x-request-id) counts once."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from shadowing.dependencies.gzipped import is_gzip, read_gzip
+from shadowing.dependencies.gzipped import log_text
 from shadowing.dependencies.inventory import Inventory
 from shadowing.dependencies.model import Reference
 from shadowing.errors import InputError
@@ -101,17 +100,8 @@ def parse_access_lines(lines: Iterable[str], inventory: Inventory | None, source
 def parse_access_file(path: str | Path, inventory: Inventory | None) -> AccessLogResult:
     """An access log, plain or gzip (logs shipped to S3); a cut-off gzip file gives its complete lines and a
     warning saying where it was cut."""
-    try:
-        if is_gzip(path):
-            unpacked = read_gzip(path, "access log")
-            result = parse_access_lines(io.TextIOWrapper(io.BytesIO(unpacked.data), encoding="utf-8",
-                                                         errors="replace"), inventory, str(path))
-            if unpacked.warning:
-                result.warnings.append(unpacked.warning)
-            return result
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return parse_access_lines(handle, inventory, str(path))
-    except FileNotFoundError as exc:
-        raise InputError("access log does not exist", source=str(path)) from exc
-    except OSError as exc:  # a folder, no permission…
-        raise InputError(f"access log not readable: {exc.strerror or exc}", source=str(path)) from exc
+    with log_text(path, "access log") as (lines, cut_off):
+        result = parse_access_lines(lines, inventory, str(path))
+    if cut_off:
+        result.warnings.append(cut_off)
+    return result

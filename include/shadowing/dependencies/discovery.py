@@ -4,7 +4,6 @@ RegisterInstance → nodes, DiscoverInstances by a known address → edges)."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterable
@@ -13,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shadowing.dependencies.gzipped import is_gzip, read_gzip
+from shadowing.dependencies.gzipped import log_text
 from shadowing.dependencies.inventory import Inventory
 from shadowing.dependencies.model import Reference
 from shadowing.errors import InputError
@@ -175,17 +174,8 @@ def _cloud_map(text: str, number: int, source: str, inventory: Inventory | None,
 def parse_discovery_file(path: str | Path, inventory: Inventory | None) -> DiscoveryResult:
     """A discovery log, plain or gzip (logs shipped to S3); a cut-off gzip file gives its complete lines and a
     warning saying where it was cut."""
-    try:
-        if is_gzip(path):
-            unpacked = read_gzip(path, "discovery log")
-            result = parse_discovery_lines(io.TextIOWrapper(io.BytesIO(unpacked.data), encoding="utf-8",
-                                                            errors="replace"), inventory, str(path))
-            if unpacked.warning:
-                result.warnings.insert(0, unpacked.warning)
-            return result
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return parse_discovery_lines(handle, inventory, str(path))
-    except FileNotFoundError as exc:
-        raise InputError("discovery log does not exist", source=str(path)) from exc
-    except OSError as exc:  # a folder, no permission…
-        raise InputError(f"discovery log not readable: {exc.strerror or exc}", source=str(path)) from exc
+    with log_text(path, "discovery log") as (lines, cut_off):
+        result = parse_discovery_lines(lines, inventory, str(path))
+    if cut_off:
+        result.warnings.insert(0, cut_off)
+    return result

@@ -9,9 +9,13 @@ trailing bytes that are no gzip member) is refused as a whole, naming the file.
 
 from __future__ import annotations
 
+import io
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from shadowing.errors import InputError
 
@@ -82,3 +86,20 @@ def _truncated(data: bytes, size: int, label: str) -> GzipText:
         lost = f"the cut falls after line {kept}" if kept else "nothing was decoded before the cut"
     kept_text = f"kept lines 1–{kept} ({end} bytes)" if kept else "no complete line to keep"
     return GzipText(data[:end], f"{where}: {kept_text}; {lost}")
+
+
+@contextmanager
+def log_text(path: str | Path, what: str) -> Iterator[tuple[IO[str], str | None]]:
+    """A line-oriented log's text, plain or gzip, and the warning of a cut-off gzip file (else None); a missing or
+    unreadable file (a folder, no permission) is an InputError naming it as ``what``."""
+    try:
+        if is_gzip(path):
+            unpacked = read_gzip(path, what)
+            yield io.TextIOWrapper(io.BytesIO(unpacked.data), encoding="utf-8", errors="replace"), unpacked.warning
+            return
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            yield handle, None
+    except FileNotFoundError as exc:
+        raise InputError(f"{what} does not exist", source=str(path)) from exc
+    except OSError as exc:
+        raise InputError(f"{what} not readable: {exc.strerror or exc}", source=str(path)) from exc
